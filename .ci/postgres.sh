@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Start Debian's PostgreSQL on loopback (if it is not running), create a throw-away role
+# and database for the tests, and print the SQLAlchemy URL on stdout.
+# Usage: MLPIPELINE_TEST_POSTGRES_URL=$(bash .ci/postgres.sh)
+set -euo pipefail
+
+version=$(pg_lsclusters --no-header 2>/dev/null | awk 'NR==1 {print $1}')
+if [ -z "${version}" ]; then
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    pg_createcluster "${version}" main >&2
+fi
+port=$(pg_lsclusters --no-header | awk -v v="${version}" '$1 == v && $2 == "main" {print $3}')
+status=$(pg_lsclusters --no-header | awk -v v="${version}" '$1 == v && $2 == "main" {print $4}')
+if [ "${status}" != "online" ]; then
+    pg_ctlcluster --skip-systemctl-redirect "${version}" main start >&2
+fi
+for _ in $(seq 1 30); do
+    if runuser -u postgres -- pg_isready -q -p "${port}"; then break; fi
+    sleep 1
+done
+runuser -u postgres -- pg_isready -p "${port}" >&2
+
+# A fresh random password per run: no credential lives in the repository.
+password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+psql_admin() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q -p "${port}" "$@"; }
+if [ "$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'mlpipeline_test'")" = "1" ]; then
+    psql_admin -c "ALTER ROLE mlpipeline_test WITH LOGIN CREATEDB PASSWORD '${password}'" >&2
+else
+    psql_admin -c "CREATE ROLE mlpipeline_test WITH LOGIN CREATEDB PASSWORD '${password}'" >&2
+fi
+for db in mlpipeline_test; do
+    psql_admin -c "DROP DATABASE IF EXISTS ${db} WITH (FORCE)" >&2
+    psql_admin -c "CREATE DATABASE ${db} OWNER mlpipeline_test" >&2
+done
+echo "postgresql+psycopg2://mlpipeline_test:${password}@127.0.0.1:${port}/mlpipeline_test"

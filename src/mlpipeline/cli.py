@@ -1,0 +1,301 @@
+"""The ``mlpipeline`` command line: a thin shell over the package's functions.
+
+Every command exits 0 on success. On failure it prints one line,
+``error MLP-xxx: what went wrong and how to fix it``, on stderr and exits with the
+error's code (2 configuration, 3 invalid data, 4 storage, 1 other); ``--verbose`` adds
+the traceback and INFO-level logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mlpipeline import __version__
+from mlpipeline.definition import Definition, available_featuresets, load_definition
+from mlpipeline.errors import MlpipelineError
+from mlpipeline.logs import configure_logging, log_context
+from mlpipeline.settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="mlpipeline",
+    help="Continuous-training pipeline: feature store, training, registry, serving, monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+#: Exit code for an unexpected error (a bug): EX_SOFTWARE.
+EXIT_BUG = 70
+
+
+@dataclass
+class _State:
+    verbose: bool = False
+    settings: Settings | None = field(default=None)
+
+
+_state = _State()
+
+
+def _settings() -> Settings:
+    """Build the settings once per process, at the entry point, and set up logging."""
+    if _state.settings is None:
+        settings = load_settings()
+        configure_logging(
+            settings.log_level,
+            settings.log_dir if settings.logs_enabled else None,
+            stderr_level="DEBUG" if _state.verbose else "WARNING",
+        )
+        _state.settings = settings
+    return _state.settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mlpipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show INFO logs and tracebacks on errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Continuous-training pipeline: feature store, training, registry, serving, monitoring."""
+    _state.verbose = verbose
+
+
+FeaturesetOption = Annotated[
+    str,
+    typer.Option(
+        "--featureset", "-f", help="Feature-set name (a definition file in the featuresets folder)."
+    ),
+]
+
+
+def _definition(name: str, settings: Settings) -> Definition:
+    return load_definition(name, settings.featuresets_dir)
+
+
+@contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Any]:
+    """A progress bar on stderr for long writes; a no-op callback when not useful."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def init() -> None:
+    """Create the durable folders and the feature-store tables (safe to run again)."""
+    from mlpipeline.store import open_store
+
+    settings = _settings()
+    for folder in (settings.home, settings.home / "models", settings.home / "mlflow"):
+        folder.mkdir(parents=True, exist_ok=True)
+    names = available_featuresets(settings.featuresets_dir)
+    definitions = [_definition(n, settings) for n in names]
+    store = open_store(settings)
+    try:
+        store.create_schema(definitions)
+    finally:
+        store.dispose()
+    url = store.engine.url.render_as_string(hide_password=True)
+    out.print(f"feature store ready at {url}: tables for {', '.join(names)}")
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8, comma-separated, header) or Parquet file.")],
+    featureset: FeaturesetOption,
+) -> None:
+    """Validate FILE against the feature set and write it as one batch, or nothing at all."""
+    from mlpipeline.ingest import ingest_frame, read_batch_file
+    from mlpipeline.store import open_store
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    with log_context(featureset=d.name):
+        frame = read_batch_file(file, d)
+        store = open_store(settings)
+        try:
+            store.create_schema([d])
+            with _progress(
+                f"ingesting {file.name}", len(frame.index) > settings.ingest_chunk_rows
+            ) as progress:
+                outcome = ingest_frame(store, d, frame, source=str(file), progress=progress)
+            total = store.count_rows(d)
+        finally:
+            store.dispose()
+    if outcome.duplicate_of is not None:
+        first = outcome.duplicate_of
+        out.print(
+            f"skipped {file}: the same content was ingested as batch {first.batch_id} "
+            f"on {first.ingested_at:%Y-%m-%d %H:%M:%S} UTC ({first.row_count:,} rows); nothing written. "
+            f"'{d.name}' holds {total:,} rows."
+        )
+    else:
+        out.print(
+            f"ingested {outcome.written:,} rows from {file} into '{d.name}' as batch "
+            f"{outcome.batch.batch_id}; '{d.name}' holds {total:,} rows."
+        )
+
+
+@app.command()
+def status(
+    featureset: Annotated[
+        str | None, typer.Option("--featureset", "-f", help="Only this feature set.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show each feature set's rows and batches."""
+    from mlpipeline.store import open_store
+
+    settings = _settings()
+    names = [featureset] if featureset else available_featuresets(settings.featuresets_dir)
+    store = open_store(settings)
+    report: list[dict[str, Any]] = []
+    try:
+        for name in names:
+            d = _definition(name, settings)
+            ready = store.has_table(d)
+            batches = store.batches(d) if ready else []
+            last = batches[-1] if batches else None
+            report.append(
+                {
+                    "featureset": d.name,
+                    "table": d.table,
+                    "initialised": ready,
+                    "rows": store.count_rows(d) if ready else 0,
+                    "batches": len(batches),
+                    "last_batch_at": last.ingested_at.isoformat() if last else None,
+                    "last_batch_source": last.source if last else None,
+                }
+            )
+    finally:
+        store.dispose()
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table("feature set", "table", "rows", "batches", "last batch (UTC)", "source")
+    for r in report:
+        table.add_row(
+            r["featureset"],
+            r["table"],
+            f"{r['rows']:,}" if r["initialised"] else "not initialised: run 'mlpipeline init'",
+            str(r["batches"]),
+            r["last_batch_at"] or "-",
+            r["last_batch_source"] or "-",
+        )
+    out.print(table)
+
+
+@app.command()
+def featuresets(
+    name: Annotated[str | None, typer.Argument(help="Show this definition in full.")] = None,
+) -> None:
+    """List the feature-set definitions, or show one."""
+    settings = _settings()
+    if name is None:
+        for n in available_featuresets(settings.featuresets_dir):
+            d = _definition(n, settings)
+            out.print(f"{n}: {d.description} (table {d.table}, {len(d.model_features)} model features)")
+        return
+    d = _definition(name, settings)
+    out.print_json(json.dumps(d.model_dump(mode="json")))
+
+
+@app.command()
+def generate(
+    out_file: Annotated[Path, typer.Argument(help="CSV or Parquet file to write.")],
+    days: Annotated[int, typer.Option(min=1, help="Number of days to generate.")] = 7,
+    first_day: Annotated[int, typer.Option(min=0, help="Index of the first day.")] = 0,
+    rows_per_day: Annotated[int, typer.Option(min=1, help="Orders per day.")] = 2_000,
+    seed: Annotated[int, typer.Option(help="Random seed; equal seeds give equal data.")] = 7,
+    drift_day: Annotated[int | None, typer.Option(min=0, help="Day from which the world drifts.")] = None,
+) -> None:
+    """Write the synthetic 'demo' stream (delivery times with delayed labels) to a file."""
+    from mlpipeline.synthetic import StreamConfig, generate_stream
+
+    _settings()
+    frame = generate_stream(
+        StreamConfig(seed=seed, rows_per_day=rows_per_day, drift_day=drift_day), days, first_day
+    )
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    if out_file.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(out_file, index=False)
+    else:
+        frame.to_csv(out_file, index=False, date_format="%Y-%m-%dT%H:%M:%S.%f")
+    out.print(f"wrote {len(frame.index):,} rows ({days} days from day {first_day}) to {out_file}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or exc.__class__.__name__
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and turn errors into one line and an exit code."""
+    _state.settings = None
+    _state.verbose = False
+    try:
+        app(args=argv, standalone_mode=True)
+    except SystemExit:
+        raise
+    except MlpipelineError as exc:
+        log.error("command failed: %s", exc, extra={"code": exc.code}, exc_info=_state.verbose)
+        if _state.verbose:
+            traceback.print_exc(file=sys.stderr)
+        err.print(f"error {exc.code}: {_one_line(exc)}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line; the traceback is one flag away
+        log.error("unexpected error", exc_info=True)
+        if _state.verbose:
+            traceback.print_exc(file=sys.stderr)
+        err.print(
+            f"error MLP-000: unexpected {exc.__class__.__name__}: {_one_line(exc)} "
+            "(run with --verbose for the traceback)",
+            markup=False,
+            highlight=False,
+        )
+        sys.exit(EXIT_BUG)

@@ -1,0 +1,337 @@
+"""Feature-set definitions: one TOML file per use case drives every stage.
+
+The definition names the table, the entity key, the event and label-arrival times,
+the target, the typed features with their missing-value policy and ranges, derived
+features (arithmetic expressions over raw columns and named constants) and the model
+settings. Training, monitoring and serving all read the same object, so a feature is
+defined once. Loading validates everything and reports each problem with its key and
+the fix; SQL identifiers are only ever taken from a validated definition.
+
+A minimal file::
+
+    name = "example"
+    table = "example"
+    [entity_key]
+    column = "id"
+    [target]
+    column = "y"
+    [features.x]
+    type = "float"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlpipeline.errors import DefinitionError, ExpressionError, NotFoundError
+from mlpipeline.expressions import CompiledExpression, compile_expression
+
+__all__ = [
+    "INTERNAL_COLUMNS",
+    "MAX_TEXT_LENGTH",
+    "Definition",
+    "DerivedFeature",
+    "Feature",
+    "available_featuresets",
+    "load_definition",
+    "parse_definition",
+]
+
+#: Identifiers are lower-case ASCII so they need no quoting in SQLite, PostgreSQL or IRIS.
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: Columns the feature store adds to every feature-set table.
+INTERNAL_COLUMNS = ("_batch_id", "_ingested_at")
+#: Longest categorical value or string key (in characters) a feature set accepts.
+MAX_TEXT_LENGTH = 255
+
+FeatureType = Literal["float", "integer", "categorical"]
+MissingPolicy = Literal["error", "native", "constant"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    """One raw input column of the model."""
+
+    type: FeatureType = Field(description="float, integer or categorical")
+    description: str = ""
+    min: float | None = Field(default=None, description="smallest allowed value (numeric only)")
+    max: float | None = Field(default=None, description="largest allowed value (numeric only)")
+    values: tuple[str, ...] | None = Field(
+        default=None, description="allowed categories (categorical only); others are rejected"
+    )
+    missing: MissingPolicy = Field(
+        default="error",
+        description=(
+            "error: a missing value rejects the row; native: kept missing and handled by the "
+            "model; constant: replaced by fill_value before training and prediction"
+        ),
+    )
+    fill_value: float | str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Feature:
+        if self.type == "categorical":
+            if self.min is not None or self.max is not None:
+                raise ValueError("min/max apply to numeric features only; remove them or use type float")
+            if self.values is not None and len(self.values) == 0:
+                raise ValueError("values is empty; list the allowed categories or remove the key")
+            if self.values is not None and len(set(self.values)) != len(self.values):
+                raise ValueError("values lists a category twice")
+        elif self.values is not None:
+            raise ValueError("values applies to categorical features only; remove it or use type categorical")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.missing == "constant":
+            if self.fill_value is None:
+                raise ValueError("missing = 'constant' needs fill_value")
+            if self.type == "categorical" and not isinstance(self.fill_value, str):
+                raise ValueError("fill_value of a categorical feature must be a string")
+            if self.type != "categorical" and not isinstance(self.fill_value, (int, float)):
+                raise ValueError("fill_value of a numeric feature must be a number")
+        elif self.fill_value is not None:
+            raise ValueError("fill_value is only used with missing = 'constant'")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        return self.type != "categorical"
+
+
+class EntityKey(_Strict):
+    column: str = Field(description="column that identifies a row")
+    type: Literal["integer", "string"] = "integer"
+    generate: bool = Field(
+        default=False,
+        description="the source has no key: assign increasing integers at ingest",
+    )
+
+    @model_validator(mode="after")
+    def _generated_is_integer(self) -> EntityKey:
+        if self.generate and self.type != "integer":
+            raise ValueError("a generated key is an integer; set type = 'integer' or generate = false")
+        return self
+
+
+class Target(_Strict):
+    column: str
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+
+
+class Holdout(_Strict):
+    fraction: float = Field(default=0.2, gt=0, lt=1, description="share of labelled rows held out")
+    min_rows: int = Field(default=50, ge=1, description="smallest holdout that gives a verdict")
+
+
+class ModelSpec(_Strict):
+    estimator: str = Field(
+        default="lightgbm",
+        description=(
+            "'lightgbm', or a scikit-learn regressor by name, e.g. 'sklearn.ensemble.RandomForestRegressor'"
+        ),
+    )
+    seed: int = 42
+    params: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    min_training_rows: int = Field(default=200, ge=10)
+    holdout: Holdout = Field(default_factory=Holdout)
+
+
+class DerivedFeature(_Strict):
+    """A feature computed from raw columns and constants by one expression."""
+
+    name: str
+    expression: str
+
+    @cached_property
+    def compiled(self) -> CompiledExpression:
+        return compile_expression(self.expression, where=f"derived.{self.name}")
+
+
+class Definition(_Strict):
+    """A validated feature set. Build it with :func:`parse_definition` or :func:`load_definition`."""
+
+    name: str
+    description: str = ""
+    table: str
+    entity_key: EntityKey
+    event_time: str | None = Field(default=None, description="column with the event timestamp")
+    label_time: str | None = Field(default=None, description="column with the label-arrival timestamp")
+    target: Target
+    features: dict[str, Feature]
+    constants: dict[str, float] = Field(default_factory=dict)
+    derived: tuple[DerivedFeature, ...] = ()
+    model: ModelSpec = Field(default_factory=ModelSpec)
+
+    @property
+    def raw_columns(self) -> tuple[str, ...]:
+        """Columns of the feature-set table in order (key, times, features, target)."""
+        cols = [self.entity_key.column]
+        cols += [c for c in (self.event_time, self.label_time) if c]
+        cols += list(self.features)
+        cols.append(self.target.column)
+        return tuple(cols)
+
+    @property
+    def model_features(self) -> tuple[str, ...]:
+        """The model's input columns in order: raw features, then derived features."""
+        return tuple(self.features) + tuple(d.name for d in self.derived)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical definition: a model is tied to the exact definition it used."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def parse_definition(data: Mapping[str, Any], *, source: str = "definition") -> Definition:
+    """Validate a parsed TOML mapping; every problem names its key and how to fix it."""
+    data = dict(data)
+    derived_raw = data.pop("derived", {})
+    if not isinstance(derived_raw, Mapping):
+        raise DefinitionError(f'{source}: [derived] must be a table of name = "expression" pairs')
+    data["derived"] = [{"name": k, "expression": v} for k, v in derived_raw.items()]
+    try:
+        definition = Definition.model_validate(data)
+    except ValidationError as exc:
+        raise DefinitionError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
+    _check_semantics(definition, source)
+    return definition
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    loc = list(err["loc"])
+    if loc[:1] == ["derived"] and len(loc) > 1 and isinstance(loc[1], int):
+        loc = loc[:1] + loc[2:]
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err.get("type", "")
+    if kind == "missing":
+        return f"{key}: required key is missing; add it"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key; remove it or check its spelling"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{key}: {msg}"
+
+
+def _check_semantics(d: Definition, source: str) -> None:
+    problems: list[str] = []
+
+    def ident(value: str, key: str) -> None:
+        if not IDENTIFIER.match(value):
+            problems.append(
+                f"{key}: '{value}' is not a valid name; use lower-case letters, digits and "
+                "underscores, starting with a letter (at most 63 characters)"
+            )
+
+    ident(d.name, "name")
+    ident(d.table, "table")
+    if d.table.startswith("mlp_"):
+        problems.append(f"table: '{d.table}' uses the reserved prefix 'mlp_'; choose another name")
+    named = {
+        "entity_key.column": d.entity_key.column,
+        "event_time": d.event_time,
+        "label_time": d.label_time,
+        "target.column": d.target.column,
+    }
+    seen: dict[str, str] = {}
+    for key, value in list(named.items()) + [(f"features.{f}", f) for f in d.features]:
+        if value is None:
+            continue
+        ident(value, key)
+        if value in seen:
+            problems.append(f"{key}: column '{value}' is already used by {seen[value]}; give it another name")
+        seen[value] = key
+    if not d.features:
+        problems.append("features: define at least one feature, e.g. [features.x] type = 'float'")
+    if d.label_time and not d.event_time:
+        problems.append("label_time: a label-arrival time needs an event_time column too")
+    for name in d.constants:
+        ident(name, f"constants.{name}")
+        if name in seen:
+            problems.append(f"constants.{name}: clashes with a column of the same name; rename it")
+    available = {f for f, spec in d.features.items() if spec.numeric} | set(d.constants)
+    for item in d.derived:
+        key = f"derived.{item.name}"
+        ident(item.name, key)
+        if item.name in seen or item.name in d.constants:
+            problems.append(f"{key}: clashes with a column or constant of the same name; rename it")
+        try:
+            compiled = item.compiled
+        except ExpressionError as exc:
+            problems.append(str(exc))
+            continue
+        for name in sorted(compiled.names - available):
+            hint = (
+                "categorical features cannot be used in arithmetic"
+                if name in d.features
+                else "use a numeric feature, an earlier derived feature or a constant"
+            )
+            problems.append(f"{key}: unknown name '{name}' in '{item.expression}'; {hint}")
+        available.add(item.name)
+        seen[item.name] = key
+    if problems:
+        raise DefinitionError(f"{source}: " + "; ".join(problems))
+
+
+def load_definition(name_or_path: str | Path, featuresets_dir: Path | None = None) -> Definition:
+    """Load a definition by name (user folder first, then the shipped ones) or by file path."""
+    path = _locate(name_or_path, featuresets_dir)
+    try:
+        text = path.read_text(encoding="utf-8") if isinstance(path, Path) else path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{path}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DefinitionError(f"{path}: invalid TOML: {exc}") from exc
+    definition = parse_definition(data, source=str(path))
+    stem = Path(str(path)).stem
+    if definition.name != stem:
+        raise DefinitionError(f"{path}: name = '{definition.name}' must match the file name '{stem}'")
+    return definition
+
+
+def _locate(name_or_path: str | Path, featuresets_dir: Path | None) -> Any:
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or len(candidate.parts) > 1:
+        if not candidate.is_file():
+            raise NotFoundError(f"feature-set file '{candidate}' does not exist")
+        return candidate
+    name = str(name_or_path)
+    if featuresets_dir is not None:
+        user = featuresets_dir / f"{name}.toml"
+        if user.is_file():
+            return user
+    shipped = resources.files("mlpipeline.featuresets").joinpath(f"{name}.toml")
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(available_featuresets(featuresets_dir)) or "none"
+    raise NotFoundError(
+        f"feature set '{name}' not found (known: {known}); add {name}.toml to "
+        f"{featuresets_dir or 'the featuresets folder'} or check the spelling"
+    )
+
+
+def available_featuresets(featuresets_dir: Path | None = None) -> list[str]:
+    """Names of every definition the user folder and the package provide."""
+    names = {
+        Path(str(p)).stem
+        for p in resources.files("mlpipeline.featuresets").iterdir()
+        if str(p).endswith(".toml")
+    }
+    if featuresets_dir is not None and featuresets_dir.is_dir():
+        names |= {p.stem for p in featuresets_dir.glob("*.toml")}
+    return sorted(names)

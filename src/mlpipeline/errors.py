@@ -1,0 +1,138 @@
+"""The one exception hierarchy of mlpipeline.
+
+Every error raised on purpose by the package derives from :class:`MlpipelineError`
+and carries a stable ``code`` (``MLP-…``) so that callers that cannot parse
+prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
+``%Status``) can act on it. Messages say what is wrong and how to fix it.
+
+::
+
+    MlpipelineError                      MLP-000  (exit 1)
+    ├── ConfigError                      MLP-100  settings or feature-set definition invalid (exit 2)
+    │   └── DefinitionError              MLP-101  a feature-set TOML file is invalid
+    │       └── ExpressionError          MLP-102  a derived-feature expression is invalid
+    ├── DataValidationError              MLP-200  a batch or request failed validation (exit 3)
+    │   └── EmptyBatchError              MLP-201  a batch holds no rows
+    ├── StoreError                       MLP-300  the feature store failed (exit 4)
+    │   └── StoreUnavailableError        MLP-301  the database cannot be reached or is locked
+    └── NotFoundError                    MLP-400  a named thing (feature set, file) does not exist (exit 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConfigError",
+    "DataValidationError",
+    "DefinitionError",
+    "EmptyBatchError",
+    "ExpressionError",
+    "MlpipelineError",
+    "NotFoundError",
+    "Problem",
+    "StoreError",
+    "StoreUnavailableError",
+]
+
+
+class MlpipelineError(Exception):
+    """Base of every deliberate mlpipeline error; ``code`` is stable across releases."""
+
+    code = "MLP-000"
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(MlpipelineError):
+    """Settings or a definition are invalid: the user must change configuration."""
+
+    code = "MLP-100"
+    exit_code = 2
+
+
+class DefinitionError(ConfigError):
+    """A feature-set definition file is invalid; the message names the key and the fix."""
+
+    code = "MLP-101"
+
+
+class ExpressionError(DefinitionError):
+    """A derived-feature expression uses something other than arithmetic on known names."""
+
+    code = "MLP-102"
+
+
+class NotFoundError(MlpipelineError):
+    """A feature set, file or other named object does not exist."""
+
+    code = "MLP-400"
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule in a batch: which column, which rule, which rows (first few)."""
+
+    column: str
+    rule: str
+    detail: str
+    rows: Sequence[int] = field(default_factory=tuple)
+    count: int = 0
+
+    def describe(self) -> str:
+        where = ""
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows)
+            more = f" (+{self.count - len(self.rows)} more)" if self.count > len(self.rows) else ""
+            where = f" at rows {shown}{more}"
+        return f"column '{self.column}': {self.rule}: {self.detail}{where}"
+
+
+class DataValidationError(MlpipelineError):
+    """A batch of rows broke the feature set's rules; ``problems`` lists every broken rule.
+
+    Row numbers are 1-based positions in the batch (for a CSV file, data line N is
+    file line N + 1 because of the header).
+    """
+
+    code = "MLP-200"
+    exit_code = 3
+
+    def __init__(self, problems: Sequence[Problem], *, source: str = "batch") -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        lines = "; ".join(p.describe() for p in self.problems)
+        super().__init__(f"{source} rejected, nothing written: {lines}")
+
+
+class EmptyBatchError(DataValidationError):
+    """A batch with no data rows: almost always a wrong file or a failed export."""
+
+    code = "MLP-201"
+
+    def __init__(self, source: str = "batch") -> None:
+        super().__init__(
+            [Problem("*", "non-empty", "the batch holds no data rows; check the file or export")],
+            source=source,
+        )
+
+
+class StoreError(MlpipelineError):
+    """The feature store failed in a way that is not the data's fault."""
+
+    code = "MLP-300"
+    exit_code = 4
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached, or stayed locked longer than the busy timeout."""
+
+    code = "MLP-301"

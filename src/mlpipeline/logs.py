@@ -1,0 +1,117 @@
+"""Structured logging: JSON lines under ``dur/logs/`` and readable lines on stderr.
+
+Library modules log through ``logging.getLogger(__name__)`` with ``extra=`` fields;
+:func:`log_context` adds the feature set, run id and model version to every event
+logged inside it (a context variable, so it is correct across threads and tasks). Only
+entry points call :func:`configure_logging`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+__all__ = ["LOG_FILE_NAME", "configure_logging", "log_context"]
+
+LOG_FILE_NAME = "mlpipeline.jsonl"
+_CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "mlpipeline_log_context", default=None
+)
+_HANDLER_MARK = "_mlpipeline_handler"
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` or the context.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Attach ``fields`` (e.g. featureset, run_id, model_version) to every event inside."""
+    merged = {**(_CONTEXT.get() or {}), **{k: v for k, v in fields.items() if v is not None}}
+    token = _CONTEXT.set(merged)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_CONTEXT.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+class _ReadableFormatter(logging.Formatter):
+    """``12:00:01 INFO  batch ingested featureset=housing rows=20640``."""
+
+    show_tracebacks = False
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(
+            f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+        )
+        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.getMessage()}"
+        if extras:
+            line += f"  {extras}"
+        if record.exc_info and record.levelno >= logging.ERROR and self.show_tracebacks:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(
+    level: str = "INFO",
+    log_dir: Path | None = None,
+    *,
+    stderr: bool = True,
+    stderr_level: str = "WARNING",
+) -> Path | None:
+    """Install mlpipeline's handlers (idempotent); returns the JSON log file, if any.
+
+    The file receives events at ``level`` and above; stderr at ``stderr_level`` and above
+    (the CLI raises it to INFO or DEBUG with ``--verbose``).
+    """
+    logger = logging.getLogger("mlpipeline")
+    for handler in list(logger.handlers):
+        if getattr(handler, _HANDLER_MARK, False):
+            logger.removeHandler(handler)
+            handler.close()
+    logger.setLevel(min(logging.getLevelName(level), logging.getLevelName(stderr_level)))
+    logger.propagate = False
+    context = _ContextFilter()
+    if stderr:
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(_ReadableFormatter())
+        console.setLevel(stderr_level)
+        formatter = console.formatter
+        assert isinstance(formatter, _ReadableFormatter)
+        formatter.show_tracebacks = stderr_level == "DEBUG"
+        console.addFilter(context)
+        setattr(console, _HANDLER_MARK, True)
+        logger.addHandler(console)
+    path: Path | None = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / LOG_FILE_NAME
+        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                timestamp=False,
+            )
+        )
+        file_handler.addFilter(context)
+        file_handler.setLevel(level)
+        setattr(file_handler, _HANDLER_MARK, True)
+        logger.addHandler(file_handler)
+    for noisy in ("alembic", "mlflow", "urllib3", "botocore", "shap", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return path

@@ -1,0 +1,152 @@
+"""Table layouts: the feature-set table (from a validated definition) and the pipeline's own.
+
+Every identifier comes from a validated :class:`~mlpipeline.definition.Definition` or
+from the constants below, never from raw input. Types are SQLAlchemy's generic ones so
+the same metadata creates the schema on SQLite, PostgreSQL and IRIS.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeEngine
+
+from mlpipeline.definition import MAX_TEXT_LENGTH, Definition
+
+__all__ = ["PipelineTables", "feature_table", "pipeline_tables"]
+
+TEXT_LENGTH = MAX_TEXT_LENGTH
+
+
+class PipelineTables:
+    """The pipeline's own tables, shared by every feature set (rows carry the feature-set name)."""
+
+    def __init__(self, metadata: MetaData) -> None:
+        self.batches = Table(
+            "mlp_batches",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("featureset", String(64), nullable=False),
+            Column("content_sha256", String(64), nullable=False),
+            Column("source", String(1024), nullable=False),
+            Column("row_count", Integer, nullable=False),
+            Column("ingested_at", DateTime, nullable=False),
+            UniqueConstraint("featureset", "content_sha256", name="uq_mlp_batches_hash"),
+        )
+        self.prediction_log = Table(
+            "mlp_prediction_log",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("featureset", String(64), nullable=False),
+            Column("entity_key", String(TEXT_LENGTH), nullable=True),
+            Column("model_version", String(32), nullable=False),
+            Column("prediction", Double, nullable=False),
+            Column("predicted_at", DateTime, nullable=False),
+            Index("ix_mlp_prediction_log_key", "featureset", "entity_key"),
+            Index("ix_mlp_prediction_log_time", "featureset", "predicted_at"),
+        )
+        self.monitoring = Table(
+            "mlp_monitoring",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("featureset", String(64), nullable=False),
+            Column("model_version", String(32), nullable=True),
+            Column("checked_at", DateTime, nullable=False),
+            Column("n_rows", Integer, nullable=False),
+            Column("r2", Double, nullable=True),
+            Column("rmse", Double, nullable=True),
+            Column("mae", Double, nullable=True),
+            Column("details_json", Text, nullable=True),
+            Index("ix_mlp_monitoring_fs_time", "featureset", "checked_at"),
+        )
+        self.production_pointer = Table(
+            "mlp_production_pointer",
+            metadata,
+            Column("featureset", String(64), primary_key=True),
+            Column("model_name", String(255), nullable=False),
+            Column("model_version", String(32), nullable=False),
+            Column("run_id", String(64), nullable=False),
+            Column("model_uri", String(1024), nullable=False),
+            Column("local_path", String(1024), nullable=True),
+            Column("sha256", String(64), nullable=False),
+            Column("metrics_json", Text, nullable=True),
+            Column("promoted_at", DateTime, nullable=False),
+            Column("promoted_by", String(255), nullable=False),
+            Column("reason", String(1024), nullable=False),
+        )
+        self.promotion_history = Table(
+            "mlp_promotion_history",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("featureset", String(64), nullable=False),
+            Column("action", String(32), nullable=False),
+            Column("model_name", String(255), nullable=False),
+            Column("from_version", String(32), nullable=True),
+            Column("to_version", String(32), nullable=True),
+            Column("run_id", String(64), nullable=True),
+            Column("acted_at", DateTime, nullable=False),
+            Column("actor", String(255), nullable=False),
+            Column("reason", String(1024), nullable=False),
+            Column("metrics_json", Text, nullable=True),
+            Index("ix_mlp_promotion_history_fs", "featureset", "acted_at"),
+        )
+        self.state = Table(
+            "mlp_state",
+            metadata,
+            Column("featureset", String(64), nullable=False),
+            Column("state_key", String(64), nullable=False),
+            Column("state_value", Text, nullable=False),
+            Column("updated_at", DateTime, nullable=False),
+            PrimaryKeyConstraint("featureset", "state_key", name="pk_mlp_state"),
+        )
+
+
+def pipeline_tables(metadata: MetaData) -> PipelineTables:
+    return PipelineTables(metadata)
+
+
+def _column_type(kind: str) -> TypeEngine[object]:
+    if kind == "float":
+        return Double()
+    if kind == "integer":
+        return BigInteger()  # type: ignore[return-value]
+    return String(TEXT_LENGTH)  # type: ignore[return-value]
+
+
+def feature_table(d: Definition, metadata: MetaData) -> Table:
+    """The feature-set table: key, times, features, target and two bookkeeping columns."""
+    key = d.entity_key
+    cols: list[Column[object]] = [
+        Column(
+            key.column,
+            BigInteger if key.type == "integer" else String(TEXT_LENGTH),
+            primary_key=True,
+            autoincrement=False,
+        ),
+    ]
+    indexes: list[Index] = []
+    if d.event_time:
+        cols.append(Column(d.event_time, DateTime, nullable=False))
+        indexes.append(Index(f"ix_{d.table}_event", d.event_time))
+    if d.label_time:
+        cols.append(Column(d.label_time, DateTime, nullable=True))
+        indexes.append(Index(f"ix_{d.table}_label", d.label_time))
+    for name, spec in d.features.items():
+        cols.append(Column(name, _column_type(spec.type), nullable=spec.missing != "error"))
+    cols.append(Column(d.target.column, Double, nullable=True))
+    cols.append(Column("_batch_id", Integer, nullable=False))
+    cols.append(Column("_ingested_at", DateTime, nullable=False))
+    indexes.append(Index(f"ix_{d.table}_batch", "_batch_id"))
+    return Table(d.table, metadata, *cols, *indexes)

@@ -1,0 +1,464 @@
+"""The SQL feature store: one SQLAlchemy 2 Core code path for SQLite, PostgreSQL and IRIS.
+
+Writes happen in one transaction per batch (a bad batch writes nothing). SQLite runs
+in WAL mode with a busy timeout and takes its write lock at the start of a write
+transaction (``BEGIN IMMEDIATE``), so two writers queue instead of deadlocking. All
+statements are built with SQLAlchemy constructs and bound parameters; identifiers come
+only from validated definitions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+
+from mlpipeline.definition import Definition
+from mlpipeline.errors import ConfigError, DataValidationError, Problem, StoreError, StoreUnavailableError
+from mlpipeline.store.base import BatchRecord, IngestOutcome, ProgressCallback, Watermark
+from mlpipeline.store.schema import PipelineTables, feature_table
+
+__all__ = ["SqlFeatureStore", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+#: Keys looked up per statement when reporting clashes with stored rows.
+_KEY_LOOKUP_CHUNK = 900
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: every timestamp in the store is naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SqlFeatureStore:
+    """A :class:`~mlpipeline.store.base.FeatureStore` on any SQLAlchemy dialect."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0, chunk_rows: int = 50_000) -> None:
+        self.url = url
+        self.chunk_rows = chunk_rows
+        self.engine = _make_engine(url, busy_timeout_s)
+        self.metadata = MetaData()
+        self.tables = PipelineTables(self.metadata)
+        self._feature_tables: dict[str, Table] = {}
+
+    # -- schema -------------------------------------------------------------------------
+
+    def table_for(self, d: Definition) -> Table:
+        table = self._feature_tables.get(d.name)
+        if table is None:
+            table = feature_table(d, self.metadata)
+            self._feature_tables[d.name] = table
+        return table
+
+    def create_schema(self, definitions: list[Definition]) -> None:
+        tables = [self.table_for(d) for d in definitions]
+        own = [t for t in self.metadata.sorted_tables if t.name.startswith("mlp_")]
+        with self._errors("create the schema"):
+            self.metadata.create_all(self.engine, tables=own + tables, checkfirst=True)
+        log.info("schema ready", extra={"tables": [t.name for t in own + tables]})
+
+    def has_table(self, d: Definition) -> bool:
+        """Whether both the feature-set table and the pipeline tables exist."""
+        with self._errors("inspect the schema"):
+            check = inspect(self.engine)
+            return check.has_table(d.table) and check.has_table(self.tables.batches.name)
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        d: Definition,
+        frame: pd.DataFrame,
+        *,
+        content_sha256: str,
+        source: str,
+        progress: ProgressCallback | None = None,
+    ) -> IngestOutcome:
+        table = self.table_for(d)
+        batches = self.tables.batches
+        now = utcnow()
+        with self._errors(f"ingest into '{d.table}'"):
+            try:
+                with self._write() as conn:
+                    existing = self._find_batch(conn, d.name, content_sha256)
+                    if existing is not None:
+                        return IngestOutcome(batch=existing, written=0, duplicate_of=existing)
+                    batch_id = conn.execute(
+                        insert(batches).values(
+                            featureset=d.name,
+                            content_sha256=content_sha256,
+                            source=source[:1024],
+                            row_count=len(frame.index),
+                            ingested_at=now,
+                        )
+                    ).inserted_primary_key[0]  # type: ignore[index]
+                    if d.entity_key.generate:
+                        keycol = table.c[d.entity_key.column]
+                        start = int(conn.execute(select(func.max(keycol))).scalar() or 0)
+                        frame = frame.copy()
+                        keys = np.arange(start + 1, start + 1 + len(frame.index), dtype=np.int64)
+                        frame.insert(0, d.entity_key.column, keys)
+                    self._write_rows(conn, table, frame, batch_id, now, progress)
+            except IntegrityError as exc:
+                with self.engine.connect() as conn:
+                    existing = self._find_batch(conn, d.name, content_sha256)
+                if existing is not None:  # the same batch committed concurrently
+                    return IngestOutcome(batch=existing, written=0, duplicate_of=existing)
+                raise self._clash_report(d, frame, source) from exc
+            record = BatchRecord(batch_id, d.name, content_sha256, source, len(frame.index), now)
+        log.info(
+            "batch ingested",
+            extra={"featureset": d.name, "batch_id": batch_id, "rows": len(frame.index), "source": source},
+        )
+        return IngestOutcome(batch=record, written=len(frame.index))
+
+    def _write_rows(
+        self,
+        conn: Connection,
+        table: Table,
+        frame: pd.DataFrame,
+        batch_id: int,
+        now: datetime,
+        progress: ProgressCallback | None,
+    ) -> None:
+        names = list(frame.columns) + ["_batch_id", "_ingested_at"]
+        total = len(frame.index)
+        columns = [_python_values(frame[c]) for c in frame.columns]
+        columns += [[batch_id] * total, [now] * total]
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # The driver's executemany on positional tuples: no per-row dict building.
+            compiled = insert(table).compile(dialect=conn.dialect, column_keys=names)
+            order = [names.index(p) for p in (compiled.positiontup or [])]
+            processors = [table.c[n].type.bind_processor(conn.dialect) for n in names]
+            for i, proc in enumerate(processors):
+                if proc is not None:
+                    columns[i] = [None if v is None else proc(v) for v in columns[i]]
+            columns = [columns[i] for i in order]
+        done = 0
+        for lo in range(0, total, self.chunk_rows):
+            hi = min(lo + self.chunk_rows, total)
+            if sqlite:
+                conn.exec_driver_sql(compiled.string, list(zip(*(c[lo:hi] for c in columns), strict=True)))
+            else:
+                rows = [
+                    dict(zip(names, r, strict=True)) for r in zip(*(c[lo:hi] for c in columns), strict=True)
+                ]
+                conn.execute(insert(table), rows)
+            done = hi
+            if progress is not None:
+                progress(done, total)
+
+    def _clash_report(
+        self, d: Definition, frame: pd.DataFrame, source: str
+    ) -> StoreError | DataValidationError:
+        """After a failed insert, say which keys of the batch are already stored."""
+        table = self.table_for(d)
+        keycol = table.c[d.entity_key.column]
+        keys = frame[d.entity_key.column].tolist()
+        clashes: list[Any] = []
+        with self.engine.connect() as conn:
+            for lo in range(0, len(keys), _KEY_LOOKUP_CHUNK):
+                chunk = [_plain(k) for k in keys[lo : lo + _KEY_LOOKUP_CHUNK]]
+                clashes += conn.execute(select(keycol).where(keycol.in_(chunk))).scalars().all()
+        if not clashes:
+            return StoreError(f"the database refused the batch from {source}; nothing was written")
+        position = {k: i for i, k in enumerate(keys)}
+        rows = sorted(position[c] + 1 for c in clashes if c in position)[:5]
+        shown = ", ".join(repr(c) for c in sorted(clashes)[:5])
+        return DataValidationError(
+            [
+                Problem(
+                    d.entity_key.column,
+                    "unique key",
+                    f"key(s) already stored ({shown}); remove those rows or ingest only new ones",
+                    rows,
+                    len(clashes),
+                )
+            ],
+            source=source,
+        )
+
+    def _find_batch(self, conn: Connection, featureset: str, sha: str) -> BatchRecord | None:
+        b = self.tables.batches
+        row = conn.execute(select(b).where(b.c.featureset == featureset, b.c.content_sha256 == sha)).first()
+        return _batch(row) if row is not None else None
+
+    # -- reads --------------------------------------------------------------------------
+
+    def count_rows(self, d: Definition) -> int:
+        table = self.table_for(d)
+        with self._errors(f"count rows of '{d.table}'"), self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def batches(self, d: Definition) -> list[BatchRecord]:
+        b = self.tables.batches
+        with self._errors("list batches"), self.engine.connect() as conn:
+            rows = conn.execute(select(b).where(b.c.featureset == d.name).order_by(b.c.id)).all()
+        return [_batch(r) for r in rows]
+
+    def training_window(
+        self,
+        d: Definition,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        as_of: datetime | None = None,
+    ) -> pd.DataFrame:
+        t = self.table_for(d)
+        query = select(t).where(t.c[d.target.column].is_not(None))
+        if d.event_time:
+            if start is not None:
+                query = query.where(t.c[d.event_time] >= start)
+            if end is not None:
+                query = query.where(t.c[d.event_time] < end)
+            query = query.order_by(t.c[d.event_time], t.c[d.entity_key.column])
+        else:
+            query = query.order_by(t.c[d.entity_key.column])
+        if d.label_time and as_of is not None:
+            query = query.where(t.c[d.label_time] <= as_of)
+        return self._frame(d, query, "read the training window")
+
+    def labelled_since(
+        self, d: Definition, watermark: Watermark, *, as_of: datetime | None = None
+    ) -> tuple[pd.DataFrame, Watermark]:
+        t = self.table_for(d)
+        as_of = as_of or utcnow()
+        with self._errors("read the newest batch id"), self.engine.connect() as conn:
+            top_batch = int(conn.execute(select(func.coalesce(func.max(t.c._batch_id), 0))).scalar_one())
+        query = select(t).where(t.c[d.target.column].is_not(None), t.c._batch_id <= top_batch)
+        if d.label_time:
+            label = t.c[d.label_time]
+            query = query.where(label <= as_of)
+            if watermark.label_time is not None:
+                query = query.where(or_(label > watermark.label_time, t.c._batch_id > watermark.batch_id))
+            query = query.order_by(label, t.c[d.entity_key.column])
+            new_mark = Watermark(batch_id=top_batch, label_time=as_of)
+        else:
+            query = query.where(t.c._batch_id > watermark.batch_id).order_by(t.c[d.entity_key.column])
+            new_mark = Watermark(batch_id=top_batch, label_time=watermark.label_time)
+        return self._frame(d, query, "read newly labelled rows"), new_mark
+
+    def rows_to_score(self, d: Definition, *, after_batch: int = 0, limit: int | None = None) -> pd.DataFrame:
+        t = self.table_for(d)
+        query = select(t).where(t.c[d.target.column].is_(None), t.c._batch_id > after_batch)
+        order = t.c[d.event_time] if d.event_time else t.c[d.entity_key.column]
+        query = query.order_by(order, t.c[d.entity_key.column])
+        if limit is not None:
+            query = query.limit(limit)
+        return self._frame(d, query, "read rows to score")
+
+    def _frame(self, d: Definition, query: Any, what: str) -> pd.DataFrame:
+        with self._errors(what), self.engine.connect() as conn:
+            result = conn.execute(query)
+            names = list(result.keys())
+            rows = result.fetchall()
+        return _to_frame(d, names, rows)
+
+    # -- state --------------------------------------------------------------------------
+
+    def get_state(self, featureset: str, key: str) -> str | None:
+        s = self.tables.state
+        with self._errors("read pipeline state"), self.engine.connect() as conn:
+            value = conn.execute(
+                select(s.c.state_value).where(s.c.featureset == featureset, s.c.state_key == key)
+            ).scalar()
+        return None if value is None else str(value)
+
+    def set_state(self, featureset: str, key: str, value: str) -> None:
+        s = self.tables.state
+        now = utcnow()
+        with self._errors("write pipeline state"), self._write() as conn:
+            changed = conn.execute(
+                update(s)
+                .where(s.c.featureset == featureset, s.c.state_key == key)
+                .values(state_value=value, updated_at=now)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    insert(s).values(featureset=featureset, state_key=key, state_value=value, updated_at=now)
+                )
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (immediate on SQLite): committed on success, rolled back otherwise."""
+        with self.engine.connect().execution_options(mlp_write=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (DataValidationError, StoreError):
+            raise
+        except DBAPIError as exc:
+            raise _translate(exc, what, self.engine) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not {what}: {exc.__class__.__name__}: {_first_line(exc)}") from exc
+
+
+def _translate(exc: DBAPIError, what: str, engine: Engine) -> StoreError:
+    text = _first_line(exc.orig or exc)
+    where = engine.url.render_as_string(hide_password=True)
+    if "locked" in text.lower() or "busy" in text.lower():
+        return StoreUnavailableError(
+            f"could not {what}: the database {where} stayed locked by another writer; "
+            "retry, or raise MLPIPELINE_SQLITE_BUSY_TIMEOUT_S"
+        )
+    if exc.connection_invalidated or "connect" in text.lower():
+        return StoreUnavailableError(f"could not {what}: cannot reach the database {where}: {text}")
+    if "no such table" in text.lower() or "does not exist" in text.lower():
+        return StoreError(f"could not {what}: the tables are missing in {where}; run 'mlpipeline init' first")
+    return StoreError(f"could not {what} in {where}: {text}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def _make_engine(url: str, busy_timeout_s: float) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"MLPIPELINE_FEATURESTORE_URL is not a database URL ({exc}); "
+            "use e.g. sqlite:///dur/featurestore.db or postgresql+psycopg2://user:pass@host/db"
+        ) from exc
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": busy_timeout_s}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(
+            f"no database driver for '{parsed.drivername}' ({exc}); install the matching extra, "
+            "e.g. pip install 'mlpipeline[iris]' for iris://"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine, busy_timeout_s)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("mlp_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python scalars, missing values to None (what DB-API drivers accept)."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def _python_values(series: pd.Series) -> list[Any]:
+    """A column as a list of plain Python values with None for missing, fast for 1M rows."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = series.dt.to_pydatetime().tolist() if len(series) else []
+        missing = series.isna().to_numpy()
+        if missing.any():
+            return [None if m else v for v, m in zip(values, missing, strict=True)]
+        return values
+    if pd.api.types.is_float_dtype(series) and not isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
+        arr = series.to_numpy()
+        values = arr.tolist()
+        missing = np.isnan(arr)
+        if missing.any():
+            for i in np.flatnonzero(missing):
+                values[i] = None
+        return values
+    if pd.api.types.is_integer_dtype(series):
+        missing = series.isna().to_numpy()
+        values = series.to_numpy(dtype=np.int64, na_value=0).tolist()
+        if missing.any():
+            for i in np.flatnonzero(missing):
+                values[i] = None
+        return values
+    return [_plain(v) for v in series.tolist()]
+
+
+def _batch(row: Any) -> BatchRecord:
+    return BatchRecord(
+        batch_id=int(row.id),
+        featureset=row.featureset,
+        content_sha256=row.content_sha256,
+        source=row.source,
+        row_count=int(row.row_count),
+        ingested_at=row.ingested_at,
+    )
+
+
+def _to_frame(d: Definition, names: Sequence[str], rows: Sequence[Any]) -> pd.DataFrame:
+    """Rows to a typed frame: floats as float64, integers as Int64, times as datetime64[us]."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    kinds: dict[str, str] = {name: spec.type for name, spec in d.features.items()}
+    kinds[d.target.column] = "float"
+    if d.event_time:
+        kinds[d.event_time] = "time"
+    if d.label_time:
+        kinds[d.label_time] = "time"
+    kinds["_ingested_at"] = "time"
+    kinds["_batch_id"] = "integer"
+    kinds[d.entity_key.column] = "integer" if d.entity_key.type == "integer" else "categorical"
+    data: dict[str, Any] = {}
+    for name, values in zip(names, columns, strict=True):
+        kind = kinds.get(name, "categorical")
+        if kind == "float":
+            data[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        elif kind == "integer":
+            data[name] = pd.array(list(values), dtype="Int64")
+        elif kind == "time":
+            data[name] = pd.to_datetime(pd.Series(list(values), dtype=object)).astype("datetime64[us]")
+        else:
+            data[name] = pd.Series(list(values), dtype=object)
+    return pd.DataFrame(data, columns=list(names))

@@ -1,0 +1,299 @@
+"""Batch validation against a feature-set definition (pure: DataFrames in, DataFrames out).
+
+:func:`validate_batch` checks every rule at once and either returns a normalised
+frame (columns in definition order, floats as float64, integers as nullable Int64,
+categories as strings, timestamps as naive UTC) or raises one
+:class:`~mlpipeline.errors.DataValidationError` that lists each broken rule with the
+column, the first offending rows (1-based) and a sample of the bad values. The same
+rules apply to training data and to prediction requests, so what is rejected at
+ingest is rejected at serving time too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.definition import INTERNAL_COLUMNS, MAX_TEXT_LENGTH, Definition, Feature
+from mlpipeline.errors import DataValidationError, EmptyBatchError, Problem
+
+__all__ = ["MAX_ROWS_SHOWN", "expected_columns", "validate_batch"]
+
+#: How many offending row numbers an error message lists per rule.
+MAX_ROWS_SHOWN = 5
+
+
+def expected_columns(d: Definition, *, for_scoring: bool = False) -> tuple[list[str], list[str]]:
+    """(required, optional) input columns of a batch for this definition.
+
+    A generated key is never part of the input. For scoring, the target and the
+    label time are not expected at all.
+    """
+    required: list[str] = []
+    if not d.entity_key.generate:
+        required.append(d.entity_key.column)
+    if d.event_time:
+        required.append(d.event_time)
+    required += list(d.features)
+    optional: list[str] = []
+    if not for_scoring:
+        optional.append(d.target.column)
+        if d.label_time:
+            optional.append(d.label_time)
+    return required, optional
+
+
+def validate_batch(
+    frame: pd.DataFrame, d: Definition, *, source: str = "batch", for_scoring: bool = False
+) -> pd.DataFrame:
+    """Validate and normalise ``frame``; raise with every problem if any rule is broken."""
+    if len(frame.index) == 0:
+        raise EmptyBatchError(source)
+    _check_columns(frame, d, source, for_scoring)
+    out: dict[str, pd.Series] = {}
+    problems: list[Problem] = []
+    n = len(frame.index)
+    frame = frame.reset_index(drop=True)
+
+    key = d.entity_key
+    if not key.generate:
+        out[key.column] = _key(frame[key.column], key.column, key.type, problems)
+    for col in (d.event_time, d.label_time):
+        if col and col in frame.columns:
+            out[col] = _timestamp(frame[col], col, allow_null=col == d.label_time, problems=problems)
+    for name, spec in d.features.items():
+        out[name] = _feature(frame[name], name, spec, problems)
+    if not for_scoring:
+        target = d.target
+        if target.column in frame.columns:
+            series = _numeric(frame[target.column], target.column, problems)
+            _range(series, target.column, target.min, target.max, problems)
+            out[target.column] = series.astype("float64")
+        else:
+            out[target.column] = pd.Series(np.full(n, np.nan), name=target.column)
+        if d.label_time:
+            _label_consistency(out, d, problems)
+    if problems:
+        raise DataValidationError(problems, source=source)
+    result = pd.DataFrame(out)
+    order = [c for c in d.raw_columns if c in result.columns]
+    return result[order]
+
+
+def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring: bool) -> None:
+    required, optional = expected_columns(d, for_scoring=for_scoring)
+    names = [str(c) for c in frame.columns]
+    problems: list[Problem] = []
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        problems.append(Problem(", ".join(dupes), "unique columns", "the column appears more than once"))
+    missing = [c for c in required if c not in names]
+    allowed = set(required) | set(optional)
+    if for_scoring:
+        allowed |= {d.target.column} | ({d.label_time} if d.label_time else set())
+    unexpected = [c for c in names if c not in allowed]
+    if missing:
+        hint = _delimiter_hint(names)
+        problems.append(
+            Problem(", ".join(missing), "required column", "missing from the batch; add it" + hint)
+        )
+    if unexpected:
+        generated = [c for c in unexpected if c == d.entity_key.column]
+        internal = [c for c in unexpected if c in INTERNAL_COLUMNS]
+        detail = "not in the feature-set definition; remove it or add it to the definition"
+        if generated:
+            detail = "the key is generated at ingest; remove the column from the batch"
+        elif internal:
+            detail = "reserved for the feature store's own bookkeeping; remove it"
+        shown = ", ".join(_clip(c) for c in unexpected[:10])
+        problems.append(Problem(shown, "unexpected column", detail))
+    if problems:
+        raise DataValidationError(problems, source=source)
+
+
+def _delimiter_hint(names: list[str]) -> str:
+    if len(names) == 1:
+        for sep, label in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+            if sep in names[0]:
+                return f" (the header looks {label}-separated; the file must be comma-separated)"
+    return ""
+
+
+def _clip(value: object, limit: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _rows(mask: np.ndarray) -> tuple[list[int], int]:
+    idx = np.flatnonzero(mask)
+    return [int(i) + 1 for i in idx[:MAX_ROWS_SHOWN]], int(idx.size)
+
+
+def _add(problems: list[Problem], column: str, rule: str, detail: str, mask: np.ndarray) -> None:
+    rows, count = _rows(mask)
+    if count:
+        problems.append(Problem(column, rule, f"{count} row(s): {detail}", rows, count))
+
+
+def _samples(series: pd.Series, mask: np.ndarray) -> str:
+    values = series[mask].head(3).tolist()
+    return ", ".join(repr(_clip(v)) for v in values)
+
+
+def _numeric(series: pd.Series, column: str, problems: list[Problem]) -> pd.Series:
+    """Coerce to float64; text that is not a number, or inf, is a problem.
+
+    Cells reported here come back as NaN with ``attrs["invalid"]`` marking them, so the
+    not-null rule does not report the same cell a second time.
+    """
+    bad = np.zeros(len(series.index), dtype=bool)
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype("float64")
+    if pd.api.types.is_numeric_dtype(series):
+        values = series.astype("float64")
+    else:
+        as_text = series.astype("string").str.strip()
+        values = pd.to_numeric(as_text, errors="coerce").astype("float64")
+        bad = (values.isna() & as_text.notna() & (as_text != "")).to_numpy()
+        if bad.any():
+            _add(problems, column, "type", f"not a number ({_samples(series, bad)})", bad)
+    infinite = np.isinf(values.to_numpy())
+    _add(problems, column, "finite", "infinite value; use a finite number or leave it empty", infinite)
+    result = values.where(~infinite)
+    result.attrs["invalid"] = bad | infinite
+    return result
+
+
+def _range(
+    series: pd.Series, column: str, lo: float | None, hi: float | None, problems: list[Problem]
+) -> None:
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if lo is not None:
+        below = values < lo
+        _add(problems, column, "range", f"below the minimum {lo:g} ({_samples(series, below)})", below)
+    if hi is not None:
+        above = values > hi
+        _add(problems, column, "range", f"above the maximum {hi:g} ({_samples(series, above)})", above)
+
+
+def _feature(series: pd.Series, name: str, spec: Feature, problems: list[Problem]) -> pd.Series:
+    if spec.type == "categorical":
+        return _categorical(series, name, spec, problems)
+    values = _numeric(series, name, problems)
+    _range(values, name, spec.min, spec.max, problems)
+    if spec.type == "integer":
+        arr = values.to_numpy()
+        fractional = ~np.isnan(arr) & (np.floor(arr) != arr)
+        _add(problems, name, "type", f"not a whole number ({_samples(series, fractional)})", fractional)
+    _nulls(values, name, spec, problems)
+    if spec.type == "integer":
+        return values.round().astype("Int64")
+    return values
+
+
+def _categorical(series: pd.Series, name: str, spec: Feature, problems: list[Problem]) -> pd.Series:
+    text = series.astype("string")
+    text = text.where(text.str.len() > 0)
+    _length(text, name, problems)
+    if spec.values is not None:
+        unknown = (text.notna() & ~text.isin(spec.values)).to_numpy(dtype=bool)
+        allowed = ", ".join(repr(v) for v in spec.values)
+        _add(
+            problems,
+            name,
+            "category",
+            f"unknown category ({_samples(series, unknown)}); allowed: {allowed}",
+            unknown,
+        )
+    _nulls(text, name, spec, problems)
+    return text.astype(object).where(text.notna(), None)
+
+
+def _length(text: pd.Series, name: str, problems: list[Problem]) -> None:
+    long = (text.str.len() > MAX_TEXT_LENGTH).fillna(False).to_numpy(dtype=bool)
+    _add(problems, name, "length", f"text longer than {MAX_TEXT_LENGTH} characters", long)
+
+
+def _nulls(series: pd.Series, name: str, spec: Feature, problems: list[Problem]) -> None:
+    if spec.missing == "error":
+        missing = series.isna().to_numpy(dtype=bool)
+        invalid = series.attrs.get("invalid")
+        if invalid is not None:
+            missing = missing & ~invalid
+        _add(
+            problems,
+            name,
+            "not null",
+            "missing value; fill it, or declare missing = 'native' or 'constant' in the definition",
+            missing,
+        )
+
+
+def _key(series: pd.Series, column: str, kind: str, problems: list[Problem]) -> pd.Series:
+    if kind == "integer":
+        values = _numeric(series, column, problems)
+        arr = values.to_numpy()
+        fractional = ~np.isnan(arr) & (np.floor(arr) != arr)
+        _add(problems, column, "type", "key is not a whole number", fractional)
+        result: pd.Series = values.round().astype("Int64")
+    else:
+        text = series.astype("string").str.strip()
+        result = text.where(text.str.len() > 0)
+        _length(result, column, problems)
+    missing = result.isna().to_numpy(dtype=bool)
+    _add(problems, column, "not null", "missing key; every row needs one", missing)
+    dup = (result.duplicated(keep=False) & result.notna()).to_numpy(dtype=bool)
+    _add(problems, column, "unique key", f"duplicate key within the batch ({_samples(series, dup)})", dup)
+    if kind == "string":
+        return result.astype(object).where(result.notna(), None)
+    return result
+
+
+def _timestamp(series: pd.Series, column: str, *, allow_null: bool, problems: list[Problem]) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        parsed = series
+    else:
+        text = series.astype("string").str.strip()
+        text = text.where(text.str.len() > 0)
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        bad = (parsed.isna() & text.notna()).to_numpy(dtype=bool)
+        _add(
+            problems,
+            column,
+            "type",
+            f"not an ISO-8601 timestamp ({_samples(series, bad)}); write e.g. 2026-01-31T12:00:00Z",
+            bad,
+        )
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    parsed = parsed.astype("datetime64[us]")
+    if not allow_null:
+        missing = parsed.isna().to_numpy(dtype=bool)
+        _add(problems, column, "not null", "missing timestamp", missing)
+    return parsed
+
+
+def _label_consistency(out: dict[str, pd.Series], d: Definition, problems: list[Problem]) -> None:
+    assert d.label_time
+    assert d.event_time
+    target = out[d.target.column]
+    label_at = out.get(d.label_time)
+    if label_at is None:
+        label_at = pd.Series(pd.NaT, index=target.index, dtype="datetime64[us]")
+        out[d.label_time] = label_at
+    unlabelled_time = (target.notna() & label_at.isna()).to_numpy(dtype=bool)
+    _add(problems, d.label_time, "not null", f"a labelled row needs its {d.label_time}", unlabelled_time)
+    early = (label_at < out[d.event_time]).to_numpy(dtype=bool)
+    _add(problems, d.label_time, "order", f"label arrives before {d.event_time}", early)
+
+
+def first_rows(values: Iterable[object], limit: int = MAX_ROWS_SHOWN) -> list[object]:
+    """The first ``limit`` items of ``values`` (used to show offending keys)."""
+    out: list[object] = []
+    for v in values:
+        if len(out) >= limit:
+            break
+        out.append(v)
+    return out
