@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mlpipeline.demo
+	$(BIN)/mlpipeline init
+	$(BIN)/mlpipeline demo
+	$(BIN)/mlpipeline status
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

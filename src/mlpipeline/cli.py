@@ -266,6 +266,29 @@ def generate(
     out.print(f"wrote {len(frame.index):,} rows ({days} days from day {first_day}) to {out_file}")
 
 
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(min=1, help="Days of the synthetic stream to replay.")] = 14,
+    rows_per_day: Annotated[int, typer.Option(min=10, help="Orders per day.")] = 2_000,
+    drift_day: Annotated[int, typer.Option(min=0, help="Day from which the world drifts.")] = 10,
+) -> None:
+    """Run the main job on the configured store: replay the synthetic stream day by day."""
+    from mlpipeline.demo import run_demo
+
+    settings = _settings()
+    report = run_demo(
+        settings,
+        days=days,
+        rows_per_day=rows_per_day,
+        drift_day=drift_day,
+        say=lambda line: out.print(line, markup=False, highlight=False),
+    )
+    out.print(
+        f"demo: {report.batches_written} new batch(es), {report.batches_skipped} already present; "
+        f"'demo' holds {report.rows_in_store:,} rows."
+    )
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or exc.__class__.__name__
@@ -280,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except MlpipelineError as exc:
-        log.error("command failed: %s", exc, extra={"code": exc.code}, exc_info=_state.verbose)
+        log.error("command failed: %s", exc, extra={"code": exc.code, "file_only": True}, exc_info=True)
         if _state.verbose:
             traceback.print_exc(file=sys.stderr)
         err.print(f"error {exc.code}: {_one_line(exc)}", markup=False, highlight=False)
@@ -289,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line; the traceback is one flag away
-        log.error("unexpected error", exc_info=True)
+        log.error("unexpected error", exc_info=True, extra={"file_only": True})
         if _state.verbose:
             traceback.print_exc(file=sys.stderr)
         err.print(

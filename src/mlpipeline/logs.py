@@ -48,6 +48,13 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class _NotFileOnly(logging.Filter):
+    """Drop events marked ``extra={"file_only": True}`` (the CLI already told the user)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
+
+
 class _ReadableFormatter(logging.Formatter):
     """``12:00:01 INFO  batch ingested featureset=housing rows=20640``."""
 
@@ -93,6 +100,7 @@ def configure_logging(
         assert isinstance(formatter, _ReadableFormatter)
         formatter.show_tracebacks = stderr_level == "DEBUG"
         console.addFilter(context)
+        console.addFilter(_NotFileOnly())
         setattr(console, _HANDLER_MARK, True)
         logger.addHandler(console)
     path: Path | None = None

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Connection,
+    DateTime,
     Engine,
     MetaData,
     Table,
@@ -144,20 +145,27 @@ class SqlFeatureStore:
         now: datetime,
         progress: ProgressCallback | None,
     ) -> None:
-        names = list(frame.columns) + ["_batch_id", "_ingested_at"]
+        names = [*list(frame.columns), "_batch_id", "_ingested_at"]
         total = len(frame.index)
-        columns = [_python_values(frame[c]) for c in frame.columns]
-        columns += [[batch_id] * total, [now] * total]
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
-            # The driver's executemany on positional tuples: no per-row dict building.
+            # The driver's executemany on positional tuples: no per-row dict building, and
+            # timestamps formatted in one vectorised pass in SQLAlchemy's SQLite text format.
+            columns = [_sqlite_values(frame[c]) for c in frame.columns]
+            columns += [[batch_id] * total, [_sqlite_time(now)] * total]
             compiled = insert(table).compile(dialect=conn.dialect, column_keys=names)
-            order = [names.index(p) for p in (compiled.positiontup or [])]
-            processors = [table.c[n].type.bind_processor(conn.dialect) for n in names]
-            for i, proc in enumerate(processors):
+            for i, name in enumerate(names):
+                kind = table.c[name].type
+                if isinstance(kind, DateTime):
+                    continue
+                proc = kind.dialect_impl(conn.dialect).bind_processor(conn.dialect)
                 if proc is not None:
                     columns[i] = [None if v is None else proc(v) for v in columns[i]]
+            order = [names.index(p) for p in (compiled.positiontup or [])]
             columns = [columns[i] for i in order]
+        else:
+            columns = [_python_values(frame[c]) for c in frame.columns]
+            columns += [[batch_id] * total, [now] * total]
         done = 0
         for lo in range(0, total, self.chunk_rows):
             hi = min(lo + self.chunk_rows, total)
@@ -399,6 +407,23 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and np.isnan(value):
         return None
     return value
+
+
+def _sqlite_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_values(series: pd.Series) -> list[Any]:
+    """Like :func:`_python_values`, but timestamps as SQLAlchemy's SQLite text format."""
+    if not pd.api.types.is_datetime64_any_dtype(series):
+        return _python_values(series)
+    arr = series.to_numpy(dtype="datetime64[us]")
+    text: list[Any] = np.char.replace(np.datetime_as_string(arr, unit="us"), "T", " ").tolist()
+    missing = np.isnat(arr)
+    if missing.any():
+        for i in np.flatnonzero(missing):
+            text[i] = None
+    return text
 
 
 def _python_values(series: pd.Series) -> list[Any]:
