@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -271,6 +272,7 @@ def demo(
     days: Annotated[int, typer.Option(min=1, help="Days of the synthetic stream to replay.")] = 14,
     rows_per_day: Annotated[int, typer.Option(min=10, help="Orders per day.")] = 2_000,
     drift_day: Annotated[int, typer.Option(min=0, help="Day from which the world drifts.")] = 10,
+    train_models: Annotated[bool, typer.Option("--train/--no-train", help="Train and gate models.")] = True,
 ) -> None:
     """Run the main job on the configured store: replay the synthetic stream day by day."""
     from mlpipeline.demo import run_demo
@@ -281,12 +283,150 @@ def demo(
         days=days,
         rows_per_day=rows_per_day,
         drift_day=drift_day,
+        train_models=train_models,
         say=lambda line: out.print(line, markup=False, highlight=False),
     )
     out.print(
         f"demo: {report.batches_written} new batch(es), {report.batches_skipped} already present; "
         f"'demo' holds {report.rows_in_store:,} rows."
     )
+
+
+def _promoter(settings: Settings) -> tuple[Any, Any]:
+    from mlpipeline.pointer import SqlPointerStore
+    from mlpipeline.promotion import Promoter
+    from mlpipeline.store import open_store
+    from mlpipeline.tracking import Tracker
+
+    store = open_store(settings)
+    return Promoter(Tracker(settings), SqlPointerStore(store)), store
+
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="Why: recorded in the run, the registry and the audit history.")
+]
+
+
+@app.command()
+def train(featureset: FeaturesetOption, reason: ReasonOption = "manual") -> None:
+    """Train, evaluate and gate a new model version; promote it if it beats production."""
+    from mlpipeline.pipeline import train as run_train
+    from mlpipeline.store import open_store
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    store = open_store(settings)
+    try:
+        store.create_schema([d])
+        result = run_train(settings, store, d, reason=reason)
+    finally:
+        store.dispose()
+    assert result.metrics is not None
+    assert result.decision is not None
+    m = result.metrics
+    out.print(
+        f"trained '{d.name}' version {result.version} (run {result.run_id}): holdout R² {m.r2:.4f}, "
+        f"RMSE {m.rmse:.4g}, MAE {m.mae:.4g} on {m.n:,} rows",
+        markup=False,
+        highlight=False,
+    )
+    out.print(f"gate: {result.decision.action}: {result.decision.reason}", markup=False, highlight=False)
+    steps = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+    out.print(f"steps: {steps}", markup=False, highlight=False)
+
+
+@app.command()
+def models(
+    featureset: FeaturesetOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List model versions with metrics, aliases and gate decisions."""
+    from mlpipeline.tracking import Tracker
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    versions = Tracker(settings).versions(d.name)
+    rows: list[dict[str, Any]] = [
+        {
+            "version": v.version,
+            "aliases": list(v.aliases),
+            "r2": v.tags.get("mlpipeline.metric.r2"),
+            "rmse": v.tags.get("mlpipeline.metric.rmse"),
+            "mae": v.tags.get("mlpipeline.metric.mae"),
+            "decision": v.tags.get("mlpipeline.gate.decision"),
+            "reason": v.tags.get("mlpipeline.gate.reason"),
+            "trigger": v.tags.get("mlpipeline.trigger"),
+            "run_id": v.run_id,
+        }
+        for v in versions
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("version", "aliases", "R²", "RMSE", "MAE", "gate", "trigger")
+    for r in rows:
+        table.add_row(
+            r["version"],
+            ",".join(r["aliases"]) or "-",
+            r["r2"] or "-",
+            r["rmse"] or "-",
+            r["mae"] or "-",
+            r["decision"] or "-",
+            r["trigger"] or "-",
+        )
+    out.print(table)
+
+
+def _moved(action: str, pointer: Any) -> None:
+    out.print(f"{action}: '{pointer.featureset}' now serves version {pointer.version}", markup=False)
+
+
+@app.command()
+def promote(version: str, featureset: FeaturesetOption, reason: ReasonOption = "forced promotion") -> None:
+    """Force VERSION into production (audited with the reason)."""
+    settings = _settings()
+    promoter, store = _promoter(settings)
+    try:
+        promoter.reconcile(featureset)
+        _moved("promoted", promoter.promote(featureset, version, reason=reason, action="force"))
+    finally:
+        store.dispose()
+
+
+@app.command()
+def rollback(featureset: FeaturesetOption, reason: ReasonOption = "rollback") -> None:
+    """Go back to the previous champion."""
+    settings = _settings()
+    promoter, store = _promoter(settings)
+    try:
+        promoter.reconcile(featureset)
+        _moved("rolled back", promoter.rollback(featureset, reason=reason))
+    finally:
+        store.dispose()
+
+
+@app.command()
+def approve(version: str, featureset: FeaturesetOption, reason: ReasonOption = "approved") -> None:
+    """Promote the challenger VERSION waiting for approval (manual policy)."""
+    settings = _settings()
+    promoter, store = _promoter(settings)
+    try:
+        promoter.reconcile(featureset)
+        _moved("approved", promoter.approve(featureset, version, reason=reason))
+    finally:
+        store.dispose()
+
+
+@app.command()
+def reject(version: str, featureset: FeaturesetOption, reason: ReasonOption = "rejected") -> None:
+    """Reject the challenger VERSION; production is unchanged."""
+    settings = _settings()
+    promoter, store = _promoter(settings)
+    try:
+        promoter.reject(featureset, version, reason=reason)
+        out.print(f"rejected version {version} of '{featureset}'", markup=False)
+    finally:
+        store.dispose()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -298,6 +438,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn errors into one line and an exit code."""
     _state.settings = None
     _state.verbose = False
+    # MLflow draws download progress bars on stderr; the CLI reports its own progress.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app(args=argv, standalone_mode=True)
     except SystemExit:

@@ -1,21 +1,24 @@
 """The one function that turns raw columns into the model's input matrix.
 
-Training, monitoring and serving all call :func:`feature_matrix`, so the missing-value
-policy, the category encoding and the derived features are computed identically
-everywhere (no train/serve skew). It works on a mapping of column name to numpy array,
-so a single prediction pays for a few numpy operations and no DataFrame.
+Training, monitoring and serving all call :func:`feature_matrix` (and every logged model
+carries the same code, see :mod:`mlpipeline.portable`), so missing-value fills, category
+encoding and derived features are computed identically everywhere: no train/serve skew.
+It works on a mapping of column name to array, so a single prediction pays for a few numpy
+operations and no DataFrame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mlpipeline.definition import Definition, Feature
+from mlpipeline.definition import Definition
+from mlpipeline.portable import FORMAT, build_matrix, encode_categorical
 
-__all__ = ["category_vocabulary", "derive", "encode_categorical", "feature_matrix"]
+__all__ = ["category_vocabulary", "encode_categorical", "feature_matrix", "feature_spec"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -35,33 +38,31 @@ def category_vocabulary(
             vocab[name] = tuple(spec.values)
         else:
             seen = observed.get(name, ()) if observed else ()
-            vocab[name] = tuple(sorted({str(v) for v in seen if v is not None}))
+            vocab[name] = tuple(sorted({str(v) for v in seen if isinstance(v, str)}))
     return vocab
 
 
-def encode_categorical(values: Sequence[object] | np.ndarray, categories: Sequence[str]) -> FloatArray:
-    """Codes 0..k-1 as floats in vocabulary order; missing or unknown values become NaN."""
-    lookup = {c: float(i) for i, c in enumerate(categories)}
-    return np.fromiter((lookup.get(v, np.nan) for v in values), dtype=np.float64)  # type: ignore[arg-type]
-
-
-def _numeric_column(values: object, spec: Feature) -> FloatArray:
-    arr = np.asarray(values, dtype=np.float64)
-    if spec.missing == "constant":
-        arr = np.where(np.isnan(arr), float(spec.fill_value), arr)  # type: ignore[arg-type]
-    return arr
-
-
-def derive(d: Definition, numeric: Mapping[str, FloatArray], rows: int) -> dict[str, FloatArray]:
-    """Compute the derived features in definition order from numeric columns and constants."""
-    env: dict[str, FloatArray | float] = dict(numeric)
-    env.update(d.constants)
-    out: dict[str, FloatArray] = {}
-    for item in d.derived:
-        value = item.compiled.evaluate(env, rows)
-        env[item.name] = value
-        out[item.name] = value
-    return out
+def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The portable JSON feature spec of ``d`` (see :mod:`mlpipeline.portable`)."""
+    vocab = vocabulary if vocabulary is not None else category_vocabulary(d)
+    features = []
+    for name, f in d.features.items():
+        item: dict[str, Any] = {
+            "name": name,
+            "type": f.type,
+            "missing": f.missing,
+            "fill_value": f.fill_value,
+        }
+        if f.type == "categorical":
+            item["categories"] = list(vocab.get(name, ()))
+        features.append(item)
+    return {
+        "format": FORMAT,
+        "features": features,
+        "constants": dict(d.constants),
+        "derived": [{"name": x.name, "expression": x.expression} for x in d.derived],
+        "order": list(d.model_features),
+    }
 
 
 def feature_matrix(
@@ -69,30 +70,5 @@ def feature_matrix(
     columns: Mapping[str, object],
     vocabulary: Mapping[str, Sequence[str]] | None = None,
 ) -> FloatArray:
-    """Build the (rows × model_features) float matrix for the model.
-
-    ``columns`` maps each raw feature to an array-like of equal length (missing values as
-    NaN or None). Constant-fill policies are applied before derived features, so a derived
-    feature sees the same value the model sees.
-    """
-    vocab = vocabulary if vocabulary is not None else category_vocabulary(d)
-    names = d.model_features
-    first = columns[next(iter(d.features))]
-    rows = len(first)  # type: ignore[arg-type]
-    matrix = np.empty((rows, len(names)), dtype=np.float64)
-    numeric: dict[str, FloatArray] = {}
-    for j, (name, spec) in enumerate(d.features.items()):
-        raw = columns[name]
-        if spec.type == "categorical":
-            values = list(raw)  # type: ignore[call-overload]
-            if spec.missing == "constant":
-                values = [spec.fill_value if v is None else v for v in values]
-            matrix[:, j] = encode_categorical(values, vocab.get(name, ()))
-        else:
-            col = _numeric_column(raw, spec)
-            numeric[name] = col
-            matrix[:, j] = col
-    offset = len(d.features)
-    for k, value in enumerate(derive(d, numeric, rows).values()):
-        matrix[:, offset + k] = value
-    return matrix
+    """Build the (rows x model_features) float matrix for ``d`` from raw columns."""
+    return build_matrix(feature_spec(d, vocabulary), columns)

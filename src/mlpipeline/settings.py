@@ -76,6 +76,24 @@ class Settings(BaseSettings):
         ge=1_000,
         description="Rows written per statement batch during ingest (progress is reported per chunk).",
     )
+    registry_prefix: str = Field(
+        default="mlpipeline-",
+        description="Prefix of the MLflow experiment and registered model of each feature set.",
+    )
+    promotion_policy: Literal["auto", "manual"] = Field(
+        default="auto",
+        description="auto: a model that passes the gate is promoted; manual: it waits for 'approve'.",
+    )
+    r2_floor: float = Field(
+        default=0.5,
+        le=1.0,
+        description="The gate's absolute floor: no model with a holdout R² below it is promoted.",
+    )
+    min_improvement: float = Field(
+        default=0.005,
+        ge=0.0,
+        description="How much a challenger's R² must beat the champion's on the same holdout.",
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description="If set, the prediction API requires this key in the X-API-Key header.",

@@ -155,10 +155,10 @@ def test_generate_and_demo_are_repeatable(capsys: pytest.CaptureFixture[str], tm
     code, out, _ = run(capsys, "generate", str(tmp_path / "s.parquet"), "--days", "2", "--rows-per-day", "50")
     assert code == 0
     assert "100 rows" in out
-    code, out, _ = run(capsys, "demo", "--days", "2", "--rows-per-day", "50")
+    code, out, _ = run(capsys, "demo", "--days", "2", "--rows-per-day", "50", "--no-train")
     assert code == 0
     assert "2 new batch(es)" in out
-    code, out, _ = run(capsys, "demo", "--days", "2", "--rows-per-day", "50")
+    code, out, _ = run(capsys, "demo", "--days", "2", "--rows-per-day", "50", "--no-train")
     assert "0 new batch(es), 2 already present" in out
     assert "holds 100 rows" in out
 

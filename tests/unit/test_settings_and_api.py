@@ -75,3 +75,19 @@ def test_env_example_has_placeholders_only() -> None:
     for line in text.splitlines():
         if "PASSWORD=" in line or ("_USER=" in line and "ROOT" in line):
             assert line.split("=", 1)[1] in ("CHANGE_ME", "mlflow"), line
+
+
+def test_portable_module_needs_only_numpy() -> None:
+    """It ships inside every MLflow model, where mlpipeline is not installed."""
+    import ast
+
+    import mlpipeline.portable as portable
+
+    tree = ast.parse(Path(portable.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"__future__", "ast", "collections", "typing", "numpy"}, imported

@@ -103,7 +103,7 @@ class SqlFeatureStore:
         now = utcnow()
         with self._errors(f"ingest into '{d.table}'"):
             try:
-                with self._write() as conn:
+                with self.transaction() as conn:
                     existing = self._find_batch(conn, d.name, content_sha256)
                     if existing is not None:
                         return IngestOutcome(batch=existing, written=0, duplicate_of=existing)
@@ -299,7 +299,7 @@ class SqlFeatureStore:
     def set_state(self, featureset: str, key: str, value: str) -> None:
         s = self.tables.state
         now = utcnow()
-        with self._errors("write pipeline state"), self._write() as conn:
+        with self._errors("write pipeline state"), self.transaction() as conn:
             changed = conn.execute(
                 update(s)
                 .where(s.c.featureset == featureset, s.c.state_key == key)
@@ -316,7 +316,7 @@ class SqlFeatureStore:
     # -- plumbing -----------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """A write transaction (immediate on SQLite): committed on success, rolled back otherwise."""
         with self.engine.connect().execution_options(mlp_write=True) as conn, conn.begin():
             yield conn

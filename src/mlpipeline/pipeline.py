@@ -1,0 +1,252 @@
+"""``train``: the automated pipeline from the feature store to a gated model version.
+
+extract → validate → split → fit → evaluate → score the champion on the same holdout →
+gate → log (params, metrics, lineage, model, explainer, SHAP plot) → register → promote,
+mark for approval, or hold. Every step's duration is logged as a metric ``time_<step>_s``.
+A failure marks the MLflow run FAILED and leaves the production pointer and the
+``champion`` alias as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlpipeline import __version__
+from mlpipeline.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
+from mlpipeline.definition import Definition
+from mlpipeline.gate import Decision, GatePolicy, decide
+from mlpipeline.logs import log_context
+from mlpipeline.model_cache import SHA_TAG, ModelCache
+from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.promotion import Promoter
+from mlpipeline.settings import Settings
+from mlpipeline.store.sql import SqlFeatureStore
+from mlpipeline.tracking import CHALLENGER, Tracker
+from mlpipeline.training import (
+    Metrics,
+    columns_of,
+    evaluate,
+    fit,
+    require_usable,
+    split_holdout,
+    training_data_hash,
+    validate_training_data,
+)
+
+__all__ = ["TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+
+#: Rows of the holdout used for the SHAP summary (plots and means stabilise well before).
+SHAP_SAMPLE = 2_000
+
+
+@dataclass
+class TrainResult:
+    featureset: str
+    run_id: str
+    version: str | None
+    metrics: Metrics | None
+    decision: Decision | None
+    timings: dict[str, float] = field(default_factory=dict)
+    champion_version: str | None = None
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.perf_counter() - t0
+            log.info("step done", extra={"step": name, "seconds": round(self.timings[name], 4)})
+
+
+def train(
+    settings: Settings,
+    store: SqlFeatureStore,
+    d: Definition,
+    *,
+    reason: str = "manual",
+    tracker: Tracker | None = None,
+) -> TrainResult:
+    """Run the pipeline once for ``d``; see the module docstring for the steps."""
+    tracker = tracker or Tracker(settings)
+    pointers = SqlPointerStore(store)
+    promoter = Promoter(tracker, pointers)
+    timer = _Timer()
+    with log_context(featureset=d.name):
+        promoter.reconcile(d.name)
+        experiment = tracker.experiment_id(d.name)
+        run_id = tracker.start_run(
+            experiment,
+            f"train-{d.name}",
+            {
+                "mlpipeline.trigger": reason,
+                "mlpipeline.version": __version__,
+                "mlpipeline.definition_sha256": d.content_hash,
+                "mlpipeline.featureset": d.name,
+                "mlpipeline.estimator": d.model.estimator,
+            },
+        )
+        with log_context(run_id=run_id):
+            try:
+                result = _run(settings, store, d, tracker, promoter, pointers, timer, run_id, reason)
+            except BaseException as exc:
+                tracker.log(run_id, tags={"mlpipeline.failure": f"{exc.__class__.__name__}: {exc}"[:4000]})
+                tracker.end_run(run_id, "FAILED")
+                raise
+            tracker.end_run(run_id, "FINISHED")
+    return result
+
+
+def _run(
+    settings: Settings,
+    store: SqlFeatureStore,
+    d: Definition,
+    tracker: Tracker,
+    promoter: Promoter,
+    pointers: SqlPointerStore,
+    timer: _Timer,
+    run_id: str,
+    reason: str,
+) -> TrainResult:
+    with timer.step("extract"):
+        frame = store.training_window(d)
+    with timer.step("validate"):
+        report = validate_training_data(d, frame)
+        tracker.log(
+            run_id,
+            params={"data.rows": report.rows, "data.labelled_rows": report.labelled_rows},
+            tags={f"mlpipeline.data_check.{k}": v for k, v in report.checks.items()},
+        )
+        require_usable(report, source=f"training data of '{d.name}'")
+    with timer.step("split"):
+        split = split_holdout(d, frame)
+    with timer.step("train"):
+        fitted = fit(d, split.train)
+    with timer.step("evaluate"):
+        y_hold = split.holdout[d.target.column].to_numpy(dtype=np.float64)
+        metrics = evaluate(y_hold, fitted.predict(split.holdout))
+    with timer.step("gate"):
+        champion_metrics, champion_version = _score_champion(
+            settings, tracker, pointers, d, split.holdout, y_hold
+        )
+        policy = GatePolicy(settings.r2_floor, settings.min_improvement, settings.promotion_policy)
+        decision = decide(metrics.r2, champion_metrics.r2 if champion_metrics else None, policy)
+    lineage = {
+        "lineage.split": split.method,
+        "lineage.train_rows": len(split.train),
+        "lineage.holdout_rows": len(split.holdout),
+        "lineage.training_data_sha256": training_data_hash(d, split.train),
+        "lineage.table": d.table,
+        **{f"lineage.{k}": v for k, v in split.window.items()},
+    }
+    params = {
+        "estimator": d.model.estimator,
+        "seed": d.model.seed,
+        **{f"model.{k}": v for k, v in d.model.params.items()},
+        "holdout.fraction": d.model.holdout.fraction,
+        **lineage,
+    }
+    run_metrics: dict[str, float] = {f"holdout_{k}": v for k, v in metrics.as_dict().items()}
+    if champion_metrics is not None:
+        run_metrics.update({f"champion_holdout_{k}": v for k, v in champion_metrics.as_dict().items()})
+    tracker.log(run_id, params=params, metrics=run_metrics)
+    with tempfile.TemporaryDirectory(prefix="mlpipeline-train-") as tmp:
+        work = Path(tmp)
+        with timer.step("log_model"):
+            model_dir = build_model_dir(fitted, split.holdout, work)
+            digest = manifest_sha256(manifest_of(model_dir))
+            tracker.log_artifacts(run_id, model_dir, "model")
+        with timer.step("explainer"):
+            shap_metrics = _explain(fitted, split.holdout, work, tracker, run_id)
+    with timer.step("register"):
+        gate_tags = {
+            "mlpipeline.gate.decision": decision.action,
+            "mlpipeline.gate.reason": decision.reason[:500],
+            "mlpipeline.gate.challenger_r2": f"{decision.challenger_r2:.6f}",
+            "mlpipeline.gate.champion_r2": ""
+            if decision.champion_r2 is None
+            else f"{decision.champion_r2:.6f}",
+            "mlpipeline.gate.champion_version": champion_version or "",
+            "mlpipeline.trigger": reason[:500],
+            SHA_TAG: digest,
+            **{f"mlpipeline.metric.{k}": f"{v:.6g}" for k, v in metrics.as_dict().items()},
+        }
+        version = tracker.register(d.name, run_id, "model", gate_tags)
+    tracker.log(
+        run_id,
+        tags={"mlpipeline.model_version": version, "mlpipeline.gate.decision": decision.action},
+        metrics=shap_metrics,
+    )
+    with log_context(model_version=version), timer.step("promote"):
+        if decision.action == "promote":
+            promoter.promote(d.name, version, reason=f"gate: {decision.reason}", action="promote")
+        elif decision.action == "await_approval":
+            tracker.set_alias(d.name, CHALLENGER, version)
+        log.info("gate decided", extra={"decision": decision.action, "reason": decision.reason})
+    tracker.log(run_id, metrics={f"time_{k}_s": v for k, v in timer.timings.items()})
+    return TrainResult(d.name, run_id, version, metrics, decision, dict(timer.timings), champion_version)
+
+
+def _score_champion(
+    settings: Settings,
+    tracker: Tracker,
+    pointers: SqlPointerStore,
+    d: Definition,
+    holdout: Any,
+    y_hold: np.ndarray,
+) -> tuple[Metrics | None, str | None]:
+    """The champion's metrics on the challenger's holdout (None when there is no champion)."""
+    pointer = pointers.get(d.name)
+    if pointer is None:
+        return None, None
+    info = tracker.version(d.name, pointer.version)
+    model = ModelCache(settings.home / "models", tracker).load(info)
+    names = [f["name"] for f in model.spec["features"]]
+    predictions = model.predict_columns(columns_of(holdout, names))
+    return evaluate(y_hold, predictions), pointer.version
+
+
+def _explain(fitted: Any, holdout: Any, work: Path, tracker: Tracker, run_id: str) -> dict[str, float]:
+    """Explainer artifact, SHAP summary plot and mean |SHAP| per feature (LightGBM models)."""
+    if not fitted.is_lightgbm:
+        tracker.log(run_id, tags={"mlpipeline.explainer": "none (only LightGBM models get a tree explainer)"})
+        return {}
+    sample = holdout.sample(n=min(SHAP_SAMPLE, len(holdout)), random_state=0) if len(holdout) else holdout
+    matrix = fitted.matrix(sample)
+    explainer = write_explainer(fitted, matrix, work / "explainer")
+    values = explainer.shap_values(matrix)
+    mean_abs = np.abs(values).mean(axis=0)
+    plot = work / "shap_summary.png"
+    _summary_plot(values, matrix, explainer.feature_names, plot)
+    tracker.log_artifacts(run_id, work / "explainer", "explainer")
+    tracker.log_artifact(run_id, plot)
+    tracker.log(run_id, tags={"mlpipeline.explainer": "explainer/explainer.json"})
+    return {f"shap_mean_abs.{n}": float(v) for n, v in zip(explainer.feature_names, mean_abs, strict=True)}
+
+
+def _summary_plot(values: np.ndarray, matrix: np.ndarray, names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    shap.summary_plot(values, matrix, feature_names=names, show=False)
+    plt.gcf().savefig(path, dpi=110, bbox_inches="tight")
+    plt.close("all")

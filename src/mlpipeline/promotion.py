@@ -1,0 +1,201 @@
+"""Promotion, approval, rejection and rollback: the alias and the pointer move together.
+
+Order of a promotion: (1) move the ``champion`` alias, (2) replace the production pointer
+and append the history in one transaction. If (2) fails, the alias is put back at once;
+if the process dies between the two, :func:`reconcile` (run before every train, promote
+and rollback) makes the alias follow the pointer again. The pointer is the truth: the
+production model never changes because something failed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from dataclasses import dataclass
+
+from mlpipeline.errors import MlpipelineError
+from mlpipeline.model_cache import SHA_TAG
+from mlpipeline.pointer import HistoryEntry, Pointer, PointerStore
+from mlpipeline.store.sql import utcnow
+from mlpipeline.tracking import CHALLENGER, CHAMPION, Tracker
+
+__all__ = ["Promoter", "PromotionError", "current_actor"]
+
+log = logging.getLogger(__name__)
+
+
+class PromotionError(MlpipelineError):
+    """A promotion, approval, rejection or rollback cannot be done as asked."""
+
+    code = "MLP-700"
+    exit_code = 2
+
+
+def current_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "unknown"
+
+
+@dataclass
+class Promoter:
+    tracker: Tracker
+    pointers: PointerStore
+
+    def reconcile(self, featureset: str) -> str | None:
+        """Make the ``champion`` alias agree with the pointer; returns what was repaired, if anything."""
+        pointer = self.pointers.get(featureset)
+        alias = self.tracker.alias_version(featureset, CHAMPION)
+        want = pointer.version if pointer else None
+        if alias == want:
+            return None
+        if want is None:
+            self.tracker.delete_alias(featureset, CHAMPION)
+        else:
+            self.tracker.set_alias(featureset, CHAMPION, want)
+        note = (
+            f"alias '{CHAMPION}' pointed at {alias}, the production pointer at {want}; alias moved to {want}"
+        )
+        log.warning(
+            "reconciled champion alias with the production pointer",
+            extra={"featureset": featureset, "detail": note},
+        )
+        return note
+
+    def promote(
+        self,
+        featureset: str,
+        version: str,
+        *,
+        reason: str,
+        action: str = "promote",
+        actor: str | None = None,
+    ) -> Pointer:
+        """Make ``version`` the production model (alias first, then pointer; see module doc)."""
+        actor = actor or current_actor()
+        info = self.tracker.version(featureset, version)
+        sha = info.tags.get(SHA_TAG)
+        if not sha:
+            raise PromotionError(
+                f"version {version} has no recorded digest ({SHA_TAG}); it cannot be promoted"
+            )
+        current = self.pointers.get(featureset)
+        if current is not None and current.version == version:
+            raise PromotionError(f"version {version} is already the champion of '{featureset}'")
+        metrics = {
+            k.removeprefix("mlpipeline.metric."): float(v)
+            for k, v in info.tags.items()
+            if k.startswith("mlpipeline.metric.")
+        }
+        pointer = Pointer(
+            featureset=featureset,
+            model_name=info.name,
+            version=version,
+            run_id=info.run_id,
+            model_uri=f"models:/{info.name}/{version}",
+            sha256=sha,
+            metrics=metrics,
+            promoted_by=actor,
+            reason=reason,
+        )
+        self.tracker.set_alias(featureset, CHAMPION, version)
+        try:
+            stored = self.pointers.set(
+                pointer, action=action, from_version=current.version if current else None
+            )
+        except BaseException:
+            self._restore_alias(featureset, current)
+            raise
+        if self.tracker.alias_version(featureset, CHALLENGER) == version:
+            self.tracker.delete_alias(featureset, CHALLENGER)
+        self.tracker.set_version_tags(
+            featureset,
+            version,
+            {
+                "mlpipeline.promoted_at": stored.promoted_at.isoformat() if stored.promoted_at else "",
+                "mlpipeline.promoted_by": actor,
+                "mlpipeline.promotion_reason": reason[:500],
+            },
+        )
+        log.info(
+            "model promoted",
+            extra={
+                "featureset": featureset,
+                "model_version": version,
+                "action": action,
+                "from_version": current.version if current else None,
+            },
+        )
+        return stored
+
+    def _restore_alias(self, featureset: str, current: Pointer | None) -> None:
+        try:
+            if current is None:
+                self.tracker.delete_alias(featureset, CHAMPION)
+            else:
+                self.tracker.set_alias(featureset, CHAMPION, current.version)
+        except MlpipelineError:
+            log.exception("could not restore the champion alias; the next run reconciles it")
+
+    def rollback(self, featureset: str, *, reason: str, actor: str | None = None) -> Pointer:
+        """Back to the champion that preceded the current one."""
+        current = self.pointers.get(featureset)
+        if current is None:
+            raise PromotionError(f"'{featureset}' has no champion to roll back from")
+        # Walk back the chain of promotions; a rollback never undoes a rollback.
+        previous = next(
+            (
+                e.from_version
+                for e in self.pointers.history(featureset, limit=500)
+                if e.to_version == current.version
+                and e.from_version
+                and e.action not in ("reject", "rollback")
+            ),
+            None,
+        )
+        if previous is None:
+            raise PromotionError(
+                f"version {current.version} is the first champion of '{featureset}'; nothing to roll back to"
+            )
+        return self.promote(featureset, previous, reason=reason, action="rollback", actor=actor)
+
+    def approve(self, featureset: str, version: str, *, reason: str, actor: str | None = None) -> Pointer:
+        waiting = self.tracker.alias_version(featureset, CHALLENGER)
+        if waiting != version:
+            hint = f"the challenger is version {waiting}" if waiting else "no version awaits approval"
+            raise PromotionError(f"version {version} is not awaiting approval ({hint})")
+        return self.promote(featureset, version, reason=reason, action="approve", actor=actor)
+
+    def reject(self, featureset: str, version: str, *, reason: str, actor: str | None = None) -> None:
+        actor = actor or current_actor()
+        waiting = self.tracker.alias_version(featureset, CHALLENGER)
+        if waiting != version:
+            hint = f"the challenger is version {waiting}" if waiting else "no version awaits approval"
+            raise PromotionError(f"version {version} is not awaiting approval ({hint})")
+        self.tracker.delete_alias(featureset, CHALLENGER)
+        self.tracker.set_version_tags(
+            featureset,
+            version,
+            {
+                "mlpipeline.gate.decision": "rejected",
+                "mlpipeline.rejected_by": actor,
+                "mlpipeline.rejection_reason": reason[:500],
+            },
+        )
+        info = self.tracker.version(featureset, version)
+        current = self.pointers.get(featureset)
+        self.pointers.record(
+            HistoryEntry(
+                featureset,
+                "reject",
+                info.name,
+                current.version if current else None,
+                version,
+                info.run_id,
+                utcnow(),
+                actor,
+                reason,
+                {},
+            )
+        )
