@@ -292,14 +292,20 @@ def demo(
     )
 
 
-def _promoter(settings: Settings) -> tuple[Any, Any]:
+@contextmanager
+def _promoter() -> Iterator[Any]:
+    """A promoter over the configured tracking server and pointer store, closed afterwards."""
     from mlpipeline.pointer import SqlPointerStore
     from mlpipeline.promotion import Promoter
     from mlpipeline.store import open_store
     from mlpipeline.tracking import Tracker
 
+    settings = _settings()
     store = open_store(settings)
-    return Promoter(Tracker(settings), SqlPointerStore(store)), store
+    try:
+        yield Promoter(Tracker(settings), SqlPointerStore(store))
+    finally:
+        store.dispose()
 
 
 ReasonOption = Annotated[
@@ -384,49 +390,33 @@ def _moved(action: str, pointer: Any) -> None:
 @app.command()
 def promote(version: str, featureset: FeaturesetOption, reason: ReasonOption = "forced promotion") -> None:
     """Force VERSION into production (audited with the reason)."""
-    settings = _settings()
-    promoter, store = _promoter(settings)
-    try:
+    with _promoter() as promoter:
         promoter.reconcile(featureset)
         _moved("promoted", promoter.promote(featureset, version, reason=reason, action="force"))
-    finally:
-        store.dispose()
 
 
 @app.command()
 def rollback(featureset: FeaturesetOption, reason: ReasonOption = "rollback") -> None:
     """Go back to the previous champion."""
-    settings = _settings()
-    promoter, store = _promoter(settings)
-    try:
+    with _promoter() as promoter:
         promoter.reconcile(featureset)
         _moved("rolled back", promoter.rollback(featureset, reason=reason))
-    finally:
-        store.dispose()
 
 
 @app.command()
 def approve(version: str, featureset: FeaturesetOption, reason: ReasonOption = "approved") -> None:
     """Promote the challenger VERSION waiting for approval (manual policy)."""
-    settings = _settings()
-    promoter, store = _promoter(settings)
-    try:
+    with _promoter() as promoter:
         promoter.reconcile(featureset)
         _moved("approved", promoter.approve(featureset, version, reason=reason))
-    finally:
-        store.dispose()
 
 
 @app.command()
 def reject(version: str, featureset: FeaturesetOption, reason: ReasonOption = "rejected") -> None:
     """Reject the challenger VERSION; production is unchanged."""
-    settings = _settings()
-    promoter, store = _promoter(settings)
-    try:
+    with _promoter() as promoter:
         promoter.reject(featureset, version, reason=reason)
-        out.print(f"rejected version {version} of '{featureset}'", markup=False)
-    finally:
-        store.dispose()
+    out.print(f"rejected version {version} of '{featureset}'", markup=False)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -174,3 +174,37 @@ def test_console_script_in_a_fresh_process(tmp_path: Path, day_csv: Path) -> Non
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith("error MLP-400:")
+
+
+@pytest.mark.slow
+def test_train_models_promote_rollback_commands(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = tmp_path / "stream.csv"
+    generate_stream_csv = generate_day  # one day is too small; three days are enough for the demo model
+    import pandas as pd
+
+    pd.concat([generate_stream_csv(StreamConfig(rows_per_day=400), d) for d in range(3)]).to_csv(
+        data, index=False
+    )
+    run(capsys, "init")
+    assert run(capsys, "ingest", str(data), "-f", "demo")[0] == 0
+    code, out, err = run(capsys, "train", "-f", "demo", "--reason", "first")
+    assert code == 0, err
+    assert "version 1" in out
+    assert "gate: promote" in out
+    code, out, _ = run(capsys, "train", "-f", "demo")
+    assert "gate: hold" in out
+    code, out, _ = run(capsys, "models", "-f", "demo", "--json")
+    listed = json.loads(out)
+    assert [(m["version"], m["aliases"], m["decision"]) for m in listed] == [
+        ("1", ["champion"], "promote"),
+        ("2", [], "hold"),
+    ]
+    assert listed[0]["trigger"] == "first"
+    assert run(capsys, "promote", "2", "-f", "demo", "-r", "test")[1].strip().endswith("version 2")
+    assert run(capsys, "rollback", "-f", "demo")[1].strip().endswith("version 1")
+    code, _, err = run(capsys, "rollback", "-f", "demo")
+    assert code == 2
+    assert "nothing to roll back to" in err
+    code, _, err = run(capsys, "approve", "2", "-f", "demo")
+    assert code == 2
+    assert "not awaiting approval" in err
