@@ -72,7 +72,7 @@ def naive(csv: Path, home: Path) -> dict[str, float]:
     features = list(d.model_features)
     times["extract+prepare"] = time.perf_counter() - t
     mlflow.lightgbm.autolog(log_models=False)
-    with mlflow.start_run(experiment_id=exp) as run:
+    with mlflow.start_run(experiment_id=exp):
         t = time.perf_counter()
         model = lgb.LGBMRegressor(**d.model.params, random_state=d.model.seed, verbose=-1)
         model.fit(split.train[features], split.train[d.target.column])

@@ -46,8 +46,9 @@ __all__ = ["TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
-#: Rows of the holdout used for the SHAP summary (plots and means stabilise well before).
-SHAP_SAMPLE = 2_000
+#: Holdout rows behind the SHAP summary plot and the mean |SHAP| metrics. Exact tree SHAP
+#: costs about 2 ms a row for a 300-tree model here; 500 rows give a stable ranking.
+SHAP_SAMPLE = 500
 
 
 @dataclass
