@@ -15,7 +15,10 @@ prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
     │   └── EmptyBatchError              MLP-201  a batch holds no rows
     ├── StoreError                       MLP-300  the feature store failed (exit 4)
     │   └── StoreUnavailableError        MLP-301  the database cannot be reached or is locked
-    └── NotFoundError                    MLP-400  a named thing (feature set, file) does not exist (exit 2)
+    ├── NotFoundError                    MLP-400  a named thing (feature set, file) does not exist (exit 2)
+    ├── TrackingError                    MLP-500  MLflow failed or refused a request (exit 5)
+    ├── ModelIntegrityError              MLP-600  a model's files do not match the registry's digest (exit 6)
+    └── PromotionError                   MLP-700  a promotion, approval or rollback is not possible (exit 2)
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ __all__ = [
     "EmptyBatchError",
     "ExpressionError",
     "MlpipelineError",
+    "ModelIntegrityError",
     "NotFoundError",
     "Problem",
+    "PromotionError",
     "StoreError",
     "StoreUnavailableError",
+    "TrackingError",
 ]
 
 
@@ -136,3 +142,24 @@ class StoreUnavailableError(StoreError):
     """The database cannot be reached, or stayed locked longer than the busy timeout."""
 
     code = "MLP-301"
+
+
+class TrackingError(MlpipelineError):
+    """MLflow (tracking server or local store) failed or refused a request."""
+
+    code = "MLP-500"
+    exit_code = 5
+
+
+class ModelIntegrityError(MlpipelineError):
+    """A model's files do not match the digest recorded in the registry: never loaded."""
+
+    code = "MLP-600"
+    exit_code = 6
+
+
+class PromotionError(MlpipelineError):
+    """A promotion, approval, rejection or rollback cannot be done as asked."""
+
+    code = "MLP-700"
+    exit_code = 2

@@ -22,22 +22,15 @@ import numpy.typing as npt
 
 from mlpipeline import portable
 from mlpipeline.artifacts import manifest_of, manifest_sha256
-from mlpipeline.errors import MlpipelineError
+from mlpipeline.errors import ModelIntegrityError
 from mlpipeline.tracking import ModelVersionInfo, Tracker
 
-__all__ = ["SHA_TAG", "IntegrityError", "LoadedModel", "ModelCache", "load_model_folder"]
+__all__ = ["SHA_TAG", "LoadedModel", "ModelCache", "load_model_folder"]
 
 log = logging.getLogger(__name__)
 
 #: Model-version tag holding the manifest digest recorded at registration.
 SHA_TAG = "mlpipeline.sha256"
-
-
-class IntegrityError(MlpipelineError):
-    """A model's files do not match the digest recorded in the registry."""
-
-    code = "MLP-600"
-    exit_code = 6
 
 
 @dataclass
@@ -83,7 +76,7 @@ class ModelCache:
         """The verified local folder of ``info``'s model, downloading it if needed."""
         expected = info.tags.get(SHA_TAG)
         if not expected:
-            raise IntegrityError(
+            raise ModelIntegrityError(
                 f"{info.name} version {info.version} has no recorded digest (tag {SHA_TAG}); "
                 "it was not registered by mlpipeline and will not be loaded"
             )
@@ -106,7 +99,7 @@ class ModelCache:
             manifest = manifest_of(local)
             actual = manifest_sha256(manifest)
             if actual != expected:
-                raise IntegrityError(
+                raise ModelIntegrityError(
                     f"{info.name} version {info.version}: downloaded files have digest {actual[:12]}…, "
                     f"the registry recorded {expected[:12]}…; refusing to load it"
                 )

@@ -13,7 +13,7 @@ import getpass
 import logging
 from dataclasses import dataclass
 
-from mlpipeline.errors import MlpipelineError
+from mlpipeline.errors import MlpipelineError, PromotionError
 from mlpipeline.model_cache import SHA_TAG
 from mlpipeline.pointer import HistoryEntry, Pointer, PointerStore
 from mlpipeline.store.sql import utcnow
@@ -22,13 +22,6 @@ from mlpipeline.tracking import CHALLENGER, CHAMPION, Tracker
 __all__ = ["Promoter", "PromotionError", "current_actor"]
 
 log = logging.getLogger(__name__)
-
-
-class PromotionError(MlpipelineError):
-    """A promotion, approval, rejection or rollback cannot be done as asked."""
-
-    code = "MLP-700"
-    exit_code = 2
 
 
 def current_actor() -> str:

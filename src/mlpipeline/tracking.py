@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from mlpipeline.errors import MlpipelineError
+from mlpipeline.errors import TrackingError
 from mlpipeline.settings import Settings
 
 __all__ = ["CHALLENGER", "CHAMPION", "ModelVersionInfo", "Tracker", "TrackingError"]
@@ -28,13 +28,6 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _MAX_BATCH = 100
-
-
-class TrackingError(MlpipelineError):
-    """MLflow (tracking server or local store) failed or refused a request."""
-
-    code = "MLP-500"
-    exit_code = 5
 
 
 @dataclass(frozen=True)
