@@ -11,8 +11,6 @@ ingest is rejected at serving time too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import pandas as pd
 
@@ -287,13 +285,3 @@ def _label_consistency(out: dict[str, pd.Series], d: Definition, problems: list[
     _add(problems, d.label_time, "not null", f"a labelled row needs its {d.label_time}", unlabelled_time)
     early = (label_at < out[d.event_time]).to_numpy(dtype=bool)
     _add(problems, d.label_time, "order", f"label arrives before {d.event_time}", early)
-
-
-def first_rows(values: Iterable[object], limit: int = MAX_ROWS_SHOWN) -> list[object]:
-    """The first ``limit`` items of ``values`` (used to show offending keys)."""
-    out: list[object] = []
-    for v in values:
-        if len(out) >= limit:
-            break
-        out.append(v)
-    return out
