@@ -17,7 +17,6 @@ version's artifacts in the registry, the production pointer and the local cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -31,6 +30,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from mlpipeline import portable
+from mlpipeline.digests import digest as manifest_sha256
+from mlpipeline.digests import manifest_of
 from mlpipeline.training import FittedModel, columns_of
 
 __all__ = [
@@ -171,31 +172,3 @@ def write_explainer(fitted: FittedModel, background: FloatArray, folder: Path) -
     }
     (folder / "explainer.json").write_text(json.dumps(header, indent=1), encoding="utf-8")
     return TreeExplainer.load(folder)
-
-
-def manifest_of(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` by relative POSIX path.
-
-    Left out: Python bytecode caches and MLflow's ``registered_model_meta``. Loading a
-    model with ``mlflow.pyfunc.load_model("models:/…")`` from a local store writes both into
-    the stored model folder itself (it imports the model code in place and records which
-    registered version it loaded); neither changes what the model computes.
-    """
-    out: dict[str, str] = {}
-    files = (p for p in folder.rglob("*") if p.is_file() and not _mlflow_side_file(p))
-    for path in sorted(files):
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        out[path.relative_to(folder).as_posix()] = h.hexdigest()
-    return out
-
-
-def _mlflow_side_file(path: Path) -> bool:
-    return "__pycache__" in path.parts or path.suffix == ".pyc" or path.name == "registered_model_meta"
-
-
-def manifest_sha256(manifest: dict[str, str]) -> str:
-    """One digest for a whole manifest (stable order)."""
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()

@@ -295,6 +295,7 @@ def demo(
 @contextmanager
 def _promoter() -> Iterator[Any]:
     """A promoter over the configured tracking server and pointer store, closed afterwards."""
+    from mlpipeline.model_cache import ModelCache
     from mlpipeline.pointer import SqlPointerStore
     from mlpipeline.promotion import Promoter
     from mlpipeline.store import open_store
@@ -303,7 +304,8 @@ def _promoter() -> Iterator[Any]:
     settings = _settings()
     store = open_store(settings)
     try:
-        yield Promoter(Tracker(settings), SqlPointerStore(store))
+        tracker = Tracker(settings)
+        yield Promoter(tracker, SqlPointerStore(store), ModelCache(settings.home / "models", lambda: tracker))
     finally:
         store.dispose()
 

@@ -18,7 +18,8 @@ prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
     ├── NotFoundError                    MLP-400  a named thing (feature set, file) does not exist (exit 2)
     ├── TrackingError                    MLP-500  MLflow failed or refused a request (exit 5)
     ├── ModelIntegrityError              MLP-600  a model's files do not match the registry's digest (exit 6)
-    └── PromotionError                   MLP-700  a promotion, approval or rollback is not possible (exit 2)
+    ├── PromotionError                   MLP-700  a promotion, approval or rollback is not possible (exit 2)
+    └── UnsupportedError                 MLP-800  the model cannot do what was asked (e.g. explain) (exit 2)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "TrackingError",
+    "UnsupportedError",
 ]
 
 
@@ -112,11 +114,13 @@ class DataValidationError(MlpipelineError):
     code = "MLP-200"
     exit_code = 3
 
-    def __init__(self, problems: Sequence[Problem], *, source: str = "batch") -> None:
+    def __init__(
+        self, problems: Sequence[Problem], *, source: str = "batch", outcome: str = "nothing written"
+    ) -> None:
         self.problems = tuple(problems)
         self.source = source
         lines = "; ".join(p.describe() for p in self.problems)
-        super().__init__(f"{source} rejected, nothing written: {lines}")
+        super().__init__(f"{source} rejected, {outcome}: {lines}")
 
 
 class EmptyBatchError(DataValidationError):
@@ -162,4 +166,11 @@ class PromotionError(MlpipelineError):
     """A promotion, approval, rejection or rollback cannot be done as asked."""
 
     code = "MLP-700"
+    exit_code = 2
+
+
+class UnsupportedError(MlpipelineError):
+    """The served model cannot do what was asked, e.g. explain a non-tree estimator."""
+
+    code = "MLP-800"
     exit_code = 2

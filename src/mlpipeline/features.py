@@ -43,7 +43,12 @@ def category_vocabulary(
 
 
 def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
-    """The portable JSON feature spec of ``d`` (see :mod:`mlpipeline.portable`)."""
+    """The portable JSON feature spec of ``d`` (see :mod:`mlpipeline.portable`).
+
+    Beyond what the matrix needs, it records the input contract the model was trained
+    under (ranges, whether categories were declared, the entity key), so a served model
+    validates requests by its own rules even after the definition file changes.
+    """
     vocab = vocabulary if vocabulary is not None else category_vocabulary(d)
     features = []
     for name, f in d.features.items():
@@ -55,9 +60,14 @@ def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None =
         }
         if f.type == "categorical":
             item["categories"] = list(vocab.get(name, ()))
+            item["strict"] = f.values is not None
+        else:
+            item["min"] = f.min
+            item["max"] = f.max
         features.append(item)
     return {
         "format": FORMAT,
+        "key": d.entity_key.column,
         "features": features,
         "constants": dict(d.constants),
         "derived": [{"name": x.name, "expression": x.expression} for x in d.derived],

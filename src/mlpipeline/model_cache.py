@@ -1,10 +1,15 @@
 """The local model cache: each version downloaded once, verified by sha256 on every load.
 
-``dur/models/<registered name>/<version>/`` holds the MLflow model folder and a
-``manifest.json`` with the sha256 of every file. The manifest's digest must equal the one
-recorded on the model version at registration (tag ``mlpipeline.sha256``): a model whose
-files do not match is never loaded. A missing or corrupt cache entry is downloaded again,
-with a warning in the log.
+``dur/models/<registered name>/<version>/`` holds the MLflow model folder (``model/``)
+and a ``manifest.json`` with the sha256 of every file. The manifest's digest must equal
+the one recorded on the model version at registration (tag ``mlpipeline.sha256``, copied
+into the production pointer at promotion): a model whose files do not match is never
+loaded. A missing or corrupt cache entry is downloaded again, with a warning in the log.
+
+Loading reads every file once into memory, hashes those bytes and builds the booster
+from the very same bytes, so nothing can change between the check and the load. A warm
+load needs no MLflow at all (MLflow is imported only to download), which keeps a
+server's start-up and a hot swap fast and lets serving go on while MLflow is down.
 """
 
 from __future__ import annotations
@@ -13,24 +18,48 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from mlpipeline import portable
-from mlpipeline.artifacts import manifest_of, manifest_sha256
+from mlpipeline.digests import digest, manifest_of_bytes, read_folder
 from mlpipeline.errors import ModelIntegrityError
-from mlpipeline.tracking import ModelVersionInfo, Tracker
 
-__all__ = ["SHA_TAG", "LoadedModel", "ModelCache", "load_model_folder"]
+if TYPE_CHECKING:
+    from mlpipeline.tracking import ModelVersionInfo, Tracker
+
+__all__ = ["SHA_TAG", "LoadedModel", "ModelCache", "ModelRef", "load_model_folder", "load_verified"]
 
 log = logging.getLogger(__name__)
 
 #: Model-version tag holding the manifest digest recorded at registration.
 SHA_TAG = "mlpipeline.sha256"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model version to load and the digest its files must have."""
+
+    featureset: str
+    name: str
+    version: str
+    run_id: str
+    sha256: str
+
+    @classmethod
+    def of_version(cls, featureset: str, info: ModelVersionInfo) -> ModelRef:
+        expected = info.tags.get(SHA_TAG)
+        if not expected:
+            raise ModelIntegrityError(
+                f"{info.name} version {info.version} has no recorded digest (tag {SHA_TAG}); "
+                "it was not registered by mlpipeline and will not be loaded"
+            )
+        return cls(featureset, info.name, info.version, info.run_id, expected)
 
 
 @dataclass
@@ -40,6 +69,7 @@ class LoadedModel:
     spec: dict[str, Any]
     model: Any
     folder: Path
+    is_lightgbm: bool = True
 
     def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.asarray(self.model.predict(matrix), dtype=np.float64)
@@ -48,69 +78,128 @@ class LoadedModel:
         return self.predict_matrix(portable.build_matrix(self.spec, columns))
 
 
+def load_verified(folder: Path, expected_sha256: str) -> LoadedModel:
+    """Load the model in ``folder`` if and only if its files hash to ``expected_sha256``."""
+    if not folder.is_dir():
+        raise ModelIntegrityError(f"model folder {folder} does not exist")
+    files = read_folder(folder)
+    manifest = manifest_of_bytes(files)
+    actual = digest(manifest)
+    if actual != expected_sha256:
+        raise ModelIntegrityError(
+            f"model files in {folder} have digest {actual[:12]}…, the registry recorded "
+            f"{expected_sha256[:12]}…{_which_files(folder, manifest)}; refusing to load them"
+        )
+    return _from_bytes(folder, files)
+
+
+def _which_files(folder: Path, manifest: dict[str, str]) -> str:
+    recorded_path = folder.parent / "manifest.json"
+    try:
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    changed = sorted(k for k in set(recorded) | set(manifest) if recorded.get(k) != manifest.get(k))
+    return f" (differs from the manifest in: {', '.join(changed[:5])})" if changed else ""
+
+
+def _from_bytes(folder: Path, files: dict[str, bytes]) -> LoadedModel:
+    try:
+        spec = json.loads(files["artifacts/features.json"])
+        if "artifacts/model.txt" in files:
+            import lightgbm
+
+            booster = lightgbm.Booster(model_str=files["artifacts/model.txt"].decode("utf-8"))
+            return LoadedModel(spec, booster, folder, is_lightgbm=True)
+        import skops.io
+
+        trusted = json.loads(files["artifacts/trusted.json"])
+        estimator = skops.io.loads(files["artifacts/model.skops"], trusted=trusted)
+        return LoadedModel(spec, estimator, folder, is_lightgbm=False)
+    except KeyError as exc:
+        raise ModelIntegrityError(
+            f"model folder {folder} lacks {exc.args[0]}; it was not written by mlpipeline"
+        ) from exc
+
+
 def load_model_folder(folder: Path) -> LoadedModel:
-    """Load an MLflow model folder written by mlpipeline without MLflow and without pickle."""
-    art = folder / "artifacts"
-    spec = json.loads((art / "features.json").read_text(encoding="utf-8"))
-    if (art / "model.txt").is_file():
-        import lightgbm
-
-        return LoadedModel(spec, lightgbm.Booster(model_file=str(art / "model.txt")), folder)
-    import skops.io
-
-    trusted = json.loads((art / "trusted.json").read_text(encoding="utf-8"))
-    return LoadedModel(spec, skops.io.load(art / "model.skops", trusted=trusted), folder)
+    """Load an mlpipeline model folder without a digest check (tests and tools only)."""
+    return _from_bytes(folder, read_folder(folder))
 
 
 class ModelCache:
-    """Downloads model versions into ``root`` once and verifies them before use."""
+    """Downloads model versions into ``root`` once and verifies them on every load.
 
-    def __init__(self, root: Path, tracker: Tracker) -> None:
+    ``tracker`` is a factory so that a warm cache never creates an MLflow client.
+    """
+
+    def __init__(self, root: Path, tracker: Callable[[], Tracker]) -> None:
         self.root = root
-        self.tracker = tracker
+        self._tracker_factory = tracker
+        self._tracker: Tracker | None = None
 
-    def folder(self, info: ModelVersionInfo) -> Path:
-        return self.root / info.name / info.version
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = self._tracker_factory()
+        return self._tracker
 
-    def ensure(self, info: ModelVersionInfo) -> Path:
-        """The verified local folder of ``info``'s model, downloading it if needed."""
-        expected = info.tags.get(SHA_TAG)
-        if not expected:
-            raise ModelIntegrityError(
-                f"{info.name} version {info.version} has no recorded digest (tag {SHA_TAG}); "
-                "it was not registered by mlpipeline and will not be loaded"
-            )
-        target = self.folder(info)
-        model_dir = target / "model"
+    def folder(self, ref: ModelRef) -> Path:
+        return self.root / ref.name / ref.version
+
+    def load(self, ref: ModelRef) -> LoadedModel:
+        """The verified model of ``ref``, downloading it when missing or corrupt."""
+        model_dir = self.folder(ref) / "model"
         if model_dir.is_dir():
-            actual = manifest_sha256(manifest_of(model_dir))
-            if actual == expected:
+            try:
+                return load_verified(model_dir, ref.sha256)
+            except ModelIntegrityError as exc:
+                log.warning(
+                    "cached model is corrupt; downloading it again",
+                    extra={"model_version": ref.version, "detail": str(exc)},
+                )
+        elif self.folder(ref).exists():
+            log.warning("cached model is incomplete; downloading it", extra={"model_version": ref.version})
+        self.ensure(ref, force=True)
+        return load_verified(model_dir, ref.sha256)
+
+    def ensure(self, ref: ModelRef, *, force: bool = False) -> Path:
+        """The local folder of ``ref``'s model, downloaded and verified if needed (or if ``force``)."""
+        target = self.folder(ref)
+        model_dir = target / "model"
+        if not force and model_dir.is_dir():
+            if digest(manifest_of_bytes(read_folder(model_dir))) == ref.sha256:
                 return model_dir
-            log.warning(
-                "cached model is corrupt or incomplete; downloading it again",
-                extra={"model_version": info.version, "path": str(model_dir)},
+            log.warning("cached model is corrupt; downloading it again", extra={"model_version": ref.version})
+        recorded = self.tracker.version(ref.featureset, ref.version)
+        if recorded.tags.get(SHA_TAG) != ref.sha256 or recorded.run_id != ref.run_id:
+            raise ModelIntegrityError(
+                f"{ref.name} version {ref.version}: the registry records digest "
+                f"{str(recorded.tags.get(SHA_TAG))[:12]}… and run {recorded.run_id}, the production "
+                f"pointer {ref.sha256[:12]}… and run {ref.run_id}; refusing to load it"
             )
-        elif target.exists():
-            log.warning("cached model is missing; downloading it", extra={"model_version": info.version})
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{info.version}-", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
         try:
-            local = self.tracker.download(info.run_id, "model", staging)
-            manifest = manifest_of(local)
-            actual = manifest_sha256(manifest)
-            if actual != expected:
+            local = self.tracker.download(ref.run_id, "model", staging)
+            manifest = manifest_of_bytes(read_folder(local))
+            actual = digest(manifest)
+            if actual != ref.sha256:
                 raise ModelIntegrityError(
-                    f"{info.name} version {info.version}: downloaded files have digest {actual[:12]}…, "
-                    f"the registry recorded {expected[:12]}…; refusing to load it"
+                    f"{ref.name} version {ref.version}: downloaded files have digest {actual[:12]}…, "
+                    f"the registry recorded {ref.sha256[:12]}…; refusing to load it"
                 )
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             if target.exists():
                 shutil.rmtree(target)
-            staging.rename(target)  # atomic on one file system: readers never see half a model
+            try:
+                staging.rename(target)  # atomic on one file system: readers never see half a model
+            except OSError:
+                # Another process finished the same download first; keep its copy if it verifies.
+                if digest(manifest_of_bytes(read_folder(model_dir))) != ref.sha256:
+                    raise
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+        log.info("model downloaded into the cache", extra={"model_version": ref.version})
         return model_dir
-
-    def load(self, info: ModelVersionInfo) -> LoadedModel:
-        return load_model_folder(self.ensure(info))

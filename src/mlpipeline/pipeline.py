@@ -87,7 +87,7 @@ def train(
     """Run the pipeline once for ``d``; see the module docstring for the steps."""
     tracker = tracker or Tracker(settings)
     pointers = SqlPointerStore(store)
-    promoter = Promoter(tracker, pointers)
+    promoter = Promoter(tracker, pointers, ModelCache(settings.home / "models", lambda: tracker))
     timer = _Timer()
     with log_context(featureset=d.name):
         promoter.reconcile(d.name)
@@ -216,8 +216,7 @@ def _score_champion(
     pointer = pointers.get(d.name)
     if pointer is None:
         return None, None
-    info = tracker.version(d.name, pointer.version)
-    model = ModelCache(settings.home / "models", tracker).load(info)
+    model = ModelCache(settings.home / "models", lambda: tracker).load(pointer.ref)
     names = [f["name"] for f in model.spec["features"]]
     predictions = model.predict_columns(columns_of(holdout, names))
     return evaluate(y_hold, predictions), pointer.version

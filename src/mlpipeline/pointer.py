@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, insert, select
 
+from mlpipeline.model_cache import ModelRef
 from mlpipeline.store.sql import SqlFeatureStore, utcnow
 
 __all__ = ["HistoryEntry", "Pointer", "PointerStore", "SqlPointerStore"]
@@ -34,6 +35,11 @@ class Pointer:
     promoted_at: datetime | None = None
     promoted_by: str = ""
     reason: str = ""
+
+    @property
+    def ref(self) -> ModelRef:
+        """What the model cache needs to load (and verify) this version."""
+        return ModelRef(self.featureset, self.model_name, self.version, self.run_id, self.sha256)
 
 
 @dataclass(frozen=True)

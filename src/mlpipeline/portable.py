@@ -10,14 +10,18 @@ mlpipeline and nothing beyond numpy.
 The feature spec is plain JSON (format ``mlpipeline-features/1``)::
 
     {"format": "mlpipeline-features/1",
+     "key": "id",
      "features": [{"name": "x", "type": "float|integer|categorical",
                    "missing": "error|native|constant", "fill_value": null,
-                   "categories": ["a", "b"]}],
+                   "min": null, "max": null,                  (numeric)
+                   "categories": ["a", "b"], "strict": true}], (categorical)
      "constants": {"k": 1.0},
      "derived": [{"name": "x_per_k", "expression": "x / k"}],
      "order": ["x", ..., "x_per_k"]}
 
 Categories are encoded as their position in ``categories`` (unknown or missing: NaN).
+``key``, ``min``, ``max`` and ``strict`` describe the input contract that serving checks
+(:mod:`mlpipeline.scoring`); building the matrix ignores them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FORMAT", "FUNCTIONS", "Arithmetic", "build_matrix", "compile_arithmetic", "encode_categorical"]
+__all__ = [
+    "FORMAT",
+    "FUNCTIONS",
+    "Arithmetic",
+    "assemble",
+    "build_matrix",
+    "compile_arithmetic",
+    "encode_categorical",
+    "encode_columns",
+]
 
 FORMAT = "mlpipeline-features/1"
 FloatArray = npt.NDArray[np.float64]
@@ -67,7 +80,11 @@ class Arithmetic:
     def evaluate(self, env: Mapping[str, Value], rows: int) -> FloatArray:
         """Evaluate over ``rows`` rows; non-finite results (x/0, log(-1)) become NaN."""
         with np.errstate(all="ignore"):
-            value = self._evaluator(env)
+            return self.evaluate_quietly(env, rows)
+
+    def evaluate_quietly(self, env: Mapping[str, Value], rows: int) -> FloatArray:
+        """:meth:`evaluate` for callers that already silence numpy's floating-point warnings."""
+        value = self._evaluator(env)
         out = np.asarray(value, dtype=np.float64)
         if out.ndim == 0:
             out = np.full(rows, float(out))
@@ -159,6 +176,11 @@ class _Compiled:
         self.constants: dict[str, float] = {k: float(v) for k, v in spec.get("constants", {}).items()}
         self.derived = [(d["name"], compile_arithmetic(d["expression"])) for d in spec.get("derived", [])]
         self.order: list[str] = list(spec["order"])
+        self.numeric_fills = [
+            (f["name"], float(f["fill_value"]))
+            for f in self.features
+            if f["type"] != "categorical" and f.get("missing") == "constant"
+        ]
 
 
 _CACHE: dict[int, tuple[Mapping[str, Any], _Compiled]] = {}
@@ -175,16 +197,9 @@ def _compiled(spec: Mapping[str, Any]) -> _Compiled:
     return compiled
 
 
-def build_matrix(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> FloatArray:
-    """The (rows x features) float64 matrix for the model, in ``spec["order"]``.
-
-    ``columns`` maps each raw feature name to an array-like of equal length; missing values
-    may be NaN or None. Constant fills are applied before derived features are computed,
-    so a derived feature sees the value the model sees.
-    """
+def encode_columns(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> dict[str, FloatArray]:
+    """Raw columns to float arrays: category codes (after the categorical fill) and numbers."""
     c = _compiled(spec)
-    first = columns[c.features[0]["name"]]
-    rows = len(first)
     values: dict[str, FloatArray] = {}
     for feature in c.features:
         name = feature["name"]
@@ -196,17 +211,38 @@ def build_matrix(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> FloatAr
                 items = [fill if _is_missing(v) else v for v in items]
             values[name] = encode_categorical(items, feature.get("categories") or ())
         else:
-            arr = np.asarray(raw, dtype=np.float64)
-            if feature.get("missing") == "constant":
-                arr = np.where(np.isnan(arr), float(feature["fill_value"]), arr)
-            values[name] = arr
+            values[name] = np.asarray(raw, dtype=np.float64)
+    return values
+
+
+def assemble(spec: Mapping[str, Any], values: Mapping[str, FloatArray], rows: int) -> FloatArray:
+    """The model matrix from encoded raw values: numeric fills, constants, derived features, order.
+
+    Constant fills are applied before derived features are computed, so a derived feature
+    sees the value the model sees.
+    """
+    c = _compiled(spec)
     env: dict[str, Value] = dict(values)
+    for name, fill in c.numeric_fills:
+        arr = values[name]
+        env[name] = np.where(np.isnan(arr), fill, arr)
     env.update(c.constants)
-    for name, expr in c.derived:
-        result = expr.evaluate(env, rows)
-        env[name] = result
-        values[name] = result
+    if c.derived:
+        with np.errstate(all="ignore"):
+            for name, expr in c.derived:
+                env[name] = expr.evaluate_quietly(env, rows)
     matrix = np.empty((rows, len(c.order)), dtype=np.float64)
     for j, name in enumerate(c.order):
-        matrix[:, j] = values[name]
+        matrix[:, j] = env[name]
     return matrix
+
+
+def build_matrix(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> FloatArray:
+    """The (rows x features) float64 matrix for the model, in ``spec["order"]``.
+
+    ``columns`` maps each raw feature name to an array-like of equal length; missing values
+    may be NaN or None.
+    """
+    values = encode_columns(spec, columns)
+    rows = len(next(iter(values.values()))) if values else 0
+    return assemble(spec, values, rows)

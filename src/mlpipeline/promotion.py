@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from mlpipeline.errors import MlpipelineError, PromotionError
-from mlpipeline.model_cache import SHA_TAG
+from mlpipeline.model_cache import SHA_TAG, ModelCache, ModelRef
 from mlpipeline.pointer import HistoryEntry, Pointer, PointerStore
 from mlpipeline.store.sql import utcnow
 from mlpipeline.tracking import CHALLENGER, CHAMPION, Tracker
@@ -33,8 +33,12 @@ def current_actor() -> str:
 
 @dataclass
 class Promoter:
+    """Moves the production model; with a ``cache``, a version is downloaded and verified first,
+    so a model that cannot be loaded is never promoted and servers swap to it without waiting."""
+
     tracker: Tracker
     pointers: PointerStore
+    cache: ModelCache | None = None
 
     def reconcile(self, featureset: str) -> str | None:
         """Make the ``champion`` alias agree with the pointer; returns what was repaired, if anything."""
@@ -76,6 +80,9 @@ class Promoter:
         current = self.pointers.get(featureset)
         if current is not None and current.version == version:
             raise PromotionError(f"version {version} is already the champion of '{featureset}'")
+        local_path = None
+        if self.cache is not None:
+            local_path = str(self.cache.ensure(ModelRef.of_version(featureset, info)))
         metrics = {
             k.removeprefix("mlpipeline.metric."): float(v)
             for k, v in info.tags.items()
@@ -88,6 +95,7 @@ class Promoter:
             run_id=info.run_id,
             model_uri=f"models:/{info.name}/{version}",
             sha256=sha,
+            local_path=local_path,
             metrics=metrics,
             promoted_by=actor,
             reason=reason,

@@ -14,7 +14,7 @@ import pytest
 
 from mlpipeline.definition import Definition
 from mlpipeline.ingest import ingest_file
-from mlpipeline.model_cache import ModelCache
+from mlpipeline.model_cache import ModelCache, ModelRef
 from mlpipeline.pipeline import train
 from mlpipeline.settings import Settings
 from mlpipeline.store import open_store
@@ -69,7 +69,9 @@ def test_champion_loads_with_plain_mlflow_and_matches(
     tracker = Tracker(settings)
     version = tracker.alias_version("housing", CHAMPION)
     assert version == "1"
-    ours_model = ModelCache(settings.home / "models", tracker).load(tracker.version("housing", version))
+    ours_model = ModelCache(settings.home / "models", lambda: tracker).load(
+        ModelRef.of_version("housing", tracker.version("housing", version))
+    )
     raw = pd.read_csv(HOUSING_CSV).head(2000)
     names = [f["name"] for f in ours_model.spec["features"]]
     ours = ours_model.predict_columns(columns_of(raw, names))
