@@ -421,6 +421,104 @@ def reject(version: str, featureset: FeaturesetOption, reason: ReasonOption = "r
     out.print(f"rejected version {version} of '{featureset}'", markup=False)
 
 
+@app.command()
+def predict(
+    source: Annotated[str, typer.Argument(help="CSV or JSON-lines file of rows to score; '-' reads stdin.")],
+    featureset: FeaturesetOption,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where to write the predictions; '-' is stdout.")
+    ] = "-",
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Output format: csv or json (default: the input's).")
+    ] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Add each feature's contribution.")] = False,
+    no_log: Annotated[bool, typer.Option("--no-log", help="Do not write to the prediction log.")] = False,
+) -> None:
+    """Score a file with the production model (validated first: nothing is written on bad input)."""
+    import time
+
+    from mlpipeline.batch_io import detect_format, read_requests, render_predictions
+    from mlpipeline.errors import NotFoundError
+    from mlpipeline.predictor import open_predictor
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    if fmt not in (None, "csv", "json"):
+        raise typer.BadParameter("use csv or json", param_hint="--format")
+    if source == "-":
+        data, name = sys.stdin.buffer.read(), "stdin"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise NotFoundError(f"input file {source} does not exist")
+        data, name = path.read_bytes(), path.name
+    in_fmt = detect_format(name, data)
+    out_fmt: Any = fmt or in_fmt
+    started = time.perf_counter()
+    with open_predictor(
+        settings, d.name, log_predictions=False if no_log else None, background_log=False
+    ) as p:
+        serving = p.current()
+        columns = read_requests(data, in_fmt, serving.model.spec, source=name)
+        result = p.predict_columns(columns, explain=explain, source=name)
+        rendered = render_predictions(result, out_fmt, explain=explain)
+        if output == "-":
+            sys.stdout.write(rendered)
+            sys.stdout.flush()
+        else:
+            target = Path(output)
+            partial = target.with_name(f".{target.name}.partial")
+            partial.write_text(rendered, encoding="utf-8")
+            partial.replace(target)  # readers never see half a file
+    err.print(
+        f"predicted {len(result.values):,} row(s) with {result.model_name} version {result.version} "
+        f"in {time.perf_counter() - started:.2f}s" + ("" if output == "-" else f" -> {output}"),
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    featureset: FeaturesetOption,
+    host: Annotated[str | None, typer.Option(help="Listen address (default: MLPIPELINE_SERVE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: MLPIPELINE_SERVE_PORT).")] = None,
+    poll: Annotated[
+        float | None, typer.Option(help="Seconds between pointer checks (default: MLPIPELINE_SERVE_POLL_S).")
+    ] = None,
+) -> None:
+    """Serve the production model over HTTP; a promotion is picked up within the poll interval."""
+    import uvicorn
+
+    from mlpipeline.api import create_app
+    from mlpipeline.predictor import open_predictor
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    if poll is not None:
+        if poll <= 0:
+            raise typer.BadParameter("must be positive", param_hint="--poll")
+        settings = settings.model_copy(update={"serve_poll_s": poll})
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    with open_predictor(settings, d.name) as predictor:
+        application = create_app(predictor, api_key=key, max_body_bytes=settings.serve_max_body_bytes)
+        bind_host, bind_port = host or settings.serve_host, port or settings.serve_port
+        err.print(
+            f"serving '{d.name}' on http://{bind_host}:{bind_port} (docs at /docs; "
+            f"pointer checked every {settings.serve_poll_s:g}s" + ("; API key required" if key else "") + ")",
+            markup=False,
+            highlight=False,
+        )
+        uvicorn.run(
+            application,
+            host=bind_host,
+            port=bind_port,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+        )
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or exc.__class__.__name__

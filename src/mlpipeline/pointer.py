@@ -78,7 +78,7 @@ class SqlPointerStore:
         self.hist = store.tables.promotion_history
 
     def get(self, featureset: str) -> Pointer | None:
-        with self.store.engine.connect() as conn:
+        with self.store.guarded("read the production pointer"), self.store.engine.connect() as conn:
             row = conn.execute(select(self.pointer).where(self.pointer.c.featureset == featureset)).first()
         if row is None:
             return None
@@ -111,7 +111,7 @@ class SqlPointerStore:
             "promoted_by": pointer.promoted_by[:255],
             "reason": pointer.reason[:1024],
         }
-        with self.store.transaction() as conn:
+        with self.store.guarded("move the production pointer"), self.store.transaction() as conn:
             conn.execute(delete(self.pointer).where(self.pointer.c.featureset == pointer.featureset))
             conn.execute(insert(self.pointer).values(**values))
             conn.execute(
@@ -135,7 +135,7 @@ class SqlPointerStore:
         return self.get(pointer.featureset) or pointer
 
     def record(self, entry: HistoryEntry) -> None:
-        with self.store.transaction() as conn:
+        with self.store.guarded("record the promotion history"), self.store.transaction() as conn:
             conn.execute(insert(self.hist).values(**self._history_values(entry)))
 
     @staticmethod
@@ -155,7 +155,7 @@ class SqlPointerStore:
 
     def history(self, featureset: str, limit: int = 50) -> list[HistoryEntry]:
         h = self.hist
-        with self.store.engine.connect() as conn:
+        with self.store.guarded("read the promotion history"), self.store.engine.connect() as conn:
             rows = conn.execute(
                 select(h).where(h.c.featureset == featureset).order_by(h.c.id.desc()).limit(limit)
             ).all()

@@ -101,7 +101,7 @@ class PredictionLog:
                 for k, v, p, t in batch
             ]
             try:
-                with self.store.transaction() as conn:
+                with self.store.guarded("write the prediction log"), self.store.transaction() as conn:
                     conn.execute(insert(table), params)
             except (SQLAlchemyError, StoreError) as exc:
                 with self._lock:  # put them back in front, in order, for the next try

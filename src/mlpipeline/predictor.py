@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,12 +33,16 @@ from mlpipeline import portable
 from mlpipeline.errors import MlpipelineError, NotFoundError, UnsupportedError
 from mlpipeline.fast_booster import SingleRowPredictor
 from mlpipeline.model_cache import LoadedModel, ModelCache
-from mlpipeline.pointer import Pointer, PointerStore
+from mlpipeline.pointer import Pointer, PointerStore, SqlPointerStore
 from mlpipeline.prediction_log import PredictionLog
 from mlpipeline.scoring import InputContract, Inputs
+from mlpipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from mlpipeline.tracking import Tracker
 from mlpipeline.store.sql import utcnow
 
-__all__ = ["Prediction", "Predictor", "Serving"]
+__all__ = ["Prediction", "Predictor", "Serving", "open_predictor"]
 
 log = logging.getLogger(__name__)
 
@@ -279,3 +285,41 @@ def _probe(spec: dict[str, Any]) -> dict[str, list[Any]]:
             value = lo if lo is not None else (hi if hi is not None else 0.0)
             row[f["name"]] = [float(value)]
     return row
+
+
+@contextmanager
+def open_predictor(
+    settings: Settings,
+    featureset: str,
+    *,
+    log_predictions: bool | None = None,
+    background_log: bool = True,
+) -> Iterator[Predictor]:
+    """A predictor over the configured store, cache and tracking server, closed afterwards.
+
+    MLflow is only contacted when the cache lacks the champion. Predictions go to the
+    prediction log unless ``log_predictions`` (default: the ``prediction_log`` setting) is off.
+    """
+    from mlpipeline.store import open_store
+
+    def tracker() -> Tracker:
+        from mlpipeline.tracking import Tracker  # imports MLflow: only when a download is needed
+
+        return Tracker(settings)
+
+    store = open_store(settings)
+    plog = None
+    if settings.prediction_log if log_predictions is None else log_predictions:
+        plog = PredictionLog(store, featureset, background=background_log)
+    predictor = Predictor(
+        featureset,
+        SqlPointerStore(store),
+        ModelCache(settings.home / "models", tracker),
+        poll_s=settings.serve_poll_s,
+        prediction_log=plog,
+    )
+    try:
+        yield predictor
+    finally:
+        predictor.close()
+        store.dispose()

@@ -94,9 +94,28 @@ class Settings(BaseSettings):
         ge=0.0,
         description="How much a challenger's R² must beat the champion's on the same holdout.",
     )
+    serve_host: str = Field(default="127.0.0.1", description="Address 'mlpipeline serve' listens on.")
+    serve_port: int = Field(default=8000, ge=1, le=65535, description="Port 'mlpipeline serve' listens on.")
+    serve_poll_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a predictor reads the production pointer to pick up a promotion.",
+    )
+    serve_max_body_bytes: int = Field(
+        default=10_000_000,
+        ge=1_000,
+        description="Largest request body the prediction API accepts (larger: HTTP 413).",
+    )
+    prediction_log: bool = Field(
+        default=True,
+        description="Write every served prediction to the prediction log, for monitoring.",
+    )
     api_key: SecretStr | None = Field(
         default=None,
-        description="If set, the prediction API requires this key in the X-API-Key header.",
+        description=(
+            "If set, the prediction API requires this key in the X-API-Key header "
+            "(or Authorization: Bearer); /health stays open."
+        ),
     )
 
     @field_validator("featurestore_url", "mlflow_tracking_uri")

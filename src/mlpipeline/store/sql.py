@@ -77,13 +77,13 @@ class SqlFeatureStore:
     def create_schema(self, definitions: list[Definition]) -> None:
         tables = [self.table_for(d) for d in definitions]
         own = [t for t in self.metadata.sorted_tables if t.name.startswith("mlp_")]
-        with self._errors("create the schema"):
+        with self.guarded("create the schema"):
             self.metadata.create_all(self.engine, tables=own + tables, checkfirst=True)
         log.info("schema ready", extra={"tables": [t.name for t in own + tables]})
 
     def has_table(self, d: Definition) -> bool:
         """Whether both the feature-set table and the pipeline tables exist."""
-        with self._errors("inspect the schema"):
+        with self.guarded("inspect the schema"):
             check = inspect(self.engine)
             return check.has_table(d.table) and check.has_table(self.tables.batches.name)
 
@@ -101,7 +101,7 @@ class SqlFeatureStore:
         table = self.table_for(d)
         batches = self.tables.batches
         now = utcnow()
-        with self._errors(f"ingest into '{d.table}'"):
+        with self.guarded(f"ingest into '{d.table}'"):
             try:
                 with self.transaction() as conn:
                     existing = self._find_batch(conn, d.name, content_sha256)
@@ -219,12 +219,12 @@ class SqlFeatureStore:
 
     def count_rows(self, d: Definition) -> int:
         table = self.table_for(d)
-        with self._errors(f"count rows of '{d.table}'"), self.engine.connect() as conn:
+        with self.guarded(f"count rows of '{d.table}'"), self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
     def batches(self, d: Definition) -> list[BatchRecord]:
         b = self.tables.batches
-        with self._errors("list batches"), self.engine.connect() as conn:
+        with self.guarded("list batches"), self.engine.connect() as conn:
             rows = conn.execute(select(b).where(b.c.featureset == d.name).order_by(b.c.id)).all()
         return [_batch(r) for r in rows]
 
@@ -255,7 +255,7 @@ class SqlFeatureStore:
     ) -> tuple[pd.DataFrame, Watermark]:
         t = self.table_for(d)
         as_of = as_of or utcnow()
-        with self._errors("read the newest batch id"), self.engine.connect() as conn:
+        with self.guarded("read the newest batch id"), self.engine.connect() as conn:
             top_batch = int(conn.execute(select(func.coalesce(func.max(t.c._batch_id), 0))).scalar_one())
         query = select(t).where(t.c[d.target.column].is_not(None), t.c._batch_id <= top_batch)
         if d.label_time:
@@ -280,7 +280,7 @@ class SqlFeatureStore:
         return self._frame(d, query, "read rows to score")
 
     def _frame(self, d: Definition, query: Any, what: str) -> pd.DataFrame:
-        with self._errors(what), self.engine.connect() as conn:
+        with self.guarded(what), self.engine.connect() as conn:
             result = conn.execute(query)
             names = list(result.keys())
             rows = result.fetchall()
@@ -290,7 +290,7 @@ class SqlFeatureStore:
 
     def get_state(self, featureset: str, key: str) -> str | None:
         s = self.tables.state
-        with self._errors("read pipeline state"), self.engine.connect() as conn:
+        with self.guarded("read pipeline state"), self.engine.connect() as conn:
             value = conn.execute(
                 select(s.c.state_value).where(s.c.featureset == featureset, s.c.state_key == key)
             ).scalar()
@@ -299,7 +299,7 @@ class SqlFeatureStore:
     def set_state(self, featureset: str, key: str, value: str) -> None:
         s = self.tables.state
         now = utcnow()
-        with self._errors("write pipeline state"), self.transaction() as conn:
+        with self.guarded("write pipeline state"), self.transaction() as conn:
             changed = conn.execute(
                 update(s)
                 .where(s.c.featureset == featureset, s.c.state_key == key)
@@ -322,7 +322,8 @@ class SqlFeatureStore:
             yield conn
 
     @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def guarded(self, what: str) -> Iterator[None]:
+        """Turn database errors into StoreError that says what failed and what to do."""
         try:
             yield
         except (DataValidationError, StoreError):

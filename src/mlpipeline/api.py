@@ -1,0 +1,337 @@
+"""The HTTP prediction API (FastAPI): JSON in, predictions out, hot-swapped champion.
+
+Endpoints: ``POST /predict`` (JSON records), ``POST /invocations`` (MLflow's scoring
+protocol: ``dataframe_split``, ``dataframe_records``, ``inputs``/``instances``),
+``POST /explain`` (per-feature contributions), ``GET /health``, ``GET /model``, and the
+OpenAPI page at ``/docs``.
+
+Bodies are read and parsed here rather than by FastAPI's model validation: one
+``json.loads`` and the model's own :class:`~mlpipeline.scoring.InputContract` are both
+faster and more precise (every problem named with its column and rows). Any bad input is
+a 4xx with a JSON body ``{"error": {"code", "message", "problems"}}``; only a bug is a 500.
+An optional API key (``X-API-Key`` or ``Authorization: Bearer``) is compared in constant
+time against its digest; ``/health`` stays open for load balancers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from mlpipeline.errors import (
+    DataValidationError,
+    MlpipelineError,
+    ModelIntegrityError,
+    NotFoundError,
+    Problem,
+    StoreError,
+    TrackingError,
+    UnsupportedError,
+)
+from mlpipeline.predictor import Prediction, Predictor
+
+__all__ = ["ApiError", "create_app"]
+
+log = logging.getLogger(__name__)
+
+#: Requests with more rows than this are predicted on a worker thread, not the event loop.
+THREAD_ROWS = 2_000
+MAX_JSON_DEPTH = 32
+
+_RECORDS_SCHEMA = {
+    "oneOf": [
+        {"type": "array", "items": {"type": "object"}, "description": "one object per row"},
+        {"type": "object", "description": "a single row"},
+    ]
+}
+_INVOCATIONS_SCHEMA = {
+    "type": "object",
+    "description": "MLflow's scoring protocol: exactly one of the keys",
+    "properties": {
+        "dataframe_split": {
+            "type": "object",
+            "properties": {"columns": {"type": "array"}, "data": {"type": "array"}},
+        },
+        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+        "inputs": {"description": "records (array of objects) or columns (object of arrays)"},
+        "instances": {"description": "same as inputs"},
+    },
+}
+
+
+class ApiError(Exception):
+    """A client error found before the predictor: bad JSON, wrong media type, too large, no key."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(payload, allow_nan=False, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def _error_body(code: str, message: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if problems:
+        body["problems"] = [
+            {"column": p.column, "rule": p.rule, "detail": p.detail, "rows": list(p.rows), "count": p.count}
+            for p in problems
+        ]
+    return {"error": body}
+
+
+def status_of(exc: MlpipelineError) -> int:
+    """HTTP status of a library error: the caller's fault is 4xx, ours or a backend's 5xx."""
+    if isinstance(exc, DataValidationError):
+        return 422
+    if isinstance(exc, UnsupportedError):
+        return 400
+    if isinstance(exc, NotFoundError | ModelIntegrityError | TrackingError | StoreError):
+        return 503  # no usable model right now; retry later
+    return 500
+
+
+def _depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return True
+
+
+def _parse(body: bytes) -> Any:
+    if not body:
+        raise ApiError(400, "MLP-200", "empty body: send JSON")
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "MLP-200", "the body is not UTF-8 text; send UTF-8 encoded JSON") from exc
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, "MLP-200", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    except RecursionError as exc:
+        raise ApiError(400, "MLP-200", "the JSON is nested too deeply") from exc
+    if isinstance(payload, dict | list) and not _depth_ok(payload):
+        raise ApiError(400, "MLP-200", f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return payload
+
+
+def create_app(
+    predictor: Predictor, *, api_key: str | None = None, max_body_bytes: int = 10_000_000
+) -> FastAPI:
+    """The API around ``predictor``; the predictor polls the pointer while the app runs."""
+    key_digest = hashlib.sha256(api_key.encode()).digest() if api_key else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            predictor.current()
+        except MlpipelineError as exc:  # serve anyway: /health says why, the poller keeps trying
+            log.warning("starting without a model", extra={"detail": str(exc)[:300]})
+        predictor.start_polling()
+        yield
+        predictor.close()
+
+    app = FastAPI(
+        title="mlpipeline prediction API",
+        summary=f"Predictions of the production model of feature set '{predictor.featureset}'",
+        version="1",
+        lifespan=lifespan,
+    )
+
+    def authorise(request: Request) -> None:
+        if key_digest is None:
+            return
+        given = request.headers.get("x-api-key")
+        if given is None:
+            auth = request.headers.get("authorization", "")
+            given = auth[7:] if auth[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), key_digest):
+            raise ApiError(401, "MLP-401", "missing or invalid API key")
+
+    async def read_json(request: Request) -> Any:
+        authorise(request)
+        media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if media not in ("application/json", ""):
+            raise ApiError(415, "MLP-200", f"unsupported media type '{media}': send application/json")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            raise ApiError(413, "MLP-200", f"body larger than {max_body_bytes} bytes; send smaller batches")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise ApiError(
+                    413, "MLP-200", f"body larger than {max_body_bytes} bytes; send smaller batches"
+                )
+            chunks.append(chunk)
+        return _parse(b"".join(chunks))
+
+    async def run(call: Callable[[], Prediction], rows: int) -> Prediction:
+        if rows > THREAD_ROWS:
+            return await run_in_threadpool(call)
+        return call()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return _json(_error_body(exc.code, exc.message), exc.status)
+
+    @app.exception_handler(MlpipelineError)
+    async def _library_error(_: Request, exc: MlpipelineError) -> Response:
+        status = status_of(exc)
+        if status >= 500:
+            log.error("request failed", extra={"code": exc.code, "detail": str(exc)[:500]})
+        problems = exc.problems if isinstance(exc, DataValidationError) else ()
+        return _json(_error_body(exc.code, exc.message, problems), status)
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error while serving a request")
+        return _json(
+            _error_body("MLP-000", f"internal error ({type(exc).__name__}); see the server log"), 500
+        )
+
+    def answer(result: Prediction, *, explain: bool = False) -> Response:
+        body: dict[str, Any] = {
+            "model": {"name": result.model_name, "version": result.version},
+            "predictions": result.values.tolist(),
+        }
+        if result.keys is not None:
+            body["keys"] = result.keys
+        if explain and result.contributions is not None:
+            names = result.feature_names
+            body["base_value"] = float(result.contributions[0, -1])
+            body["contributions"] = [
+                dict(zip(names, row[:-1].tolist(), strict=True)) for row in result.contributions
+            ]
+        return _json(body)
+
+    @app.post(
+        "/predict",
+        summary="Predict for JSON records",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _RECORDS_SCHEMA}}}
+        },
+    )
+    async def predict(request: Request) -> Response:
+        payload = await read_json(request)
+        rows = len(payload) if isinstance(payload, list) else 1
+        return answer(await run(lambda: predictor.predict_records(payload), rows))
+
+    @app.post(
+        "/explain",
+        summary="Predict and return each feature's contribution (SHAP values)",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _RECORDS_SCHEMA}}}
+        },
+    )
+    async def explain(request: Request) -> Response:
+        payload = await read_json(request)
+        rows = len(payload) if isinstance(payload, list) else 1
+        return answer(await run(lambda: predictor.predict_records(payload, explain=True), rows), explain=True)
+
+    @app.post(
+        "/invocations",
+        summary="MLflow-compatible scoring",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _INVOCATIONS_SCHEMA}},
+            }
+        },
+    )
+    async def invocations(request: Request) -> Response:
+        payload = await read_json(request)
+        call, rows = _invocation(predictor, payload)
+        result = await run(call, rows)
+        return _json({"predictions": result.values.tolist()})
+
+    @app.get("/health", summary="Liveness and the served version (503 while no model can be served)")
+    async def health() -> Response:
+        status = predictor.status()
+        ok = status["serving_version"] is not None
+        status["status"] = "ok" if ok else "unavailable"
+        return _json(status, 200 if ok else 503)
+
+    @app.get("/model", summary="The served model: version, provenance, metrics and input contract")
+    async def model(request: Request) -> Response:
+        authorise(request)
+        serving = predictor.current()
+        p = serving.pointer
+        features = [
+            {
+                k: v
+                for k, v in f.items()
+                if k in ("name", "type", "missing", "min", "max", "categories", "strict")
+            }
+            for f in serving.model.spec["features"]
+        ]
+        return _json(
+            {
+                "featureset": p.featureset,
+                "name": p.model_name,
+                "version": p.version,
+                "run_id": p.run_id,
+                "model_uri": p.model_uri,
+                "sha256": p.sha256,
+                "metrics": p.metrics,
+                "promoted_at": p.promoted_at.isoformat() if p.promoted_at else None,
+                "promoted_by": p.promoted_by,
+                "reason": p.reason,
+                "loaded_at": serving.loaded_at.isoformat(),
+                "load_ms": round(serving.load_seconds * 1000, 3),
+                "input": {"key": serving.model.spec.get("key"), "features": features},
+                "derived": serving.model.spec.get("derived", []),
+                "feature_order": list(serving.feature_names),
+            }
+        )
+
+    return app
+
+
+def _invocation(predictor: Predictor, payload: Any) -> tuple[Callable[[], Prediction], int]:
+    """Dispatch MLflow's scoring formats to the predictor."""
+    formats = ("dataframe_split", "dataframe_records", "inputs", "instances")
+    if not isinstance(payload, dict):
+        raise ApiError(400, "MLP-200", f"expected a JSON object with one of the keys {', '.join(formats)}")
+    given = [k for k in formats if k in payload]
+    if len(given) != 1:
+        found = ", ".join(sorted(payload)[:8]) or "none"
+        raise ApiError(
+            400, "MLP-200", f"expected exactly one of the keys {', '.join(formats)}; got keys: {found}"
+        )
+    kind = given[0]
+    data = payload[kind]
+    if kind == "dataframe_split":
+        rows = len(data.get("data") or []) if isinstance(data, dict) else 0
+        return (lambda: predictor.predict_split(data)), rows
+    if kind == "dataframe_records" or isinstance(data, list):
+        return (lambda: predictor.predict_records(data)), len(data) if isinstance(data, list) else 0
+    if isinstance(data, dict):
+        first: Any = next(iter(data.values()), [])
+        rows = len(first) if isinstance(first, list) else 0
+        return (lambda: predictor.predict_columns(data)), rows
+    raise ApiError(400, "MLP-200", f"'{kind}' must be a list of records or an object of columns")

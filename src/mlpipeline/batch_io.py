@@ -1,0 +1,153 @@
+"""Files in and out of ``mlpipeline predict``: CSV or JSON lines in, CSV or JSON lines out.
+
+Input is read whole and validated before anything is predicted or written, so a bad row
+anywhere rejects the file with every problem listed and leaves no partial output. The
+format is taken from the file name (``.csv``; ``.json``, ``.jsonl``, ``.ndjson``) or, for
+standard input, from the first character (``{`` or ``[`` means JSON).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.errors import DataValidationError, Problem
+from mlpipeline.predictor import Prediction
+
+__all__ = ["Format", "detect_format", "read_requests", "render_predictions"]
+
+Format = Literal["csv", "json"]
+_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+def detect_format(name: str, data: bytes) -> Format:
+    lowered = name.lower()
+    if lowered.endswith(_JSON_SUFFIXES):
+        return "json"
+    if lowered.endswith((".csv", ".txt")):
+        return "csv"
+    return "json" if data.lstrip()[:1] in (b"{", b"[") else "csv"
+
+
+def _bad(source: str, detail: str, rows: tuple[int, ...] = ()) -> DataValidationError:
+    return DataValidationError(
+        [Problem("*", "format", detail, rows, len(rows))], source=source, outcome="no prediction made"
+    )
+
+
+def read_requests(data: bytes, fmt: Format, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Columns of the requests in ``data`` (validation happens in the model's input contract)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _bad(source, f"not UTF-8 text (byte {exc.start}); save the file as UTF-8") from exc
+    if not text.strip():
+        raise _bad(source, "the input is empty; give a file with a header and at least one row")
+    if fmt == "json":
+        return _json_columns(text, source)
+    return _csv_columns(text, spec, source)
+
+
+def _json_columns(text: str, source: str) -> dict[str, Any]:
+    stripped = text.lstrip()
+    records: list[Any]
+    if stripped.startswith("["):
+        try:
+            records = json.loads(stripped)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise _bad(source, f"not valid JSON: {exc}") from exc
+        if not isinstance(records, list):
+            raise _bad(source, "expected a JSON array of objects or JSON lines")
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise _bad(
+                    source, f"line {number} is not valid JSON ({exc}); write one object per line"
+                ) from exc
+    if not records:
+        raise _bad(source, "no records found")
+    not_objects = tuple(i + 1 for i, r in enumerate(records) if not isinstance(r, dict))
+    if not_objects:
+        raise _bad(source, "each record must be a JSON object", not_objects[:5])
+    names: dict[str, None] = {}
+    for r in records:
+        names.update(dict.fromkeys(r))
+    missing = object()
+    columns: dict[str, Any] = {}
+    for name in names:
+        values = [r.get(name, missing) for r in records]
+        columns[name] = [None if v is missing else v for v in values]
+    return columns
+
+
+def _csv_columns(text: str, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
+    text_columns = {f["name"] for f in spec["features"] if f["type"] == "categorical"}
+    if spec.get("key"):
+        text_columns.add(spec["key"])
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=dict.fromkeys(text_columns, "string"),
+            keep_default_na=True,
+            skipinitialspace=True,
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise _bad(source, f"not a readable CSV file: {' '.join(str(exc).split())[:300]}") from exc
+    if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in (";", "\t", "|")):
+        raise _bad(source, "the header looks separated by something other than commas; use commas")
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            columns[str(name)] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            columns[str(name)] = [None if v is pd.NA or _nan(v) else v for v in series.tolist()]
+    return columns
+
+
+def _nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def render_predictions(result: Prediction, fmt: Format, *, explain: bool) -> str:
+    """The predictions as CSV (header + one line per row) or JSON lines, in input order."""
+    names = list(result.feature_names)
+    contributions = result.contributions if explain else None
+    if fmt == "json":
+        lines = []
+        for i, value in enumerate(result.values.tolist()):
+            row: dict[str, Any] = {}
+            if result.keys is not None:
+                row["key"] = result.keys[i]
+            row["prediction"] = value
+            row["model_version"] = result.version
+            if contributions is not None:
+                row["base_value"] = float(contributions[i, -1])
+                row["contributions"] = dict(zip(names, contributions[i, :-1].tolist(), strict=True))
+            lines.append(json.dumps(row, separators=(",", ":")))
+        return "\n".join(lines) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = (["key"] if result.keys is not None else []) + ["prediction", "model_version"]
+    if contributions is not None:
+        header += ["base_value"] + [f"contribution_{n}" for n in names]
+    writer.writerow(header)
+    for i, value in enumerate(result.values.tolist()):
+        line: list[Any] = [result.keys[i]] if result.keys is not None else []
+        line += [repr(value), result.version]
+        if contributions is not None:
+            line += [repr(float(contributions[i, -1]))] + [repr(float(c)) for c in contributions[i, :-1]]
+        writer.writerow(line)
+    return buffer.getvalue()

@@ -1,0 +1,230 @@
+"""The HTTP API in process: formats, every malformed body kind, the API key, health and model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mlpipeline.api import create_app
+from mlpipeline.model_cache import ModelCache
+from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.prediction_log import PredictionLog
+from mlpipeline.predictor import Predictor
+from mlpipeline.store import SqlFeatureStore
+from mlpipeline.tracking import Tracker
+
+from .conftest import Trained
+
+pytestmark = pytest.mark.slow
+
+KEY = "s3cret-test-key"
+
+
+def make_client(
+    trained: Trained, store: SqlFeatureStore, featureset: str = "demo", **kwargs: Any
+) -> TestClient:
+    predictor = Predictor(
+        featureset,
+        SqlPointerStore(store),
+        ModelCache(trained.settings.home / "models", lambda: Tracker(trained.settings)),
+        poll_s=60,
+        prediction_log=PredictionLog(store, featureset),
+    )
+    return TestClient(create_app(predictor, **kwargs), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(trained: Trained, store: SqlFeatureStore) -> Iterator[TestClient]:
+    with make_client(trained, store, max_body_bytes=20_000) as c:
+        yield c
+
+
+def test_all_request_formats_agree(client: TestClient, trained: Trained) -> None:
+    records = trained.records(3)
+    columns = list(records[0])
+    by_records = client.post("/predict", json=records)
+    assert by_records.status_code == 200, by_records.text
+    body = by_records.json()
+    assert body["model"] == {"name": "mlpipeline-demo", "version": "1"}
+    assert body["keys"] == [str(r["order_id"]) for r in records]
+    expected = body["predictions"]
+    assert len(expected) == 3
+    payloads = [
+        {"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in records]}},
+        {"dataframe_records": records},
+        {"inputs": records},
+        {"instances": records},
+        {"inputs": {c: [r[c] for r in records] for c in columns}},
+    ]
+    for payload in payloads:
+        response = client.post("/invocations", json=payload)
+        assert response.status_code == 200, (payload, response.text)
+        assert response.json() == {"predictions": expected}
+    single = client.post("/predict", json=records[0])
+    assert single.json()["predictions"] == expected[:1]
+
+
+def test_explain(client: TestClient, trained: Trained) -> None:
+    response = client.post("/explain", json=trained.records(2))
+    assert response.status_code == 200
+    body = response.json()
+    for prediction, contributions in zip(body["predictions"], body["contributions"], strict=True):
+        assert "minutes_per_item" in contributions  # derived features are explained too
+        assert body["base_value"] + sum(contributions.values()) == pytest.approx(prediction, abs=1e-9)
+
+
+def good(trained: Trained) -> dict[str, Any]:
+    return trained.records(1)[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "needle"),
+    [
+        ("empty body", 400, "empty body"),
+        ("truncated JSON", 400, "not valid JSON"),
+        ("not UTF-8", 400, "not"),
+        ("deeply nested", 400, "nested"),
+        ("wrong media type", 415, "application/json"),
+        ("oversized", 413, "larger than"),
+        ("a number", 422, "expected a list of records"),
+        ("list of numbers", 422, "must be a JSON object"),
+        ("empty list", 422, "no records"),
+        ("missing column", 422, "distance_km"),
+        ("misspelled column", 422, "did you mean 'distance_kms'"),
+        ("string for number", 422, "not a number"),
+        ("boolean for number", 422, "not a number"),
+        ("NaN where required", 422, "missing value"),
+        ("infinity", 422, "infinite"),
+        ("out of range", 422, "below the minimum"),
+        ("fractional integer", 422, "whole number"),
+        ("unknown category", 422, "unknown category"),
+        ("number for category", 422, "not text"),
+        ("SQL in a value", 422, "unknown category"),
+        ("invocations without a format key", 400, "exactly one of the keys"),
+        ("invocations with two format keys", 400, "exactly one of the keys"),
+        ("split rows of wrong length", 422, "each row must be a list of"),
+        ("split columns not names", 422, "list of column names"),
+        ("columns of different lengths", 422, "differ in length"),
+    ],
+)
+def test_malformed_bodies_get_a_4xx_naming_the_problem(
+    client: TestClient, trained: Trained, case: str, status: int, needle: str
+) -> None:
+    row = good(trained)
+    columns = list(row)
+    raw: bytes | None = None
+    payload: Any = None
+    path = "/predict"
+    headers = {"content-type": "application/json"}
+    if case == "empty body":
+        raw = b""
+    elif case == "truncated JSON":
+        raw = b'[{"distance_km": 1.0, "items"'
+    elif case == "not UTF-8":
+        raw = b'[{"region": "\xff\xfe"}]'
+    elif case == "deeply nested":
+        raw = b"[" * 100 + b"]" * 100
+    elif case == "wrong media type":
+        raw, headers = b"distance_km\n1.0\n", {"content-type": "text/csv"}
+    elif case == "oversized":
+        raw = b"[" + b",".join([b'{"distance_km": 1.0}'] * 2000) + b"]"
+    elif case == "a number":
+        payload = 42
+    elif case == "list of numbers":
+        payload = [1, 2, 3]
+    elif case == "empty list":
+        payload = []
+    elif case == "missing column":
+        payload = [{k: v for k, v in row.items() if k != "distance_km"}]
+    elif case == "misspelled column":
+        payload = [{("distance_kms" if k == "distance_km" else k): v for k, v in row.items()}]
+    elif case == "string for number":
+        payload = [dict(row, items="two")]
+    elif case == "boolean for number":
+        payload = [dict(row, hour=True)]
+    elif case == "NaN where required":
+        payload = [dict(row, distance_km=float("nan"))]  # json.dumps writes NaN, which JSON parsers accept
+    elif case == "infinity":
+        payload = [dict(row, distance_km=float("inf"))]
+    elif case == "out of range":
+        payload = [dict(row, distance_km=-5.0)]
+    elif case == "fractional integer":
+        payload = [dict(row, items=2.5)]
+    elif case == "unknown category":
+        payload = [dict(row, region="atlantis")]
+    elif case == "number for category":
+        payload = [dict(row, region=3)]
+    elif case == "SQL in a value":
+        payload = [dict(row, region="north'; DROP TABLE demo_deliveries; --")]
+    elif case == "invocations without a format key":
+        path, payload = "/invocations", {"rows": [row]}
+    elif case == "invocations with two format keys":
+        path, payload = "/invocations", {"inputs": [row], "dataframe_records": [row]}
+    elif case == "split rows of wrong length":
+        path = "/invocations"
+        payload = {"dataframe_split": {"columns": columns, "data": [[row[c] for c in columns][:-1]]}}
+    elif case == "split columns not names":
+        path, payload = "/invocations", {"dataframe_split": {"columns": [1, 2], "data": [[1, 2]]}}
+    elif case == "columns of different lengths":
+        path = "/invocations"
+        payload = {"inputs": {c: [row[c]] * (2 if c == "items" else 1) for c in columns}}
+    if raw is None:
+        import json
+
+        raw = json.dumps(payload).encode()
+    response = client.post(path, content=raw, headers=headers)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"].startswith("MLP-")
+    assert needle in response.text, response.text
+    if status == 422:
+        assert error["problems"], "a validation error lists its problems"
+    # The server keeps serving afterwards.
+    assert client.post("/predict", json=[row]).status_code == 200
+
+
+def test_api_key_is_required_when_configured(trained: Trained, store: SqlFeatureStore) -> None:
+    row = good(trained)
+    with make_client(trained, store, api_key=KEY) as c:
+        assert c.post("/predict", json=[row]).status_code == 401
+        wrong = c.post("/predict", json=[row], headers={"x-api-key": KEY + "x"})
+        assert wrong.status_code == 401
+        assert KEY not in wrong.text
+        assert wrong.json()["error"]["message"] == "missing or invalid API key"
+        assert c.post("/predict", json=[row], headers={"x-api-key": KEY}).status_code == 200
+        assert (
+            c.post(
+                "/invocations", json={"inputs": [row]}, headers={"authorization": f"Bearer {KEY}"}
+            ).status_code
+            == 200
+        )
+        assert c.get("/model").status_code == 401
+        assert c.get("/health").status_code == 200  # open for load balancers
+
+
+def test_health_and_model(client: TestClient) -> None:
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json()["serving_version"] == "1"
+    model = client.get("/model").json()
+    assert model["version"] == "1"
+    assert len(model["sha256"]) == 64
+    assert model["input"]["key"] == "order_id"
+    names = [f["name"] for f in model["input"]["features"]]
+    assert "region" in names
+    assert "distance_km" in names
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/predict", "/invocations", "/explain", "/health", "/model"} <= set(spec["paths"])
+
+
+def test_without_a_champion_the_api_says_so(trained: Trained, store: SqlFeatureStore) -> None:
+    with make_client(trained, store, featureset="nothing") as c:
+        health = c.get("/health")
+        assert health.status_code == 503
+        response = c.post("/predict", json=[{"a": 1}])
+        assert response.status_code == 503
+        assert "no production model yet" in response.json()["error"]["message"]
