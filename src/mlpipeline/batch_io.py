@@ -31,7 +31,7 @@ def detect_format(name: str, data: bytes) -> Format:
     lowered = name.lower()
     if lowered.endswith(_JSON_SUFFIXES):
         return "json"
-    if lowered.endswith((".csv", ".txt")):
+    if lowered.endswith(".csv"):
         return "csv"
     return "json" if data.lstrip()[:1] in (b"{", b"[") else "csv"
 
@@ -107,11 +107,20 @@ def _csv_columns(text: str, spec: Mapping[str, Any], source: str) -> dict[str, A
         raise _bad(source, f"not a readable CSV file: {' '.join(str(exc).split())[:300]}") from exc
     if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in (";", "\t", "|")):
         raise _bad(source, "the header looks separated by something other than commas; use commas")
+    numeric = {f["name"] for f in spec["features"] if f["type"] != "categorical"}
     columns: dict[str, Any] = {}
     for name in frame.columns:
         series = frame[name]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             columns[str(name)] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif name in numeric:
+            # Text in a numeric column: keep the numbers, pass the offending text on so the
+            # model's input contract names it with its row.
+            coerced = pd.to_numeric(series, errors="coerce").tolist()
+            columns[str(name)] = [
+                c if not _nan(c) else (None if v is pd.NA or _nan(v) or not str(v).strip() else v)
+                for v, c in zip(series.tolist(), coerced, strict=True)
+            ]
         else:
             columns[str(name)] = [None if v is pd.NA or _nan(v) else v for v in series.tolist()]
     return columns

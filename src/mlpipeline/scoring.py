@@ -310,7 +310,7 @@ def _numeric(rule: _Numeric, raw: Any, report: _Report) -> FloatArray:
                 arr[i] = math.nan
         if wrong:
             shown = ", ".join(repr(_clip(raw[i])) for i in wrong[:3])
-            report.rows(rule.name, "type", f"not a number ({shown}); send JSON numbers", wrong)
+            report.rows(rule.name, "type", f"not a number ({shown})", wrong)
     report.rows(rule.name, "required column", "the record has no such field", absent)
     finite = np.isfinite(arr)
     nan = np.isnan(arr)

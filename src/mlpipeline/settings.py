@@ -61,6 +61,33 @@ class Settings(BaseSettings):
         default="dur/mlflow/artifacts",
         description="Where a local MLflow store keeps artifacts (ignored by a tracking server).",
     )
+    mlflow_http_timeout_s: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds a request to an MLflow tracking server may wait to connect or for the next "
+            "bytes of the answer; sets MLFLOW_HTTP_REQUEST_TIMEOUT unless that is set."
+        ),
+    )
+    mlflow_http_max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description=(
+            "Retries of a request to an MLflow tracking server that was refused, timed out or got "
+            "HTTP 429/5xx, before the command fails; sets MLFLOW_HTTP_REQUEST_MAX_RETRIES unless set."
+        ),
+    )
+    mlflow_http_backoff_factor: int = Field(
+        default=1,
+        ge=0,
+        le=120,
+        description=(
+            "Backoff between those retries: waits 0, 2×F, 4×F… seconds (plus up to 1 s of jitter); "
+            "sets MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR unless that is set."
+        ),
+    )
     log_dir: Path = Field(
         default=Path("dur/logs"),
         description="Folder for JSON-lines logs (mlpipeline.jsonl); empty string disables file logs.",

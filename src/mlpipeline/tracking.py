@@ -3,11 +3,23 @@
 No fluent run state, no global tracking URI: every call names its run, experiment or
 model. One experiment and one registered model per feature set; aliases ``champion``
 (production) and ``challenger`` (passed the gate, awaiting approval).
+
+Against a tracking server (``http(s)://``) every request has a timeout and a bounded number
+of retries with exponential backoff (settings ``mlflow_http_*``, applied through MLflow's
+``MLFLOW_HTTP_REQUEST_*`` variables unless the user set those). A failure becomes one
+:class:`TrackingError` line that says what could not be done and why (server unreachable,
+no answer in time, HTTP 5xx after N attempts). Once the server is known to be unreachable,
+the same tracker fails at once for :data:`FAIL_FAST_S` seconds instead of waiting through
+the retries again, so a failed run's clean-up (tag the failure, close the run) does not
+multiply the wait.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,13 +33,53 @@ from mlflow.exceptions import MlflowException
 from mlpipeline.errors import TrackingError
 from mlpipeline.settings import Settings
 
-__all__ = ["CHALLENGER", "CHAMPION", "ModelVersionInfo", "Tracker", "TrackingError"]
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "FAIL_FAST_S",
+    "ModelVersionInfo",
+    "Tracker",
+    "TrackingError",
+    "apply_http_policy",
+]
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _MAX_BATCH = 100
+
+#: How long a tracker fails at once after finding the tracking server unreachable.
+FAIL_FAST_S = 15.0
+
+# MLflow variable -> the settings field that provides its default.
+_HTTP_POLICY = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "mlflow_http_timeout_s",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "mlflow_http_max_retries",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "mlflow_http_backoff_factor",
+}
+# Values this module put into the environment: those may be replaced by later settings,
+# a value the user set never is.
+_applied: dict[str, str] = {}
+_applied_lock = threading.Lock()
+
+
+def apply_http_policy(settings: Settings) -> dict[str, str]:
+    """Set MLflow's HTTP timeout and retry variables from ``settings`` unless the user set them.
+
+    MLflow reads them on every request, so the policy holds for every client in the process
+    (tracking, registry, artifact proxy). Returns the policy in force.
+    """
+    with _applied_lock:
+        for var, field in _HTTP_POLICY.items():
+            current = os.environ.get(var)
+            if current is None or _applied.get(var) == current:
+                value = str(getattr(settings, field))
+                os.environ[var] = value
+                _applied[var] = value
+        # MLflow prints "View run … at: URL" on stdout when a run ends: not on our CLI's stdout.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        return {var: os.environ[var] for var in _HTTP_POLICY}
 
 
 @dataclass(frozen=True)
@@ -49,20 +101,46 @@ class Tracker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tracking_uri = settings.mlflow_tracking_uri
+        self.remote = self.tracking_uri.startswith(("http://", "https://"))
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if self.remote:
+            apply_http_policy(settings)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        self._down: tuple[float, str] | None = None  # (monotonic time, reason) of an unreachable server
 
     def model_name(self, featureset: str) -> str:
         return f"{self.settings.registry_prefix}{featureset}"
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        down = self._down
+        if down is not None:
+            age = time.monotonic() - down[0]
+            if age < FAIL_FAST_S:
+                raise TrackingError(
+                    f"MLflow could not {what}: {down[1]} (not retried: that failure was {age:.0f} s ago)"
+                )
+            self._down = None
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except MlflowException as exc:
-            raise TrackingError(f"MLflow could not {what}: {_first_line(exc)}") from exc
+            raise self._failure(what, exc) from exc
         except OSError as exc:
             raise TrackingError(f"MLflow could not {what}: {exc}") from exc
+        return result
+
+    def _failure(self, what: str, exc: MlflowException) -> TrackingError:
+        """One line naming what failed and why; remembers an unreachable server (see module doc)."""
+        kind, reason = _classify(exc, self)
+        if kind == "unreachable":
+            self._down = (time.monotonic(), reason)
+            log.info("MLflow tracking server unreachable", extra={"detail": reason})
+        return TrackingError(f"MLflow could not {what}: {reason}")
+
+    @property
+    def server(self) -> str:
+        """The tracking URI without credentials, for messages."""
+        return _redact(self.tracking_uri)
 
     # -- experiments and runs ------------------------------------------------------------
 
@@ -156,11 +234,15 @@ class Tracker:
     def alias_version(self, featureset: str, alias: str) -> str | None:
         name = self.model_name(featureset)
         try:
-            return str(self.client.get_model_version_by_alias(name, alias).version)
-        except MlflowException as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+            mv = self._call(f"read alias '{alias}'", self.client.get_model_version_by_alias, name, alias)
+        except TrackingError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, MlflowException) and (
+                "RESOURCE_DOES_NOT_EXIST" in str(cause.error_code) or "not found" in str(cause).lower()
+            ):
                 return None
-            raise TrackingError(f"MLflow could not read alias '{alias}': {_first_line(exc)}") from exc
+            raise
+        return str(mv.version)
 
     def set_alias(self, featureset: str, alias: str, version: str) -> None:
         name = self.model_name(featureset)
@@ -201,6 +283,55 @@ def _info(mv: Any, aliases: tuple[str, ...] | None = None) -> ModelVersionInfo:
         aliases=aliases if aliases is not None else tuple(getattr(mv, "aliases", ()) or ()),
         created_ms=int(mv.creation_timestamp or 0),
     )
+
+
+_TRANSPORT = re.compile(r"^API request to (?P<url>\S+) failed with exception (?P<detail>.*)$", re.DOTALL)
+
+
+def _classify(exc: MlflowException, tracker: Tracker) -> tuple[str, str]:
+    """("unreachable" | "http" | "other", one-line reason) for an MLflow client failure."""
+    text = str(exc)
+    match = _TRANSPORT.match(text.strip())
+    if not tracker.remote or match is None:
+        return "other", _first_line(exc)
+    detail = match.group("detail")
+    attempts = f"{tracker.settings.mlflow_http_max_retries + 1} attempts"
+    policy = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    if policy is not None and policy.isdigit():
+        attempts = f"{int(policy) + 1} attempts"
+    server = f"the tracking server at {tracker.server}"
+    status = re.search(r"too many (\d{3}) error responses", detail)
+    if status:
+        return "http", (
+            f"{server} answered HTTP {status.group(1)} to all {attempts}; its log tells why "
+            "(often its backend database or artifact store is down)"
+        )
+    if re.search(r"timed out|ReadTimeout|ConnectTimeout|timeout", detail, re.IGNORECASE):
+        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", str(tracker.settings.mlflow_http_timeout_s))
+        return "unreachable", (
+            f"{server} did not answer within {timeout} s in {attempts} "
+            "(MLPIPELINE_MLFLOW_HTTP_TIMEOUT_S sets the limit)"
+        )
+    for pattern, why in (
+        (r"Connection refused", "refused the connection"),
+        (
+            r"Name or service not known|NameResolution|nodename nor servname",
+            "has a host name that does not resolve",
+        ),
+        (r"RemoteDisconnected|Connection aborted|Connection reset|BrokenPipe", "dropped the connection"),
+        (r"Failed to establish a new connection|Max retries exceeded", "could not be reached"),
+    ):
+        if re.search(pattern, detail):
+            return "unreachable", (
+                f"{server} {why} in {attempts}; is the server running? "
+                "(MLPIPELINE_MLFLOW_TRACKING_URI names it)"
+            )
+    return "other", _first_line(exc)
+
+
+def _redact(uri: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://***@host``."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
 
 
 def _first_line(exc: BaseException) -> str:
