@@ -33,7 +33,7 @@ def detect_format(name: str, data: bytes) -> Format:
         return "json"
     if lowered.endswith(".csv"):
         return "csv"
-    return "json" if data.lstrip()[:1] in (b"{", b"[") else "csv"
+    return "json" if data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] in (b"{", b"[") else "csv"
 
 
 def _bad(source: str, detail: str, rows: tuple[int, ...] = ()) -> DataValidationError:
@@ -101,6 +101,7 @@ def _csv_columns(text: str, spec: Mapping[str, Any], source: str) -> dict[str, A
             io.StringIO(text),
             dtype=dict.fromkeys(text_columns, "string"),
             keep_default_na=True,
+            index_col=False,  # a trailing comma must not shift every value one column left
             skipinitialspace=True,
         )
     except (pd.errors.ParserError, ValueError) as exc:

@@ -163,7 +163,13 @@ def encode_categorical(values: Sequence[object] | np.ndarray, categories: Sequen
 
 
 def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value) == "<NA>"
+    # An empty string is missing, as validation treats it at ingest and at serving time.
+    return (
+        value is None
+        or value == ""
+        or (isinstance(value, float) and np.isnan(value))
+        or str(value) == "<NA>"
+    )
 
 
 class _Compiled:

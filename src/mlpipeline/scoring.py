@@ -123,6 +123,7 @@ class InputContract:
                 )
         self.names = [f["name"] for f in spec["features"]]
         self.numeric_names = [r.name for r in self.numeric]
+        self.name_set = frozenset(self.names)
         self.lo = np.array([r.lo for r in self.numeric], dtype=np.float64)
         self.hi = np.array([r.hi for r in self.numeric], dtype=np.float64)
         biggest = np.finfo(np.float64).max
@@ -227,11 +228,11 @@ class InputContract:
         matrix = _as_matrix(numeric, rows, len(self.numeric))
         values: dict[str, FloatArray] = {}
         report = _Report(source)
+        self._missing_columns(present, report)
         if matrix is not None and self._clean(matrix):
             for j, name in enumerate(self.numeric_names):
                 values[name] = matrix[:, j]
         else:
-            self._missing_columns(present, report)
             for j, rule in enumerate(self.numeric):
                 if rule.name in present:
                     raw: Any = matrix[:, j] if matrix is not None else [row[j] for row in numeric]
@@ -239,8 +240,6 @@ class InputContract:
         for cat in self.categorical:
             if cat.name in present:
                 values[cat.name] = _categorical(cat, categorical[cat.name], report)
-            elif not report.problems:
-                self._missing_columns(present, report)
         report.raise_if_any()
         if keys is not None:
             keys = [None if _missing(k) else str(k) for k in keys]
@@ -261,6 +260,8 @@ class InputContract:
         return not (self.any_integer and ((np.floor(m) != m) & self.integer_mask & ~nan).any())
 
     def _missing_columns(self, present: set[str], report: _Report) -> None:
+        if self.name_set <= present:
+            return
         missing = [n for n in self.names if n not in present]
         if missing:
             extra = sorted(present - set(self.names) - {self.key})
@@ -309,16 +310,16 @@ def _numeric(rule: _Numeric, raw: Any, report: _Report) -> FloatArray:
                 wrong.append(i)
                 arr[i] = math.nan
         if wrong:
-            shown = ", ".join(repr(_clip(raw[i])) for i in wrong[:3])
+            shown = ", ".join(_show(raw[i]) for i in wrong[:3])
             report.rows(rule.name, "type", f"not a number ({shown})", wrong)
     report.rows(rule.name, "required column", "the record has no such field", absent)
     finite = np.isfinite(arr)
     nan = np.isnan(arr)
     report.mask(rule.name, "finite", "infinite value; send a finite number", ~finite & ~nan)
     if rule.lo > -math.inf:
-        report.mask(rule.name, "range", f"below the minimum {rule.lo:g}", arr < rule.lo)
+        report.mask(rule.name, "range", f"below the minimum {rule.lo:g}", finite & (arr < rule.lo))
     if rule.hi < math.inf:
-        report.mask(rule.name, "range", f"above the maximum {rule.hi:g}", arr > rule.hi)
+        report.mask(rule.name, "range", f"above the maximum {rule.hi:g}", finite & (arr > rule.hi))
     if rule.integer:
         with np.errstate(invalid="ignore"):
             report.mask(rule.name, "type", "not a whole number", finite & (np.floor(arr) != arr))
@@ -357,10 +358,10 @@ def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
         out[i] = math.nan
     report.rows(rule.name, "required column", "the record has no such field", absent)
     if wrong:
-        shown = ", ".join(repr(_clip(raw[i])) for i in wrong[:3])
+        shown = ", ".join(_show(raw[i]) for i in wrong[:3])
         report.rows(rule.name, "type", f"not text ({shown}); send the category as a JSON string", wrong)
     if unknown:
-        shown = ", ".join(repr(_clip(raw[i])) for i in unknown[:3])
+        shown = ", ".join(_show(raw[i]) for i in unknown[:3])
         allowed = ", ".join(repr(c) for c in rule.lookup)
         report.rows(rule.name, "category", f"unknown category ({shown}); allowed: {allowed}", unknown)
     if rule.required:
@@ -369,7 +370,15 @@ def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
 
 
 def _missing(v: object) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    # pandas' NA arrives from data frames; it is recognised by name to keep pandas out of here.
+    return (
+        v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType")
+    )
+
+
+def _show(value: object) -> str:
+    """A value as the user sent it: text quoted, numbers and booleans bare."""
+    return repr(_clip(value)) if isinstance(value, str) else _clip(value)
 
 
 def _clip(value: object, limit: int = 40) -> str:
