@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck importlint unit clean help
+.PHONY: demo test lint typecheck importlint unit clean help stack
 
 help:
 	@echo "make demo   set up .venv and run the main job on the embedded default (SQLite + local MLflow)"
 	@echo "make test   set up .venv and run lint, type checks, import contracts and the whole test suite"
+	@echo "make stack  run the MLflow stack on loopback without Docker (PostgreSQL, S3, mlflow server) until Ctrl-C"
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=python3.11")'
@@ -34,6 +35,18 @@ importlint: $(STAMP)
 
 test: lint typecheck importlint
 	$(BIN)/pytest
+
+# The MLflow stack without Docker: MLflow's database in PostgreSQL (Debian's cluster, started and
+# given a fresh role by .ci/postgres.sh as root, or any role with CREATEDB in
+# MLPIPELINE_STACK_POSTGRES_URL), moto as the S3 endpoint (or MLPIPELINE_STACK_S3_ENDPOINT, e.g.
+# MinIO, with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and `mlflow server` proxying the artifacts.
+# Prints the tracking URI; Ctrl-C stops everything. More options: STACK_ARGS="--help".
+STACK_PORT ?= 5000
+STACK_ARGS ?=
+stack: $(STAMP)
+	@url="$${MLPIPELINE_STACK_POSTGRES_URL:-}"; \
+	if [ -z "$$url" ]; then url="$$(bash .ci/postgres.sh mlpipeline_stack)" || exit 1; fi; \
+	MLPIPELINE_STACK_POSTGRES_URL="$$url" exec $(BIN)/python -m mlpipeline.stack --port $(STACK_PORT) $(STACK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

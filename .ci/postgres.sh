@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Start Debian's PostgreSQL on loopback (if it is not running), create a throw-away role
-# and database for the tests, and print the SQLAlchemy URL on stdout.
-# Usage: MLPIPELINE_TEST_POSTGRES_URL=$(bash .ci/postgres.sh)
+# (LOGIN, CREATEDB, a fresh random password) and its database, and print the SQLAlchemy URL
+# on stdout.
+# Usage: MLPIPELINE_TEST_POSTGRES_URL=$(bash .ci/postgres.sh)          # role and database mlpipeline_test
+#        MLPIPELINE_STACK_POSTGRES_URL=$(bash .ci/postgres.sh mlpipeline_stack)   # for `make stack`
 set -euo pipefail
+
+role="${1:-mlpipeline_test}"
+if ! [[ "${role}" =~ ^[a-z_][a-z0-9_]{0,62}$ ]]; then
+    echo "invalid role name: ${role}" >&2
+    exit 2
+fi
 
 version=$(pg_lsclusters --no-header 2>/dev/null | awk 'NR==1 {print $1}')
 if [ -z "${version}" ]; then
@@ -23,13 +31,13 @@ runuser -u postgres -- pg_isready -p "${port}" >&2
 # A fresh random password per run: no credential lives in the repository.
 password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 psql_admin() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q -p "${port}" "$@"; }
-if [ "$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'mlpipeline_test'")" = "1" ]; then
-    psql_admin -c "ALTER ROLE mlpipeline_test WITH LOGIN CREATEDB PASSWORD '${password}'" >&2
+if [ "$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '${role}'")" = "1" ]; then
+    psql_admin -c "ALTER ROLE ${role} WITH LOGIN CREATEDB PASSWORD '${password}'" >&2
 else
-    psql_admin -c "CREATE ROLE mlpipeline_test WITH LOGIN CREATEDB PASSWORD '${password}'" >&2
+    psql_admin -c "CREATE ROLE ${role} WITH LOGIN CREATEDB PASSWORD '${password}'" >&2
 fi
-for db in mlpipeline_test; do
+for db in "${role}"; do
     psql_admin -c "DROP DATABASE IF EXISTS ${db} WITH (FORCE)" >&2
-    psql_admin -c "CREATE DATABASE ${db} OWNER mlpipeline_test" >&2
+    psql_admin -c "CREATE DATABASE ${db} OWNER ${role}" >&2
 done
-echo "postgresql+psycopg2://mlpipeline_test:${password}@127.0.0.1:${port}/mlpipeline_test"
+echo "postgresql+psycopg2://${role}:${password}@127.0.0.1:${port}/${role}"

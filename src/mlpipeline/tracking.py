@@ -126,7 +126,7 @@ class Tracker:
         except MlflowException as exc:
             raise self._failure(what, exc) from exc
         except OSError as exc:
-            raise TrackingError(f"MLflow could not {what}: {exc}") from exc
+            raise TrackingError(_redact(f"MLflow could not {what}: {exc}")) from exc
         return result
 
     def _failure(self, what: str, exc: MlflowException) -> TrackingError:
@@ -135,7 +135,7 @@ class Tracker:
         if kind == "unreachable":
             self._down = (time.monotonic(), reason)
             log.info("MLflow tracking server unreachable", extra={"detail": reason})
-        return TrackingError(f"MLflow could not {what}: {reason}")
+        return TrackingError(_redact(f"MLflow could not {what}: {reason}"))
 
     @property
     def server(self) -> str:
