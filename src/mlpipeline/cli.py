@@ -185,8 +185,11 @@ def status(
         str | None, typer.Option("--featureset", "-f", help="Only this feature set.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    no_registry: Annotated[
+        bool, typer.Option("--no-registry", help="Do not ask MLflow for the pending challenger.")
+    ] = False,
 ) -> None:
-    """Show each feature set's rows and batches."""
+    """Rows and batches, the champion and its age, recent checks, triggers and the challenger."""
     from mlpipeline.store import open_store
 
     settings = _settings()
@@ -199,21 +202,24 @@ def status(
             ready = store.has_table(d)
             batches = store.batches(d) if ready else []
             last = batches[-1] if batches else None
-            report.append(
-                {
-                    "featureset": d.name,
-                    "table": d.table,
-                    "initialised": ready,
-                    "rows": store.count_rows(d) if ready else 0,
-                    "batches": len(batches),
-                    "last_batch_at": last.ingested_at.isoformat() if last else None,
-                    "last_batch_source": last.source if last else None,
-                }
-            )
+            entry: dict[str, Any] = {
+                "featureset": d.name,
+                "table": d.table,
+                "initialised": ready,
+                "rows": store.count_rows(d) if ready else 0,
+                "batches": len(batches),
+                "last_batch_at": last.ingested_at.isoformat() if last else None,
+                "last_batch_source": last.source if last else None,
+            }
+            if ready:
+                from mlpipeline.monitoring import status_of
+
+                entry["serving"] = status_of(settings, store, d, with_registry=not no_registry)
+            report.append(entry)
     finally:
         store.dispose()
     if as_json:
-        out.print_json(json.dumps(report))
+        out.print_json(json.dumps(report, default=str))
         return
     table = Table("feature set", "table", "rows", "batches", "last batch (UTC)", "source")
     for r in report:
@@ -226,6 +232,47 @@ def status(
             r["last_batch_source"] or "-",
         )
     out.print(table)
+    for r in report:
+        serving = r.get("serving")
+        if serving:
+            _print_serving(r["featureset"], serving)
+
+
+def _print_serving(name: str, s: dict[str, Any]) -> None:
+    champion = s["champion"]
+    if champion is None:
+        out.print(f"'{name}': no champion yet (mlpipeline train -f {name})", markup=False, highlight=False)
+    else:
+        age = champion["age_hours"]
+        out.print(
+            f"'{name}': champion version {champion['version']}, promoted {champion['promoted_at']} "
+            f"by {champion['promoted_by']} ({champion['reason'][:80]})"
+            + (f", trained {age:g} h ago" if age is not None else ""),
+            markup=False,
+            highlight=False,
+        )
+    if s.get("challenger"):
+        out.print(f"  challenger awaiting approval: {s['challenger']}", markup=False, highlight=False)
+    out.print(
+        f"  labelled rows since the last training: {s['rows_since_training']:,}; "
+        f"last retrain started: {s['last_retrain_started_at'] or 'never'}; "
+        f"next scheduled check: {s['next_check_at'] or 'no watch running'}",
+        markup=False,
+        highlight=False,
+    )
+    if s["checks"]:
+        table = Table("checked at (UTC)", "version", "rows", "R²", "RMSE", "decision", "reasons", title=None)
+        for c in s["checks"]:
+            table.add_row(
+                c["checked_at"][:19],
+                c["model_version"] or "-",
+                f"{c['rows']:,}",
+                "-" if c["r2"] is None else f"{c['r2']:.3f}",
+                "-" if c["rmse"] is None else f"{c['rmse']:.3f}",
+                c["decision"] or "-",
+                ",".join(c["reasons"]) or "-",
+            )
+        out.print(table)
 
 
 @app.command()
@@ -269,27 +316,77 @@ def generate(
 
 @app.command()
 def demo(
-    days: Annotated[int, typer.Option(min=1, help="Days of the synthetic stream to replay.")] = 14,
-    rows_per_day: Annotated[int, typer.Option(min=10, help="Orders per day.")] = 2_000,
-    drift_day: Annotated[int, typer.Option(min=0, help="Day from which the world drifts.")] = 10,
-    train_models: Annotated[bool, typer.Option("--train/--no-train", help="Train and gate models.")] = True,
+    days: Annotated[int, typer.Option(min=4, help="Days of the synthetic stream to replay.")] = 14,
+    rows_per_day: Annotated[int, typer.Option(min=100, help="Orders per day.")] = 2_000,
+    drift_day: Annotated[int, typer.Option(min=0, help="Day from which the world drifts.")] = 8,
+    train_models: Annotated[
+        bool, typer.Option("--train/--no-train", help="Train, serve and check (or only land the data).")
+    ] = True,
 ) -> None:
-    """Run the main job on the configured store: replay the synthetic stream day by day."""
-    from mlpipeline.demo import run_demo
+    """The whole CT loop on the synthetic stream: land, serve, check, retrain, recover."""
+    from mlpipeline.demo import DayRow, run_demo
 
     settings = _settings()
-    report = run_demo(
-        settings,
-        days=days,
-        rows_per_day=rows_per_day,
-        drift_day=drift_day,
-        train_models=train_models,
-        say=lambda line: out.print(line, markup=False, highlight=False),
+    layout = "{:>3}  {:<5}  {:>6}  {:>8}  {:>5}  {:<22}  {:<8}  {:<18}  {:>8}  {:<14}"
+    header = layout.format(
+        "day",
+        "date",
+        "rows",
+        "labelled",
+        "R²",
+        "drift (max PSI)",
+        "decision",
+        "reasons",
+        "champion",
+        "retrain",
     )
+    lines: list[DayRow] = []
+
+    def on_day(row: DayRow) -> None:
+        if not lines:
+            bar.console.print(header, markup=False, highlight=False)
+        lines.append(row)
+        bar.console.print(
+            layout.format(
+                row.day,
+                row.date[5:],
+                f"{row.rows:,}",
+                f"{row.labelled:,}",
+                "-" if row.r2 is None else f"{row.r2:.3f}",
+                "-" if row.worst_psi is None else f"{row.worst_psi[0]} {row.worst_psi[1]:.2f}",
+                row.decision,
+                ",".join(row.reasons) or "-",
+                f"v{row.champion}" if row.champion else "-",
+                row.retrained or "-",
+            ),
+            markup=False,
+            highlight=False,
+        )
+        bar.update(task, advance=1)
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task("replaying days", total=max(days - 3, 1))
+        report = run_demo(
+            settings,
+            days=days,
+            rows_per_day=rows_per_day,
+            drift_day=drift_day,
+            train_models=train_models,
+            say=lambda line: bar.console.print(line, markup=False, highlight=False),
+            on_day=on_day,
+        )
     out.print(
         f"demo: {report.batches_written} new batch(es), {report.batches_skipped} already present; "
-        f"'demo' holds {report.rows_in_store:,} rows."
+        f"'demo' holds {report.rows_in_store:,} rows; "
+        f"versions trained: {', '.join(report.trained_versions) or '-'}.",
+        markup=False,
+        highlight=False,
     )
+    if report.png:
+        out.print(f"timeline: {report.png}", markup=False, highlight=False)
+        out.print("open the MLflow UI on this store with:  mlpipeline ui   (then http://127.0.0.1:5000)")
 
 
 @contextmanager
@@ -519,6 +616,145 @@ def serve(
         )
 
 
+def _say_check(result: Any) -> None:
+    if result.skipped:
+        out.print(f"skipped: {result.skipped}", markup=False, highlight=False)
+        return
+    m = result.metrics
+    measured = (
+        f"R² {m.r2:.3f}, RMSE {m.rmse:.3f}, MAE {m.mae:.3f} on {result.n_rows:,} rows "
+        f"({result.n_logged:,} served predictions joined)"
+        if m is not None
+        else f"{result.n_rows:,} newly labelled rows, nothing to measure"
+    )
+    if m is not None and not result.verdict:
+        measured += " (below the minimum sample: no verdict)"
+    out.print(
+        f"check of '{result.featureset}' (version {result.model_version or '-'}): {measured}", markup=False
+    )
+    drifted = {k: v for k, v in result.psi.items() if v is not None}
+    if drifted:
+        worst = sorted(drifted.items(), key=lambda kv: -kv[1])[:3]
+        out.print("  PSI: " + ", ".join(f"{k} {v:.3f}" for k, v in worst), markup=False, highlight=False)
+    if result.decision is not None:
+        out.print(f"  decision: {result.decision.action}: {result.decision.explanation}", markup=False)
+    if result.retrain:
+        r = result.retrain
+        if "error" in r:
+            out.print(f"  retrain failed: {r['error']}", markup=False, highlight=False)
+        else:
+            out.print(
+                f"  retrained: version {r.get('version')}, holdout R² {r.get('r2', float('nan')):.3f}, "
+                f"gate: {r.get('action')}",
+                markup=False,
+                highlight=False,
+            )
+    if result.mlflow_error:
+        out.print(f"  warning: not logged to MLflow ({result.mlflow_error}); kept in the store", markup=False)
+
+
+@app.command()
+def check(
+    featureset: FeaturesetOption,
+    retrain: Annotated[
+        bool,
+        typer.Option("--retrain/--no-retrain", help="Retrain when a trigger fires (default) or only report."),
+    ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Retrain now whatever the triggers say (manual).")
+    ] = False,
+) -> None:
+    """Measure the champion on newly labelled rows, check drift, and retrain if a trigger fires."""
+    from mlpipeline.monitoring import run_check
+    from mlpipeline.store import open_store
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    store = open_store(settings)
+    try:
+        _say_check(run_check(settings, store, d, manual=force, allow_retrain=retrain))
+    finally:
+        store.dispose()
+
+
+@app.command()
+def watch(
+    featureset: FeaturesetOption,
+    interval: Annotated[
+        str | None,
+        typer.Option(help="Time between checks, e.g. 15m, 1h (default: MLPIPELINE_WATCH_INTERVAL)."),
+    ] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="Stop after this many checks (default: run until stopped).")
+    ] = None,
+) -> None:
+    """Run 'check' on a schedule until SIGINT/SIGTERM; failures are logged and backed off."""
+    import signal
+    import threading
+    from datetime import timedelta
+
+    from mlpipeline.monitoring import NEXT_CHECK_KEY, run_check
+    from mlpipeline.store import open_store
+    from mlpipeline.store.sql import utcnow
+    from mlpipeline.triggers import parse_duration
+    from mlpipeline.watch import watch_loop
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    period = parse_duration(interval or settings.watch_interval)
+    if period <= timedelta(0):
+        raise typer.BadParameter("must be positive", param_hint="--interval")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: Any) -> None:
+        err.print(f"received {signal.Signals(signum).name}; stopping after the current check", markup=False)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    store = open_store(settings)
+
+    def once() -> None:
+        _say_check(run_check(settings, store, d))
+
+    def waiting(seconds: float) -> None:
+        store.set_state(d.name, NEXT_CHECK_KEY, (utcnow() + timedelta(seconds=seconds)).isoformat())
+
+    err.print(f"watching '{d.name}' every {interval or settings.watch_interval}; Ctrl-C stops", markup=False)
+    try:
+        stats = watch_loop(once, period, stop, max_iterations=iterations, on_wait=waiting)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        store.set_state(d.name, NEXT_CHECK_KEY, "")
+        store.dispose()
+    err.print(f"watch stopped after {stats.iterations} check(s), {stats.failures} failed", markup=False)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Start the MLflow UI on the configured store (runs, versions, aliases, SHAP, monitoring)."""
+    import subprocess
+
+    settings = _settings()
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith(("http://", "https://")):
+        out.print(f"MLflow runs as a server: open {uri}", markup=False)
+        return
+    command = [
+        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+        "--host", host, "--port", str(port),
+    ]  # fmt: skip
+    err.print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops)", markup=False)
+    try:
+        code = subprocess.call(command)  # noqa: S603 (argument list, no shell; the URI comes from settings)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or exc.__class__.__name__
@@ -530,6 +766,7 @@ def main(argv: list[str] | None = None) -> None:
     _state.verbose = False
     # MLflow draws download progress bars on stderr; the CLI reports its own progress.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         app(args=argv, standalone_mode=True)
     except SystemExit:

@@ -80,6 +80,13 @@ class Feature(_Strict):
         ),
     )
     fill_value: float | str | None = None
+    drift: bool = Field(
+        default=True,
+        description=(
+            "watch this feature's distribution for the drift trigger; turn off for features "
+            "that move by design, such as the hour or weekday of a daily batch"
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Feature:

@@ -122,4 +122,18 @@ def configure_logging(
         logger.addHandler(file_handler)
     for noisy in ("alembic", "mlflow", "urllib3", "botocore", "shap", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Libraries' Python warnings (MLflow's advice on type hints and integer schemas, say)
+    # go to the log file, not the user's terminal.
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    for handler in list(warnings_logger.handlers):
+        if getattr(handler, _HANDLER_MARK, False):
+            warnings_logger.removeHandler(handler)
+    warnings_logger.propagate = False
+    quiet: logging.Handler = logging.NullHandler()
+    if path is not None:
+        quiet = logging.FileHandler(path, encoding="utf-8")
+        quiet.setFormatter(logger.handlers[-1].formatter)
+    setattr(quiet, _HANDLER_MARK, True)
+    warnings_logger.addHandler(quiet)
     return path

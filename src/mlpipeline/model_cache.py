@@ -33,12 +33,22 @@ from mlpipeline.errors import ModelIntegrityError
 if TYPE_CHECKING:
     from mlpipeline.tracking import ModelVersionInfo, Tracker
 
-__all__ = ["SHA_TAG", "LoadedModel", "ModelCache", "ModelRef", "load_model_folder", "load_verified"]
+__all__ = [
+    "REFERENCE_FILE",
+    "SHA_TAG",
+    "LoadedModel",
+    "ModelCache",
+    "ModelRef",
+    "load_model_folder",
+    "load_verified",
+]
 
 log = logging.getLogger(__name__)
 
 #: Model-version tag holding the manifest digest recorded at registration.
 SHA_TAG = "mlpipeline.sha256"
+#: Training-time histograms for drift checks, inside the model folder (see mlpipeline.drift).
+REFERENCE_FILE = "reference.json"
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class LoadedModel:
     model: Any
     folder: Path
     is_lightgbm: bool = True
+    reference: dict[str, Any] | None = None  # training-time histograms, when the version has them
 
     def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.asarray(self.model.predict(matrix), dtype=np.float64)
@@ -106,16 +117,17 @@ def _which_files(folder: Path, manifest: dict[str, str]) -> str:
 def _from_bytes(folder: Path, files: dict[str, bytes]) -> LoadedModel:
     try:
         spec = json.loads(files["artifacts/features.json"])
+        reference = json.loads(files[REFERENCE_FILE]) if REFERENCE_FILE in files else None
         if "artifacts/model.txt" in files:
             import lightgbm
 
             booster = lightgbm.Booster(model_str=files["artifacts/model.txt"].decode("utf-8"))
-            return LoadedModel(spec, booster, folder, is_lightgbm=True)
+            return LoadedModel(spec, booster, folder, is_lightgbm=True, reference=reference)
         import skops.io
 
         trusted = json.loads(files["artifacts/trusted.json"])
         estimator = skops.io.loads(files["artifacts/model.skops"], trusted=trusted)
-        return LoadedModel(spec, estimator, folder, is_lightgbm=False)
+        return LoadedModel(spec, estimator, folder, is_lightgbm=False, reference=reference)
     except KeyError as exc:
         raise ModelIntegrityError(
             f"model folder {folder} lacks {exc.args[0]}; it was not written by mlpipeline"

@@ -9,12 +9,14 @@ A failure marks the MLflow run FAILED and leaves the production pointer and the
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,15 @@ import numpy as np
 from mlpipeline import __version__
 from mlpipeline.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
 from mlpipeline.definition import Definition
+from mlpipeline.drift import build_reference
 from mlpipeline.gate import Decision, GatePolicy, decide
 from mlpipeline.logs import log_context
-from mlpipeline.model_cache import SHA_TAG, ModelCache
+from mlpipeline.model_cache import REFERENCE_FILE, SHA_TAG, ModelCache
 from mlpipeline.pointer import SqlPointerStore
 from mlpipeline.promotion import Promoter
 from mlpipeline.settings import Settings
-from mlpipeline.store.sql import SqlFeatureStore
+from mlpipeline.store.checks import CheckRecords
+from mlpipeline.store.sql import SqlFeatureStore, utcnow
 from mlpipeline.tracking import CHALLENGER, Tracker
 from mlpipeline.training import (
     Metrics,
@@ -42,7 +46,7 @@ from mlpipeline.training import (
     validate_training_data,
 )
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "train", "write_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +87,14 @@ def train(
     *,
     reason: str = "manual",
     tracker: Tracker | None = None,
+    as_of: datetime | None = None,
 ) -> TrainResult:
-    """Run the pipeline once for ``d``; see the module docstring for the steps."""
+    """Run the pipeline once for ``d``; see the module docstring for the steps.
+
+    ``as_of`` (naive UTC, default now) is the moment the training sees: only labels known by
+    then, and with ``training_window`` set, only rows whose event time falls in the window
+    before it. Replays and tests pass a simulated time.
+    """
     tracker = tracker or Tracker(settings)
     pointers = SqlPointerStore(store)
     promoter = Promoter(tracker, pointers, ModelCache(settings.home / "models", lambda: tracker))
@@ -105,7 +115,11 @@ def train(
         )
         with log_context(run_id=run_id):
             try:
-                result = _run(settings, store, d, tracker, promoter, pointers, timer, run_id, reason)
+                result = _run(settings, store, d, tracker, promoter, pointers, timer, run_id, reason, as_of)
+                batches = store.batches(d)
+                CheckRecords(store, d.name).training_done(
+                    as_of or utcnow(), batches[-1].batch_id if batches else 0
+                )
             except BaseException as exc:
                 tracker.log(run_id, tags={"mlpipeline.failure": f"{exc.__class__.__name__}: {exc}"[:4000]})
                 tracker.end_run(run_id, "FAILED")
@@ -124,9 +138,19 @@ def _run(
     timer: _Timer,
     run_id: str,
     reason: str,
+    as_of: datetime | None,
 ) -> TrainResult:
     with timer.step("extract"):
-        frame = store.training_window(d)
+        window = settings.duration("training_window")
+        start = (as_of or utcnow()) - window if window is not None and d.event_time else None
+        frame = store.training_window(d, start=start, as_of=as_of)
+        tracker.log(
+            run_id,
+            params={
+                "data.window_start": start.isoformat() if start else "all",
+                "data.as_of": (as_of or utcnow()).isoformat(),
+            },
+        )
     with timer.step("validate"):
         report = validate_training_data(d, frame)
         tracker.log(
@@ -171,6 +195,7 @@ def _run(
         work = Path(tmp)
         with timer.step("log_model"):
             model_dir = build_model_dir(fitted, split.holdout, work)
+            write_reference(d, split.train, model_dir / REFERENCE_FILE)
             digest = manifest_sha256(manifest_of(model_dir))
             tracker.log_artifacts(run_id, model_dir, "model")
         with timer.step("explainer"):
@@ -202,6 +227,23 @@ def _run(
         log.info("gate decided", extra={"decision": decision.action, "reason": decision.reason})
     tracker.log(run_id, metrics={f"time_{k}_s": v for k, v in timer.timings.items()})
     return TrainResult(d.name, run_id, version, metrics, decision, dict(timer.timings), champion_version)
+
+
+def write_reference(d: Definition, train: Any, path: Path) -> None:
+    """Training-time histograms of every raw feature and the target, for drift checks.
+
+    Stored inside the model folder, so it is covered by the version's digest, travels with
+    the model through the registry and the cache, and monitoring compares new rows with
+    exactly the data this version learned from.
+    """
+    names = [n for n, f in d.features.items() if f.drift]
+    categorical = [n for n in names if d.features[n].type == "categorical"]
+    reference = build_reference(
+        columns_of(train, names),
+        categorical=categorical,
+        target=train[d.target.column].to_numpy(dtype=np.float64),
+    )
+    path.write_text(json.dumps(reference.to_dict(), indent=1), encoding="utf-8")
 
 
 def _score_champion(

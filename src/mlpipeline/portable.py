@@ -165,10 +165,7 @@ def encode_categorical(values: Sequence[object] | np.ndarray, categories: Sequen
 def _is_missing(value: object) -> bool:
     # An empty string is missing, as validation treats it at ingest and at serving time.
     return (
-        value is None
-        or value == ""
-        or (isinstance(value, float) and np.isnan(value))
-        or str(value) == "<NA>"
+        value is None or value == "" or (isinstance(value, float) and np.isnan(value)) or str(value) == "<NA>"
     )
 
 

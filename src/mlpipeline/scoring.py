@@ -371,9 +371,7 @@ def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
 
 def _missing(v: object) -> bool:
     # pandas' NA arrives from data frames; it is recognised by name to keep pandas out of here.
-    return (
-        v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType")
-    )
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType")
 
 
 def _show(value: object) -> str:

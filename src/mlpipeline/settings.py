@@ -11,13 +11,15 @@ everything else receives it as an argument. Nothing here runs at import time.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlpipeline.errors import ConfigError
+from mlpipeline.triggers import parse_duration
 
 __all__ = ["Settings", "load_settings"]
 
@@ -121,6 +123,42 @@ class Settings(BaseSettings):
         ge=0.0,
         description="How much a challenger's R² must beat the champion's on the same holdout.",
     )
+    r2_threshold: float = Field(
+        default=0.6,
+        le=1.0,
+        description=(
+            "Performance trigger: retrain when the champion's R² on newly labelled rows falls "
+            "below it (the IRIS class parameter R2THRESHOLD mirrors it)."
+        ),
+    )
+    psi_threshold: float = Field(
+        default=0.25, gt=0, description="Drift trigger: retrain when a feature's PSI exceeds it."
+    )
+    min_samples: int = Field(
+        default=200, ge=1, description="Fewest newly labelled rows for a performance or drift verdict."
+    )
+    max_model_age: str = Field(
+        default="7d", description="Schedule trigger: retrain when the champion is older (e.g. 12h, 7d)."
+    )
+    new_data_rows: int = Field(
+        default=10_000,
+        ge=0,
+        description=(
+            "New-data trigger: retrain after this many labelled rows since the last training; 0: off."
+        ),
+    )
+    retrain_cooldown: str = Field(
+        default="1h", description="Least time between two automatic retrains (a manual one overrides it)."
+    )
+    training_window: str = Field(
+        default="",
+        description="Train on rows of this recent period only (e.g. 30d); empty: every labelled row.",
+    )
+    lock_ttl: str = Field(
+        default="30m",
+        description="How long a check or retrain lock lasts if its holder dies without releasing it.",
+    )
+    watch_interval: str = Field(default="1h", description="Default period of 'mlpipeline watch'.")
     serve_host: str = Field(default="127.0.0.1", description="Address 'mlpipeline serve' listens on.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Port 'mlpipeline serve' listens on.")
     serve_poll_s: float = Field(
@@ -144,6 +182,22 @@ class Settings(BaseSettings):
             "(or Authorization: Bearer); /health stays open."
         ),
     )
+
+    @field_validator("max_model_age", "retrain_cooldown", "lock_ttl", "watch_interval", "training_window")
+    @classmethod
+    def _duration(cls, value: str, info: ValidationInfo) -> str:
+        if info.field_name == "training_window" and not value.strip():
+            return ""
+        try:
+            parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value.strip()
+
+    def duration(self, name: str) -> timedelta | None:
+        """A duration setting as a timedelta (None for an empty training window)."""
+        value = str(getattr(self, name))
+        return parse_duration(value) if value else None
 
     @field_validator("featurestore_url", "mlflow_tracking_uri")
     @classmethod

@@ -144,14 +144,15 @@ class Tracker:
 
     # -- experiments and runs ------------------------------------------------------------
 
-    def experiment_id(self, featureset: str) -> str:
-        name = f"{self.settings.registry_prefix}{featureset}"
+    def experiment_id(self, featureset: str, *, suffix: str = "") -> str:
+        """The feature set's experiment (``suffix`` names a sibling, e.g. ``-monitoring``), created once."""
+        name = f"{self.settings.registry_prefix}{featureset}{suffix}"
         found = self._call("look up the experiment", self.client.get_experiment_by_name, name)
         if found is not None:
             return str(found.experiment_id)
         location = None
         if not self.tracking_uri.startswith(("http://", "https://", "databricks")):
-            root = Path(self.settings.mlflow_artifact_root).resolve() / featureset
+            root = Path(self.settings.mlflow_artifact_root).resolve() / f"{featureset}{suffix}"
             location = root.as_uri()
         return str(self._call("create the experiment", self.client.create_experiment, name, location))
 
@@ -169,9 +170,10 @@ class Tracker:
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
         step: int = 0,
+        timestamp_ms: int | None = None,
     ) -> None:
         """Everything in as few requests as possible (one ``log_batch`` per 100 items)."""
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
         items_p = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
         items_m = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
         items_t = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]

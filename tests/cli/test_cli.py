@@ -155,12 +155,12 @@ def test_generate_and_demo_are_repeatable(capsys: pytest.CaptureFixture[str], tm
     code, out, _ = run(capsys, "generate", str(tmp_path / "s.parquet"), "--days", "2", "--rows-per-day", "50")
     assert code == 0
     assert "100 rows" in out
-    code, out, _ = run(capsys, "demo", "--days", "2", "--rows-per-day", "50", "--no-train")
+    code, out, _ = run(capsys, "demo", "--days", "4", "--rows-per-day", "100", "--no-train")
     assert code == 0
-    assert "2 new batch(es)" in out
-    code, out, _ = run(capsys, "demo", "--days", "2", "--rows-per-day", "50", "--no-train")
-    assert "0 new batch(es), 2 already present" in out
-    assert "holds 100 rows" in out
+    assert "4 new batch(es)" in out
+    code, out, _ = run(capsys, "demo", "--days", "4", "--rows-per-day", "100", "--no-train")
+    assert "0 new batch(es), 4 already present" in out
+    assert "holds 400 rows" in out
 
 
 def test_console_script_in_a_fresh_process(tmp_path: Path, day_csv: Path) -> None:

@@ -1,0 +1,425 @@
+"""``mlpipeline check``: measure the champion on newly labelled rows, decide, maybe retrain.
+
+One check, in order:
+
+1. Take the feature set's ``check`` lease, so two checks never interleave (a second one
+   returns "skipped" at once; a crashed holder's lease expires after ``lock_ttl``).
+2. Read the rows labelled since the watermark (incremental: the cost follows the new rows,
+   not the table). Join the predictions the champion actually served (prediction log);
+   score the rest with the champion from the verified cache.
+3. R², RMSE and MAE with the sample size (no verdict below ``min_samples``); PSI per
+   feature and of the target against the histograms stored with the champion at training.
+4. Decide with the trigger policy (:mod:`mlpipeline.triggers`).
+5. Store the check and advance the watermark in one transaction. Only now are the rows
+   "read": a failure before this point leaves the watermark where it was.
+6. Log the metrics as series (step = check number, timestamp = check time) to the
+   ``<prefix><featureset>-monitoring`` experiment and upload the timeline PNG. MLflow being
+   down does not lose the check: the failure is noted in its record.
+7. If the decision says so, take the ``retrain`` lease and run the training pipeline with
+   the reasons recorded; the gate decides whether the new version is promoted. A failed
+   retrain is recorded and retried at a later check (after the cooldown).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlpipeline.definition import Definition
+from mlpipeline.drift import Reference, drift_report
+from mlpipeline.errors import MlpipelineError
+from mlpipeline.logs import log_context
+from mlpipeline.model_cache import ModelCache
+from mlpipeline.pointer import Pointer, SqlPointerStore
+from mlpipeline.settings import Settings
+from mlpipeline.store.checks import (
+    RETRAIN_STARTED_KEY,
+    ROWS_SINCE_TRAINING_KEY,
+    TRAINED_AT_KEY,
+    CheckRecord,
+    CheckRecords,
+)
+from mlpipeline.store.lease import LeaseHolder, new_owner
+from mlpipeline.store.sql import SqlFeatureStore, utcnow
+from mlpipeline.training import Metrics, columns_of, evaluate
+from mlpipeline.triggers import TriggerDecision, TriggerPolicy, TriggerState, decide_retrain
+
+__all__ = ["CheckResult", "policy_from", "run_check"]
+
+log = logging.getLogger(__name__)
+
+MLFLOW_RUN_KEY = "monitor.mlflow_run"
+TARGET_PSI = "target"
+
+
+@dataclass
+class CheckResult:
+    """What one check saw and did."""
+
+    featureset: str
+    checked_at: datetime
+    skipped: str | None = None
+    model_version: str | None = None
+    n_rows: int = 0
+    n_logged: int = 0
+    metrics: Metrics | None = None
+    verdict: bool = False
+    psi: dict[str, float | None] = field(default_factory=dict)
+    decision: TriggerDecision | None = None
+    retrain: dict[str, Any] = field(default_factory=dict)
+    check_id: int | None = None
+    mlflow_error: str | None = None
+
+
+def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
+    """The trigger policy the settings describe (0 new-data rows disables that trigger)."""
+    return TriggerPolicy(
+        max_model_age=settings.duration("max_model_age"),
+        new_data_rows=settings.new_data_rows or None,
+        r2_threshold=settings.r2_threshold,
+        psi_threshold=settings.psi_threshold,
+        min_samples=settings.min_samples,
+        min_training_rows=d.model.min_training_rows,
+        cooldown=settings.duration("retrain_cooldown") or timedelta(0),
+    )
+
+
+def run_check(
+    settings: Settings,
+    store: SqlFeatureStore,
+    d: Definition,
+    *,
+    as_of: datetime | None = None,
+    manual: bool = False,
+    allow_retrain: bool = True,
+    tracker_factory: Callable[[], Any] | None = None,
+) -> CheckResult:
+    """One check of ``d`` (see the module docstring). ``as_of`` is naive UTC (default now)."""
+    now = as_of or utcnow()
+    ttl = settings.duration("lock_ttl")
+    assert ttl is not None
+    leases = LeaseHolder(store, d.name)
+    owner = new_owner()
+    held = leases.acquire("check", owner, ttl, now=utcnow())
+    if held is None:
+        other = leases.current("check")
+        who = f"{other.owner} until {other.expires_at:%Y-%m-%d %H:%M:%S} UTC" if other else "another process"
+        return CheckResult(d.name, now, skipped=f"another check of '{d.name}' is running ({who})")
+    tracker_factory = tracker_factory or _tracker_factory(settings)
+    try:
+        with log_context(featureset=d.name):
+            return _check(settings, store, d, now, manual, allow_retrain, tracker_factory, leases, owner, ttl)
+    finally:
+        leases.release("check", owner)
+
+
+def _tracker_factory(settings: Settings) -> Callable[[], Any]:
+    cached: list[Any] = []
+
+    def make() -> Any:
+        if not cached:
+            from mlpipeline.tracking import Tracker
+
+            cached.append(Tracker(settings))
+        return cached[0]
+
+    return make
+
+
+def _check(
+    settings: Settings,
+    store: SqlFeatureStore,
+    d: Definition,
+    now: datetime,
+    manual: bool,
+    allow_retrain: bool,
+    tracker_factory: Callable[[], Any],
+    leases: LeaseHolder,
+    owner: str,
+    ttl: Any,
+) -> CheckResult:
+    records = CheckRecords(store, d.name)
+    mark = records.watermark()
+    frame, new_mark = store.labelled_since(d, mark, as_of=now)
+    pointer = SqlPointerStore(store).get(d.name)
+    result = CheckResult(d.name, now, model_version=pointer.version if pointer else None, n_rows=len(frame))
+    if pointer is not None and len(frame):
+        _measure(settings, d, frame, pointer, records, tracker_factory, result)
+    result.verdict = result.metrics is not None and result.n_rows >= settings.min_samples
+
+    rows_since = int(store.get_state(d.name, ROWS_SINCE_TRAINING_KEY) or 0) + result.n_rows
+    state = TriggerState(
+        manual=manual,
+        champion_trained_at=_champion_trained_at(store, d, pointer),
+        labelled_rows_since_training=rows_since,
+        r2=result.metrics.r2 if result.metrics else None,
+        sample_size=result.n_rows if result.metrics else 0,
+        psi=result.psi,
+        last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
+    )
+    result.decision = decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC))
+    details = _details(result)
+    check = CheckRecord(
+        d.name,
+        result.model_version,
+        now,
+        result.n_rows,
+        _finite(result.metrics.r2) if result.metrics else None,
+        result.metrics.rmse if result.metrics else None,
+        result.metrics.mae if result.metrics else None,
+        details,
+    )
+    result.check_id = records.record(check, new_mark, state={ROWS_SINCE_TRAINING_KEY: str(rows_since)})
+    log.info(
+        "check recorded",
+        extra={
+            "model_version": result.model_version,
+            "rows": result.n_rows,
+            "r2": check.r2,
+            "decision": result.decision.action,
+            "reasons": list(result.decision.reasons),
+        },
+    )
+    if result.decision.retrain and allow_retrain:
+        result.retrain = _retrain(settings, store, d, result.decision, now, leases, owner, ttl)
+        details["retrain"] = result.retrain
+        records.update_details(result.check_id, details)
+    result.mlflow_error = _publish(
+        settings, store, d, records, replace(check, id=result.check_id), tracker_factory
+    )
+    if result.mlflow_error:
+        details["mlflow_error"] = result.mlflow_error
+        records.update_details(result.check_id, details)
+    return result
+
+
+def _measure(
+    settings: Settings,
+    d: Definition,
+    frame: Any,
+    pointer: Pointer,
+    records: CheckRecords,
+    tracker_factory: Callable[[], Any],
+    result: CheckResult,
+) -> None:
+    """Metrics and drift of the champion on ``frame`` (served predictions where logged)."""
+    model = ModelCache(settings.home / "models", tracker_factory).load(pointer.ref)
+    names = [f["name"] for f in model.spec["features"]]
+    y = frame[d.target.column].to_numpy(dtype=np.float64)
+    keys = [str(k) for k in frame[d.entity_key.column].tolist()]
+    logged = records.logged_predictions(keys, pointer.version)
+    predictions = np.empty(len(frame), dtype=np.float64)
+    have = np.array([k in logged for k in keys], dtype=bool)
+    if have.any():
+        predictions[have] = [logged[k] for k, h in zip(keys, have, strict=True) if h]
+    if (~have).any():
+        rest = frame.loc[~have]
+        predictions[~have] = model.predict_columns(columns_of(rest, names))
+    result.n_logged = int(have.sum())
+    result.metrics = evaluate(y, predictions)
+    if model.reference is not None:
+        reference = Reference.from_dict(model.reference)
+        report = drift_report(reference, columns_of(frame, list(reference.features)), target=y)
+        result.psi = dict(report.features)
+        result.psi[TARGET_PSI] = report.target
+
+
+def _champion_trained_at(store: SqlFeatureStore, d: Definition, pointer: Pointer | None) -> datetime | None:
+    if pointer is None:
+        return None
+    return _state_time(store, d, TRAINED_AT_KEY) or pointer.promoted_at
+
+
+def _state_time(store: SqlFeatureStore, d: Definition, key: str) -> datetime | None:
+    text = store.get_state(d.name, key)
+    return datetime.fromisoformat(text) if text else None
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _details(result: CheckResult) -> dict[str, Any]:
+    decision = result.decision
+    return {
+        "n_logged": result.n_logged,
+        "verdict": result.verdict,
+        "psi": dict(result.psi),
+        "decision": decision.action if decision else None,
+        "reasons": list(decision.reasons) if decision else [],
+        "explanation": decision.explanation if decision else "",
+        "drifted": list(decision.drifted) if decision else [],
+        "allowed_at": decision.allowed_at.isoformat() if decision and decision.allowed_at else None,
+    }
+
+
+def _retrain(
+    settings: Settings,
+    store: SqlFeatureStore,
+    d: Definition,
+    decision: TriggerDecision,
+    now: datetime,
+    leases: LeaseHolder,
+    owner: str,
+    ttl: Any,
+) -> dict[str, Any]:
+    """Train once under the ``retrain`` lease; the outcome (or the error) for the check record."""
+    from mlpipeline.pipeline import train
+
+    outcome: dict[str, Any] = {"reasons": list(decision.reasons)}
+    if leases.acquire("retrain", owner, ttl, now=utcnow()) is None:
+        outcome["error"] = "another retrain of this feature set is running; deferred"
+        return outcome
+    try:
+        store.set_state(d.name, RETRAIN_STARTED_KEY, now.isoformat())
+        reason = f"{decision.label}: {decision.explanation}"[:480]
+        trained = train(settings, store, d, reason=reason, as_of=now)
+        outcome.update(
+            version=trained.version,
+            action=trained.decision.action if trained.decision else None,
+            r2=trained.metrics.r2 if trained.metrics else None,
+            gate=trained.decision.reason if trained.decision else None,
+        )
+        if trained.decision is not None and trained.decision.action == "promote":
+            outcome["promoted_version"] = trained.version
+    except MlpipelineError as exc:
+        log.error(
+            "retrain failed; a later check retries it", extra={"code": exc.code, "detail": str(exc)[:500]}
+        )
+        outcome["error"] = f"{exc.code}: {exc}"[:1000]
+    finally:
+        leases.release("retrain", owner)
+    return outcome
+
+
+def _publish(
+    settings: Settings,
+    store: SqlFeatureStore,
+    d: Definition,
+    records: CheckRecords,
+    check: CheckRecord,
+    tracker_factory: Callable[[], Any],
+) -> str | None:
+    """Metric series and the timeline PNG in the monitoring experiment; the error text on failure."""
+    from mlpipeline.reports import draw_timeline
+
+    png = settings.home / "reports" / f"{d.name}-timeline.png"
+    try:
+        history = records.history(limit=500)
+        promotions = SqlPointerStore(store).history(d.name, limit=200)
+        draw_timeline(
+            history,
+            promotions,
+            threshold=settings.r2_threshold,
+            psi_threshold=settings.psi_threshold,
+            path=png,
+            title=f"'{d.name}': champion R² on newly labelled rows",
+        )
+    except (OSError, ValueError) as exc:  # a picture must never fail a check
+        log.warning("could not draw the monitoring timeline", extra={"detail": str(exc)[:300]})
+    try:
+        tracker = tracker_factory()
+        run_id = _monitoring_run(tracker, store, d)
+        metrics: dict[str, float] = {"n_rows": float(check.n_rows)}
+        for key in ("r2", "rmse", "mae"):
+            value = getattr(check, key)
+            if value is not None and check.details.get("verdict"):
+                metrics[key] = float(value)
+        for name, value in (check.details.get("psi") or {}).items():
+            if value is not None and math.isfinite(value):
+                metrics[f"psi.{name}"] = float(value)
+        if check.model_version:
+            metrics["champion_version"] = float(check.model_version)
+        tracker.log(
+            run_id,
+            metrics=metrics,
+            step=int(check.id or 0),
+            timestamp_ms=int(check.checked_at.replace(tzinfo=UTC).timestamp() * 1000),
+        )
+        if png.is_file():
+            tracker.log_artifact(run_id, png)
+    except MlpipelineError as exc:
+        log.warning(
+            "could not log the check to MLflow; it is kept in the store", extra={"detail": str(exc)[:300]}
+        )
+        return f"{exc.code}: {exc}"[:500]
+    return None
+
+
+def _monitoring_run(tracker: Any, store: SqlFeatureStore, d: Definition) -> str:
+    """The long-lived run that holds the monitoring series (created once per feature set)."""
+    run_id = store.get_state(d.name, MLFLOW_RUN_KEY)
+    if run_id:
+        return run_id
+    experiment = tracker.experiment_id(d.name, suffix="-monitoring")
+    run_id = str(
+        tracker.start_run(
+            experiment,
+            f"monitor-{d.name}",
+            {"mlpipeline.featureset": d.name, "mlpipeline.kind": "monitoring"},
+        )
+    )
+    store.set_state(d.name, MLFLOW_RUN_KEY, run_id)
+    return run_id
+
+
+def timeline_path(settings: Settings, featureset: str) -> Path:
+    return settings.home / "reports" / f"{featureset}-timeline.png"
+
+
+NEXT_CHECK_KEY = "watch.next_check_at"
+
+
+def status_of(
+    settings: Settings, store: SqlFeatureStore, d: Definition, *, with_registry: bool = True
+) -> dict[str, Any]:
+    """Champion and its age, recent checks, the pending challenger, trigger state, next check."""
+    pointer = SqlPointerStore(store).get(d.name)
+    now = utcnow()
+    checks = CheckRecords(store, d.name).history(limit=5)
+    out: dict[str, Any] = {
+        "champion": None,
+        "checks": [
+            {
+                "checked_at": c.checked_at.isoformat(),
+                "model_version": c.model_version,
+                "rows": c.n_rows,
+                "r2": c.r2,
+                "rmse": c.rmse,
+                "mae": c.mae,
+                "decision": c.details.get("decision"),
+                "reasons": c.details.get("reasons", []),
+                "retrain": c.details.get("retrain"),
+            }
+            for c in checks
+        ],
+        "rows_since_training": int(store.get_state(d.name, ROWS_SINCE_TRAINING_KEY) or 0),
+        "last_retrain_started_at": store.get_state(d.name, RETRAIN_STARTED_KEY),
+        "next_check_at": store.get_state(d.name, NEXT_CHECK_KEY),
+        "challenger": None,
+    }
+    if pointer is not None:
+        trained = _champion_trained_at(store, d, pointer)
+        out["champion"] = {
+            "version": pointer.version,
+            "promoted_at": pointer.promoted_at.isoformat() if pointer.promoted_at else None,
+            "promoted_by": pointer.promoted_by,
+            "reason": pointer.reason,
+            "age_hours": round((now - trained).total_seconds() / 3600, 1) if trained else None,
+            "metrics": pointer.metrics,
+        }
+    if with_registry:
+        try:
+            from mlpipeline.tracking import CHALLENGER, Tracker
+
+            out["challenger"] = Tracker(settings).alias_version(d.name, CHALLENGER)
+        except MlpipelineError as exc:
+            out["challenger"] = f"unknown ({exc.code}: MLflow unreachable)"
+    return out

@@ -1,0 +1,398 @@
+"""The retraining trigger policy: one pure decision over what the last check observed.
+
+:func:`decide_retrain` looks at a :class:`TriggerState` (facts gathered by the caller: the
+champion's age, labelled rows since the last training, the check's R² and PSI, when the last
+retrain started) under a :class:`TriggerPolicy` (thresholds) at a given ``now`` and returns a
+:class:`TriggerDecision`: retrain, deferred, or nothing, with *every* reason that fired and a
+sentence a person can read in the logs, the MLflow run and ``mlpipeline status``. It reads no
+clock, no database and no MLflow, so the whole decision table is unit-tested; taking the lock
+that keeps two retrains apart and running the training are the caller's job.
+
+Reasons, in the order they are always listed (:data:`REASONS`):
+
+``manual``
+    Someone asked for a retrain. Always fires when requested and **overrides the cooldown**:
+    an operator who asks explicitly has seen something the thresholds have not, and making
+    them wait would only push them to work around the system. It is the only reason that
+    does not need a champion or enough rows; training itself refuses too few rows.
+``no_model``
+    There is no champion and at least ``min_training_rows`` labelled rows have arrived since
+    the last training (all labelled rows when there never was one). Counting since the last
+    training means a model the gate held back is not retrained on the same rows at every
+    check, only once as many new rows as a first training needs have come in. Without a
+    champion there is no model to age, score or compare, so ``schedule``, ``new_data``,
+    ``performance`` and ``drift`` never fire then.
+``schedule``
+    The champion is older than ``max_model_age`` (age > limit; a model exactly that old is
+    still fresh).
+``new_data``
+    At least ``new_data_rows`` labelled rows arrived since the last training (count >= limit).
+``performance``
+    The champion's R² on the check's rows is below ``r2_threshold`` (strictly: R² equal to the
+    threshold is acceptable, as the name "threshold" suggests). Only with at least
+    ``min_samples`` rows; with fewer, or an undefined R² (NaN, a constant target), there is
+    no verdict.
+``drift``
+    PSI is above ``psi_threshold`` (strictly) on at least one entry of ``psi``; the decision
+    names every such feature. Gated by ``min_samples`` like ``performance``: PSI of a small
+    sample is biased upwards (noise alone gives about ``(buckets - 1) / rows``) and would
+    otherwise retrain on every quiet day. ``None`` and NaN entries are no verdict. Whether
+    the target's PSI counts is the caller's choice: include it in ``psi`` under its name.
+
+Cooldown: when a retrain is wanted and the last retrain *started* less than ``cooldown``
+ago, the decision is ``deferred`` with ``allowed_at = last start + cooldown`` (elapsed ==
+cooldown is allowed again). ``manual`` overrides it. A zero cooldown disables it.
+
+Thresholds that are ``None`` disable their reason (``schedule``, ``new_data``,
+``performance``, ``drift``); the explanation says so.
+
+Time: every datetime (``now`` and the state's) may be timezone-aware or naive; naive ones
+are taken as UTC, the store's convention (see :mod:`mlpipeline.validation`), and everything
+is compared in UTC, so a naive and an aware value for the same instant give the same
+decision. ``allowed_at`` is always UTC-aware. Pass ``datetime.now(UTC)``, never the naive
+local ``datetime.now()``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from mlpipeline.errors import ConfigError
+
+__all__ = [
+    "REASONS",
+    "Action",
+    "Reason",
+    "TriggerDecision",
+    "TriggerPolicy",
+    "TriggerState",
+    "decide_retrain",
+    "format_duration",
+    "parse_duration",
+]
+
+Reason = Literal["manual", "no_model", "schedule", "new_data", "performance", "drift"]
+Action = Literal["retrain", "deferred", "none"]
+
+#: Every reason, in the order a decision lists them.
+REASONS: tuple[Reason, ...] = ("manual", "no_model", "schedule", "new_data", "performance", "drift")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_ACCEPTED = "a whole number followed by s, m, h or d, e.g. '30s', '15m', '1h', '7d'"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"30s"``, ``"15m"``, ``"1h"``, ``"7d"`` → :class:`~datetime.timedelta`.
+
+    One whole number and one unit (seconds, minutes, hours, days), surrounding spaces and
+    upper case tolerated. ``"0s"`` parses (a zero cooldown is meaningful); whether zero is
+    allowed is up to the setting that uses it. Anything else raises :class:`ConfigError`
+    naming the value and the accepted forms, because durations come from settings and
+    command-line options a person typed.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"duration {text!r} is not text; use {_ACCEPTED}")
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ConfigError(f"invalid duration {text!r}: use {_ACCEPTED}")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def format_duration(span: timedelta) -> str:
+    """A compact human form: ``7d``, ``1d 2h``, ``15m``, ``45s`` (sub-second parts dropped).
+
+    At most the two largest non-zero units are shown; a negative span gets a minus sign.
+    """
+    seconds = int(span.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return sign + (" ".join(parts[:2]) if parts else "0s")
+
+
+@dataclass(frozen=True)
+class TriggerPolicy:
+    """The thresholds of the five triggers and the cooldown; ``None`` disables a trigger.
+
+    Validated on construction (:class:`ConfigError` naming the field and the fix), so a bad
+    setting fails when the service starts, not at the first check hours later.
+    """
+
+    max_model_age: timedelta | None = timedelta(days=7)
+    new_data_rows: int | None = 10_000
+    r2_threshold: float | None = 0.7
+    psi_threshold: float | None = 0.25
+    min_samples: int = 200
+    min_training_rows: int = 200
+    cooldown: timedelta = timedelta(hours=1)
+
+    def __post_init__(self) -> None:
+        if self.max_model_age is not None:
+            _positive_duration("max_model_age", self.max_model_age)
+        if not isinstance(self.cooldown, timedelta):
+            raise ConfigError(f"cooldown must be a duration (timedelta), got {self.cooldown!r}")
+        if self.cooldown < timedelta(0):
+            raise ConfigError(f"cooldown must not be negative, got {format_duration(self.cooldown)}")
+        if self.new_data_rows is not None:
+            _positive_count("new_data_rows", self.new_data_rows)
+        _positive_count("min_samples", self.min_samples)
+        _positive_count("min_training_rows", self.min_training_rows)
+        if self.r2_threshold is not None:
+            value = _finite("r2_threshold", self.r2_threshold)
+            if value > 1.0:
+                raise ConfigError(f"r2_threshold must be at most 1 (R² never exceeds 1), got {value}")
+        if self.psi_threshold is not None:
+            value = _finite("psi_threshold", self.psi_threshold)
+            if value <= 0.0:
+                raise ConfigError(
+                    "psi_threshold must be positive (usual values: 0.1 moderate, 0.25 significant), "
+                    f"got {value}"
+                )
+
+
+@dataclass(frozen=True)
+class TriggerState:
+    """What the caller knows at decision time; every field defaults to "nothing observed".
+
+    ``champion_trained_at`` is ``None`` when there is no champion. ``labelled_rows_since_training``
+    counts labelled rows since the last *completed* training, promoted or not (all labelled
+    rows if none ever completed). ``r2`` and ``psi`` come from the check over ``sample_size``
+    rows; ``psi`` maps feature names to PSI. ``last_retrain_started_at`` is when the last
+    retrain began, whatever its outcome: the cooldown is about load and churn, and a retrain
+    that failed quickly should not be retried in a tight loop either.
+    """
+
+    manual: bool = False
+    champion_trained_at: datetime | None = None
+    labelled_rows_since_training: int = 0
+    r2: float | None = None
+    sample_size: int = 0
+    psi: Mapping[str, float | None] = field(default_factory=dict)
+    last_retrain_started_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # The state is built by code, not typed by a person: a bad value is a programming
+        # error, hence ValueError rather than ConfigError.
+        for name in ("labelled_rows_since_training", "sample_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number of rows (0 or more), got {value!r}")
+
+
+@dataclass(frozen=True)
+class TriggerDecision:
+    """The verdict: ``retrain``, ``deferred`` (wanted, but inside the cooldown) or ``none``.
+
+    ``reasons`` lists every reason that fired in :data:`REASONS` order (also for a deferred
+    decision, so the caller can record what is waiting); ``drifted`` the features whose PSI
+    crossed the threshold, highest first; ``allowed_at`` (UTC) when a deferred retrain may
+    run; ``explanation`` one line naming the observed values and the thresholds.
+    """
+
+    action: Action
+    reasons: tuple[Reason, ...]
+    explanation: str
+    drifted: tuple[str, ...] = ()
+    allowed_at: datetime | None = None
+
+    @property
+    def retrain(self) -> bool:
+        """True when the caller should retrain now."""
+        return self.action == "retrain"
+
+    @property
+    def label(self) -> str:
+        """The reasons as one tag for the training run, e.g. ``performance+drift``."""
+        return "+".join(self.reasons)
+
+
+def decide_retrain(state: TriggerState, policy: TriggerPolicy, now: datetime) -> TriggerDecision:
+    """Decide whether to retrain now, later (cooldown) or not at all; see the module docstring."""
+    now = _utc(now, "now")
+    fired: list[Reason] = []
+    notes: dict[Reason, str] = {}
+    quiet: list[str] = []
+    drifted: tuple[str, ...] = ()
+
+    if state.manual:
+        fired.append("manual")
+        notes["manual"] = "retrain requested by hand"
+
+    if state.champion_trained_at is None:
+        rows, need = state.labelled_rows_since_training, policy.min_training_rows
+        if rows >= need:
+            fired.append("no_model")
+            notes["no_model"] = f"no champion and {rows:,} labelled rows ≥ min_training_rows {need:,}"
+        else:
+            quiet.append(f"no champion, but only {rows:,} labelled rows < min_training_rows {need:,}")
+    else:
+        trained_at = _utc(state.champion_trained_at, "champion_trained_at")
+        _schedule(now - trained_at, policy, fired, notes, quiet)
+        _new_data(state.labelled_rows_since_training, policy, fired, notes, quiet)
+        enough = state.sample_size >= policy.min_samples
+        _performance(state, policy, enough, fired, notes, quiet)
+        drifted = _drift(state, policy, enough, fired, notes, quiet)
+
+    reasons = tuple(r for r in REASONS if r in fired)
+    details = "; ".join(notes[r] for r in reasons)
+    checks = "; ".join(quiet)
+
+    if not reasons:
+        return TriggerDecision("none", (), f"no retrain: {checks}" if checks else "no retrain")
+
+    action: Action = "retrain"
+    allowed_at: datetime | None = None
+    cooldown_note = ""
+    if state.last_retrain_started_at is not None and policy.cooldown > timedelta(0):
+        started = _utc(state.last_retrain_started_at, "last_retrain_started_at")
+        elapsed = now - started
+        if elapsed < policy.cooldown:
+            window = (
+                f"last retrain started {format_duration(elapsed)} ago, "
+                f"cooldown {format_duration(policy.cooldown)}"
+            )
+            if "manual" in reasons:
+                cooldown_note = f"; a manual request overrides the cooldown ({window})"
+            else:
+                action = "deferred"
+                allowed_at = started + policy.cooldown
+                cooldown_note = f"; deferred until {allowed_at:%Y-%m-%d %H:%M:%S} UTC ({window})"
+
+    verb = "retrain" if action == "retrain" else "retrain deferred"
+    text = f"{verb} ({', '.join(reasons)}): {details}{cooldown_note}"
+    if checks:
+        text += f"; other checks: {checks}"
+    return TriggerDecision(action, reasons, text, drifted, allowed_at)
+
+
+# -- the individual triggers -------------------------------------------------------------------
+
+
+def _schedule(
+    age: timedelta, policy: TriggerPolicy, fired: list[Reason], notes: dict[Reason, str], quiet: list[str]
+) -> None:
+    limit = policy.max_model_age
+    if limit is None:
+        quiet.append("schedule disabled")
+    elif age > limit:
+        fired.append("schedule")
+        notes["schedule"] = f"champion is {format_duration(age)} old > max_model_age {format_duration(limit)}"
+    else:
+        quiet.append(f"champion age {format_duration(age)} ≤ max_model_age {format_duration(limit)}")
+
+
+def _new_data(
+    rows: int, policy: TriggerPolicy, fired: list[Reason], notes: dict[Reason, str], quiet: list[str]
+) -> None:
+    limit = policy.new_data_rows
+    if limit is None:
+        quiet.append("new-data trigger disabled")
+    elif rows >= limit:
+        fired.append("new_data")
+        notes["new_data"] = f"{rows:,} labelled rows since the last training ≥ new_data_rows {limit:,}"
+    else:
+        quiet.append(f"{rows:,} labelled rows since the last training < new_data_rows {limit:,}")
+
+
+def _performance(
+    state: TriggerState,
+    policy: TriggerPolicy,
+    enough: bool,
+    fired: list[Reason],
+    notes: dict[Reason, str],
+    quiet: list[str],
+) -> None:
+    limit = policy.r2_threshold
+    r2 = state.r2
+    if limit is None:
+        quiet.append("performance trigger disabled")
+    elif r2 is None:
+        quiet.append("no R² measured")
+    elif not enough:
+        quiet.append(
+            f"R² {r2:.4f} on {state.sample_size:,} rows: no verdict below min_samples {policy.min_samples:,}"
+        )
+    elif math.isnan(r2):
+        quiet.append(f"R² undefined on {state.sample_size:,} rows (constant target): no verdict")
+    elif r2 < limit:
+        fired.append("performance")
+        notes["performance"] = f"R² {r2:.4f} < r2_threshold {limit:.4f} on {state.sample_size:,} rows"
+    else:
+        quiet.append(f"R² {r2:.4f} ≥ r2_threshold {limit:.4f} on {state.sample_size:,} rows")
+
+
+def _drift(
+    state: TriggerState,
+    policy: TriggerPolicy,
+    enough: bool,
+    fired: list[Reason],
+    notes: dict[Reason, str],
+    quiet: list[str],
+) -> tuple[str, ...]:
+    limit = policy.psi_threshold
+    measured = {name: v for name, v in state.psi.items() if v is not None and not math.isnan(v)}
+    if limit is None:
+        quiet.append("drift trigger disabled")
+        return ()
+    if not measured:
+        quiet.append("no PSI measured")
+        return ()
+    # Highest PSI first, then by name, so the explanation reads the same on every run.
+    ranked = sorted(measured.items(), key=lambda item: (-item[1], item[0]))
+    if not enough:
+        top, value = ranked[0]
+        quiet.append(
+            f"max PSI {value:.3f} ({top}) on {state.sample_size:,} rows: "
+            f"no verdict below min_samples {policy.min_samples:,}"
+        )
+        return ()
+    over = [(name, value) for name, value in ranked if value > limit]
+    if not over:
+        top, value = ranked[0]
+        quiet.append(f"max PSI {value:.3f} ({top}) ≤ psi_threshold {limit:.3f}")
+        return ()
+    fired.append("drift")
+    listed = ", ".join(f"{name} {value:.3f}" for name, value in over)
+    notes["drift"] = f"PSI > psi_threshold {limit:.3f} on {listed}"
+    return tuple(name for name, _ in over)
+
+
+# -- validation helpers ------------------------------------------------------------------------
+
+
+def _utc(moment: datetime, name: str) -> datetime:
+    if not isinstance(moment, datetime):
+        raise TypeError(f"{name} must be a datetime, got {moment!r}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _positive_duration(name: str, value: object) -> None:
+    if not isinstance(value, timedelta):
+        raise ConfigError(
+            f"{name} must be a duration (timedelta), got {value!r}; parse text with parse_duration"
+        )
+    if value <= timedelta(0):
+        raise ConfigError(f"{name} must be a positive duration, got {format_duration(value)}")
+
+
+def _positive_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of rows of at least 1, got {value!r}")
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
