@@ -1,0 +1,192 @@
+"""Monitoring end to end: a shortened demo, incremental checks, failures that skip nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sqlalchemy import func, select
+
+from mlpipeline.definition import Definition
+from mlpipeline.demo import DayRow, run_demo
+from mlpipeline.errors import MlpipelineError
+from mlpipeline.ingest import ingest_frame
+from mlpipeline.monitoring import run_check
+from mlpipeline.pipeline import train
+from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.settings import Settings
+from mlpipeline.store import open_store
+from mlpipeline.store.checks import CheckRecords
+from mlpipeline.synthetic import StreamConfig, generate_day
+from mlpipeline.tracking import Tracker
+from mlpipeline.training import evaluate
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+DRIFT_DAY = 6
+
+
+def test_shortened_demo_degrades_retrains_and_recovers(settings: Settings) -> None:
+    rows: list[DayRow] = []
+    report = run_demo(settings, days=10, rows_per_day=1_200, drift_day=DRIFT_DAY, on_day=rows.append)
+    before = [r for r in rows if r.day < DRIFT_DAY]
+    after = [r for r in rows if r.day >= DRIFT_DAY]
+    assert before, "some days are checked before the drift"
+    assert all(r.decision == "none" for r in before), [(r.day, r.reasons) for r in before]
+    assert all(r.champion == "1" for r in before)
+    first_retrain = next(r for r in after if r.decision == "retrain")
+    assert "performance" in first_retrain.reasons
+    assert first_retrain.r2 is not None
+    assert first_retrain.r2 < 0.8
+    assert rows[-1].champion != "1", "a retrained version serves at the end"
+    assert rows[-1].r2 is not None
+    assert rows[-1].r2 > first_retrain.r2, "R² recovers"
+
+    # The promoted version beats the old champion on post-drift rows neither was trained on.
+    from mlpipeline.model_cache import ModelCache, ModelRef
+    from mlpipeline.training import columns_of
+
+    demo_settings = settings.model_copy(update={"training_window": "4d"})
+    fresh = generate_day(StreamConfig(seed=99, rows_per_day=1_500, drift_day=0), 30)
+    store = open_store(demo_settings)
+    pointers = SqlPointerStore(store)
+    champion = pointers.get("demo")
+    assert champion is not None
+    tracker = Tracker(settings)
+    cache = ModelCache(settings.home / "models", lambda: tracker)
+    old = cache.load(ModelRef.of_version("demo", tracker.version("demo", "1")))
+    new = cache.load(champion.ref)
+    y = fresh["delivery_minutes"].to_numpy()
+    names = [f["name"] for f in new.spec["features"]]
+    r2_new = evaluate(y, new.predict_columns(columns_of(fresh, names))).r2
+    r2_old = evaluate(y, old.predict_columns(columns_of(fresh, names))).r2
+    assert r2_new > r2_old + 0.05
+
+    # The monitoring experiment holds one point per check, with the check time as timestamp.
+    checks = CheckRecords(store, "demo").history(limit=100)
+    run_id = store.get_state("demo", "monitor.mlflow_run")
+    assert run_id
+    series = tracker.client.get_metric_history(run_id, "r2")
+    assert len(series) == len([c for c in checks if c.details.get("verdict")])
+    assert sorted(m.step for m in series) == sorted(c.id for c in checks if c.details.get("verdict"))
+    artifacts = [a.path for a in tracker.client.list_artifacts(run_id)]
+    assert "demo-timeline.png" in artifacts
+    store.dispose()
+
+    # The picture exists and is not blank.
+    assert report.png is not None
+    image = np.asarray(Image.open(report.png).convert("L"), dtype=np.float64)
+    assert image.shape[0] > 300
+    assert image.std() > 10
+
+
+@pytest.fixture
+def trained(settings: Settings, demo_def: Definition) -> Settings:
+    store = open_store(settings)
+    store.create_schema([demo_def])
+    config = StreamConfig(rows_per_day=600)
+    for day in range(3):
+        ingest_frame(store, demo_def, generate_day(config, day))
+    train(settings, store, demo_def, reason="first", as_of=config.start + timedelta(days=3))
+    for day in range(3, 5):
+        ingest_frame(store, demo_def, generate_day(config, day))
+    store.dispose()
+    return settings
+
+
+def test_check_is_incremental_and_matches_reference_metrics(trained: Settings, demo_def: Definition) -> None:
+    store = open_store(trained)
+    start = StreamConfig().start
+    first = run_check(trained, store, demo_def, as_of=start + timedelta(days=5), allow_retrain=False)
+    assert first.n_rows > 500
+    assert first.metrics is not None
+    again = run_check(trained, store, demo_def, as_of=start + timedelta(days=5), allow_retrain=False)
+    assert again.n_rows == 0, "rows are counted once"
+    later = run_check(trained, store, demo_def, as_of=start + timedelta(days=8), allow_retrain=False)
+    assert later.n_rows > 0, "labels that arrived after the first check are picked up"
+
+    # The metrics equal scikit-learn's on the same rows and predictions.
+    # The new rows: labelled by day 5 and not already known when the model was trained (day 3),
+    # late labels of the training days included.
+    rows = store.training_window(demo_def, as_of=start + timedelta(days=5))
+    known = set(store.training_window(demo_def, as_of=start + timedelta(days=3))["order_id"])
+    rows = rows[~rows["order_id"].isin(known)]
+    from mlpipeline.model_cache import ModelCache
+    from mlpipeline.training import columns_of
+
+    pointer = SqlPointerStore(store).get("demo")
+    assert pointer is not None
+    model = ModelCache(trained.home / "models", lambda: Tracker(trained)).load(pointer.ref)
+    y = rows["delivery_minutes"].to_numpy()
+    p = model.predict_columns(columns_of(rows, [f["name"] for f in model.spec["features"]]))
+    assert first.n_rows == len(rows)
+    assert first.metrics.r2 == pytest.approx(r2_score(y, p), rel=1e-9)
+    assert first.metrics.rmse == pytest.approx(mean_squared_error(y, p) ** 0.5, rel=1e-9)
+    assert first.metrics.mae == pytest.approx(mean_absolute_error(y, p), rel=1e-9)
+    store.dispose()
+
+
+def test_served_predictions_are_joined(trained: Settings, demo_def: Definition) -> None:
+    from mlpipeline.predictor import open_predictor
+
+    store = open_store(trained)
+    day = generate_day(StreamConfig(rows_per_day=600), 3)
+    with open_predictor(trained, "demo", background_log=False) as predictor:
+        features = [f["name"] for f in predictor.current().model.spec["features"]]
+        predictor.predict_columns({n: day[n].tolist() for n in [*features, "order_id"]})
+    result = run_check(
+        trained, store, demo_def, as_of=StreamConfig().start + timedelta(days=5), allow_retrain=False
+    )
+    assert result.n_logged > 0
+    assert result.n_logged <= 600
+    store.dispose()
+
+
+def test_a_failed_check_advances_nothing(trained: Settings, demo_def: Definition) -> None:
+    store = open_store(trained)
+    records = CheckRecords(store, "demo")
+    mark = records.watermark()
+    # The champion is missing from the cache and MLflow is unreachable: the check fails.
+    import shutil
+
+    shutil.rmtree(trained.home / "models")
+    broken = trained.model_copy(
+        update={"mlflow_tracking_uri": f"sqlite:///{trained.home / 'nowhere' / 'x.db'}"}
+    )
+    with pytest.raises(MlpipelineError):
+        run_check(broken, store, demo_def, as_of=StreamConfig().start + timedelta(days=5))
+    assert records.watermark() == mark
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(store.tables.monitoring)).scalar_one() == 0
+    # Back to normal: the same rows are measured.
+    result = run_check(
+        trained, store, demo_def, as_of=StreamConfig().start + timedelta(days=5), allow_retrain=False
+    )
+    assert result.n_rows > 500
+    store.dispose()
+
+
+def test_two_checks_at_once_retrain_exactly_once(trained: Settings, demo_def: Definition) -> None:
+    results = []
+    barrier = threading.Barrier(2)
+
+    def check() -> None:
+        store = open_store(trained)
+        barrier.wait()
+        results.append(
+            run_check(trained, store, demo_def, manual=True, as_of=StreamConfig().start + timedelta(days=5))
+        )
+        store.dispose()
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len([r for r in results if r.skipped]) == 1
+    assert len([r for r in results if r.retrain.get("version")]) == 1
+    assert len(Tracker(trained).versions("demo")) == 2
