@@ -258,6 +258,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000, help="in-process calls per timing")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
+    logging.captureWarnings(True)  # library warnings go to (disabled) logging, not the table
     warnings.filterwarnings("ignore")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     csv = None if args.synthetic or not args.csv.is_file() else args.csv
