@@ -322,15 +322,31 @@ def demo(
     train_models: Annotated[
         bool, typer.Option("--train/--no-train", help="Train, serve and check (or only land the data).")
     ] = True,
+    featureset: Annotated[
+        str,
+        typer.Option(
+            "--featureset", "-f", help="'demo' (synthetic stream) or a feature set replayed from --csv."
+        ),
+    ] = "demo",
+    csv: Annotated[Path | None, typer.Option(help="Replay this CSV in batches (with --featureset).")] = None,
+    batches: Annotated[int, typer.Option(min=3, help="Batches of a --csv replay.")] = 8,
+    order_by: Annotated[
+        str | None, typer.Option(help="Column that orders a --csv replay (default: first categorical).")
+    ] = None,
 ) -> None:
-    """The whole CT loop on the synthetic stream: land, serve, check, retrain, recover."""
-    from mlpipeline.demo import DayRow, run_demo
+    """The whole CT loop: land, serve, check, retrain, recover (synthetic stream, or a CSV replay)."""
+    from mlpipeline.demo import DayRow, run_csv_demo, run_demo
+
+    if (featureset != "demo") != (csv is not None):
+        raise typer.BadParameter(
+            "replaying a feature set needs --csv FILE, and --csv needs --featureset NAME"
+        )
 
     settings = _settings()
-    layout = "{:>3}  {:<5}  {:>6}  {:>8}  {:>5}  {:<22}  {:<8}  {:<18}  {:>8}  {:<14}"
+    layout = "{:>3}  {:<10}  {:>6}  {:>8}  {:>6}  {:<22}  {:<8}  {:<18}  {:>8}  {:<14}"
     header = layout.format(
-        "day",
-        "date",
+        "day" if csv is None else "#",
+        "date" if csv is None else (order_by or "batch"),
         "rows",
         "labelled",
         "R²",
@@ -349,7 +365,7 @@ def demo(
         bar.console.print(
             layout.format(
                 row.day,
-                row.date[5:],
+                row.date,
                 f"{row.rows:,}",
                 f"{row.labelled:,}",
                 "-" if row.r2 is None else f"{row.r2:.3f}",
@@ -367,19 +383,26 @@ def demo(
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
     ) as bar:
-        task = bar.add_task("replaying days", total=max(days - 3, 1))
-        report = run_demo(
-            settings,
-            days=days,
-            rows_per_day=rows_per_day,
-            drift_day=drift_day,
-            train_models=train_models,
-            say=lambda line: bar.console.print(line, markup=False, highlight=False),
-            on_day=on_day,
-        )
+        say = lambda line: bar.console.print(line, markup=False, highlight=False)  # noqa: E731
+        if csv is not None:
+            task = bar.add_task("replaying batches", total=batches - 2)
+            report = run_csv_demo(
+                settings, featureset, csv, batches=batches, order_by=order_by, say=say, on_day=on_day
+            )
+        else:
+            task = bar.add_task("replaying days", total=max(days - 3, 1))
+            report = run_demo(
+                settings,
+                days=days,
+                rows_per_day=rows_per_day,
+                drift_day=drift_day,
+                train_models=train_models,
+                say=say,
+                on_day=on_day,
+            )
     out.print(
         f"demo: {report.batches_written} new batch(es), {report.batches_skipped} already present; "
-        f"'demo' holds {report.rows_in_store:,} rows; "
+        f"'{featureset}' holds {report.rows_in_store:,} rows; "
         f"versions trained: {', '.join(report.trained_versions) or '-'}.",
         markup=False,
         highlight=False,

@@ -34,7 +34,7 @@ from mlpipeline.settings import Settings
 from mlpipeline.store import SqlFeatureStore, open_store
 from mlpipeline.synthetic import StreamConfig, generate_day
 
-__all__ = ["DEMO_OVERRIDES", "DayRow", "DemoReport", "run_demo"]
+__all__ = ["CSV_OVERRIDES", "DEMO_OVERRIDES", "DayRow", "DemoReport", "run_csv_demo", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def _serve_and_check(
     decision = result.decision
     return DayRow(
         day,
-        (end_of_day - timedelta(days=1)).strftime("%Y-%m-%d"),
+        (end_of_day - timedelta(days=1)).strftime("%m-%d"),
         rows,
         result.n_rows,
         result.metrics.r2 if result.metrics and result.verdict else None,
@@ -228,12 +228,120 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
     from mlpipeline.reports import draw_timeline
     from mlpipeline.store.checks import CheckRecords
 
-    path = settings.home / "reports" / "demo.png"
+    synthetic = d.name == "demo"
     return draw_timeline(
-        CheckRecords(store, "demo").history(limit=1000),
-        SqlPointerStore(store).history("demo", limit=200),
+        CheckRecords(store, d.name).history(limit=1000),
+        SqlPointerStore(store).history(d.name, limit=200),
         threshold=settings.r2_threshold,
         psi_threshold=settings.psi_threshold,
-        path=path,
-        title="demo: champion R² on each day's newly labelled orders (synthetic stream, drift injected)",
+        path=settings.home / "reports" / ("demo.png" if synthetic else f"demo-{d.name}.png"),
+        title=(
+            "demo: champion R² on each day's newly labelled orders (synthetic stream, drift injected)"
+            if synthetic
+            else f"replay of '{d.name}': champion R² on each new batch"
+        ),
     )
+
+
+#: Settings for replaying a real CSV without timestamps: every batch is checked at once, so
+#: there is no cooldown, and only the performance and drift triggers speak.
+CSV_OVERRIDES: dict[str, object] = {
+    "new_data_rows": 0,
+    "max_model_age": "365d",
+    "retrain_cooldown": "0s",
+    "training_window": "",
+}
+
+
+def run_csv_demo(
+    settings: Settings,
+    featureset: str,
+    csv: Path,
+    *,
+    batches: int = 8,
+    first_batches: int = 2,
+    order_by: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
+    on_day: Callable[[DayRow], None] = lambda _: None,
+) -> DemoReport:
+    """Replay a real data set in ``batches`` ordered by ``order_by`` (default: the first
+    categorical feature), so later batches come from a different part of the population."""
+    from mlpipeline.errors import ConfigError, NotFoundError
+    from mlpipeline.ingest import ingest_frame, read_batch_file
+    from mlpipeline.monitoring import run_check
+    from mlpipeline.pipeline import train
+    from mlpipeline.pointer import SqlPointerStore
+    from mlpipeline.predictor import open_predictor
+
+    settings = settings.model_copy(update=CSV_OVERRIDES)
+    d = load_definition(featureset, settings.featuresets_dir)
+    if not csv.is_file():
+        raise NotFoundError(f"data file {csv} does not exist")
+    frame = read_batch_file(csv, d)
+    categorical = [n for n, f in d.features.items() if f.type == "categorical"]
+    key = order_by or (categorical[0] if categorical else next(iter(d.features)))
+    if key not in frame.columns:
+        raise ConfigError(f"cannot order the replay by '{key}': the file has no such column")
+    if not 2 <= first_batches < batches:
+        raise ConfigError("batches must exceed first_batches, and first_batches must be at least 2")
+    # Shuffled (seeded), then grouped by the key: each group arrives in random order, and a
+    # new group is a part of the population the model has not seen yet.
+    frame = frame.sample(frac=1.0, random_state=7).sort_values(key, kind="stable").reset_index(drop=True)
+    parts = [
+        frame.iloc[round(i * len(frame) / batches) : round((i + 1) * len(frame) / batches)]
+        for i in range(batches)
+    ]
+    say(f"replaying {len(frame):,} rows of {csv.name} in {batches} batches ordered by '{key}'")
+    store = open_store(settings)
+    report = DemoReport(batches, 0, 0, 0)
+    try:
+        store.create_schema([d])
+        for i, part in enumerate(parts):
+            outcome = ingest_frame(store, d, part.reset_index(drop=True), source=f"{csv.name} batch {i}")
+            if outcome.skipped:
+                report.batches_skipped += 1
+            else:
+                report.batches_written += 1
+            if i + 1 < first_batches:
+                continue
+            if i + 1 == first_batches:
+                if SqlPointerStore(store).get(d.name) is None:
+                    first = train(settings, store, d, reason="replay: first model")
+                    report.trained_versions.append(first.version or "")
+                    say(f"trained version {first.version} on batches 0-{i}")
+                continue
+            with open_predictor(settings, d.name, background_log=False) as predictor:
+                names = [f["name"] for f in predictor.current().model.spec["features"]]
+                columns = {n: part[n].astype(object).where(part[n].notna(), None).tolist() for n in names}
+                predictor.predict_columns(columns, source=f"batch {i}")
+            result = run_check(settings, store, d)
+            worst = max(
+                ((k, v) for k, v in result.psi.items() if v is not None and k != "target"),
+                key=lambda kv: kv[1],
+                default=None,
+            )
+            if result.retrain.get("version"):
+                report.trained_versions.append(str(result.retrain["version"]))
+            pointer = SqlPointerStore(store).get(d.name)
+            values = part[key].astype(str)
+            on_day(
+                DayRow(
+                    i,
+                    values.iloc[len(values) // 2][:10],
+                    len(part),
+                    result.n_rows,
+                    result.metrics.r2 if result.metrics and result.verdict else None,
+                    worst,
+                    result.decision.action if result.decision else "-",
+                    result.decision.reasons if result.decision else (),
+                    pointer.version if pointer else None,
+                    f"v{result.retrain['version']} {result.retrain.get('action')}"
+                    if result.retrain.get("version")
+                    else ("failed" if result.retrain.get("error") else None),
+                )
+            )
+        report.rows_in_store = store.count_rows(d)
+        report.png = _picture(settings, store, d)
+    finally:
+        store.dispose()
+    return report

@@ -58,7 +58,9 @@ __all__ = [
     "StackConfig",
     "StackError",
     "free_port",
+    "http_ok",
     "main",
+    "port_open",
     "redact",
 ]
 
@@ -274,6 +276,8 @@ class Stack:
         self.s3_process: ManagedProcess | None = None
         if config.s3_endpoint is None:
             s3_port = free_port(config.host)
+            while s3_port == self.port:  # two free ports asked in a row may be the same one
+                s3_port = free_port(config.host)
             self.s3_endpoint = f"http://{config.host}:{s3_port}"
             self.s3_process = ManagedProcess(
                 name="moto",
