@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start Debian's PostgreSQL on loopback (if it is not running), create a throw-away role
-# (LOGIN, CREATEDB, a fresh random password) and its database, and print the SQLAlchemy URL
-# on stdout.
+# (LOGIN, CREATEDB, a random password; see below) and a fresh database of the same name, and
+# print the SQLAlchemy URL on stdout.
 # Usage: MLPIPELINE_TEST_POSTGRES_URL=$(bash .ci/postgres.sh)          # role and database mlpipeline_test
 #        MLPIPELINE_STACK_POSTGRES_URL=$(bash .ci/postgres.sh mlpipeline_stack)   # for `make stack`
 set -euo pipefail
@@ -28,8 +28,17 @@ for _ in $(seq 1 30); do
 done
 runuser -u postgres -- pg_isready -p "${port}" >&2
 
-# A fresh random password per run: no credential lives in the repository.
-password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+# A random password made on this machine, kept only in a root-only file under /run (never in
+# the repository; gone at reboot). It is reused while that file exists, so another run (a second
+# checkout's CI, `make stack`) does not lock out a test session still using the role.
+secret_file="/run/mlpipeline-postgres/${role}.password"
+(umask 077 && mkdir -p "$(dirname "${secret_file}")")
+if [ -s "${secret_file}" ]; then
+    password=$(cat "${secret_file}")
+else
+    password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    (umask 077 && printf '%s\n' "${password}" > "${secret_file}")
+fi
 psql_admin() { runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q -p "${port}" "$@"; }
 if [ "$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '${role}'")" = "1" ]; then
     psql_admin -c "ALTER ROLE ${role} WITH LOGIN CREATEDB PASSWORD '${password}'" >&2

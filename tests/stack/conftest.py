@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -33,7 +34,7 @@ from sqlalchemy.pool import NullPool
 from mlpipeline.definition import Definition
 from mlpipeline.ingest import ingest_frame
 from mlpipeline.settings import Settings
-from mlpipeline.stack import Stack, StackConfig, StackError
+from mlpipeline.stack import Stack, StackConfig, StackError, port_open
 from mlpipeline.store import SqlFeatureStore, open_store
 from mlpipeline.synthetic import StreamConfig, generate_stream
 
@@ -53,7 +54,8 @@ def admin_url() -> str:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        service_missing(f"PostgreSQL at the configured URL is unreachable: {exc.__class__.__name__}")
+        why = str(getattr(exc, "orig", None) or exc.__class__.__name__).strip().splitlines()[0]
+        service_missing(f"PostgreSQL at MLPIPELINE_TEST_POSTGRES_URL does not answer: {why}")
     finally:
         engine.dispose()
     return url
@@ -66,25 +68,34 @@ def _start_stack(tmp_path_factory: pytest.TempPathFactory, label: str) -> Stack:
         service_missing(
             "no S3 endpoint: moto[server] is not installed and MLPIPELINE_TEST_S3_ENDPOINT is unset"
         )
+    if endpoint is not None:
+        where = urlparse(endpoint)
+        if not where.hostname or not port_open(where.hostname, where.port or 80, timeout_s=3):
+            service_missing(f"the S3 endpoint MLPIPELINE_TEST_S3_ENDPOINT={endpoint} does not answer")
     token = secrets.token_hex(4)
-    stack = Stack(
-        StackConfig(
-            postgres_url=url,
-            database=f"mlp_{label}_{token}",
-            recreate_database=True,
-            s3_endpoint=endpoint,
-            # A shared endpoint gets a bucket per stack; moto is private to the stack.
-            bucket=f"mlp-{label}-{token}" if endpoint else "mlflow",
-            workdir=tmp_path_factory.mktemp(f"stack-{label}"),
-            startup_timeout_s=120,
+    try:
+        stack = Stack(
+            StackConfig(
+                postgres_url=url,
+                database=f"mlp_{label}_{token}",
+                recreate_database=True,
+                s3_endpoint=endpoint,
+                # A shared endpoint gets a bucket per stack; moto is private to the stack.
+                bucket=f"mlp-{label}-{token}" if endpoint else "mlflow",
+                workdir=tmp_path_factory.mktemp(f"stack-{label}"),
+                startup_timeout_s=120,
+            )
         )
-    )
+    except StackError as exc:
+        service_missing(f"the S3 endpoint {endpoint} cannot be used: {exc}")
+        raise
     try:
         stack.start()
     except StackError as exc:
+        with contextlib.suppress(SQLAlchemyError):
+            stack.drop_database()
         if endpoint is not None and "S3 endpoint" in str(exc):
-            service_missing(f"S3 endpoint {endpoint} is unusable: {exc}")
-        stack.drop_database()
+            service_missing(f"the S3 endpoint {endpoint} cannot be used: {exc}")
         pytest.fail(f"the MLflow stack did not start: {exc}\n{exc.log_tail}")
     _RUNNING.append(stack)
     return stack
