@@ -2,7 +2,8 @@
 
 ingest → train → register → promote → load through the model cache (cold, then warm with no
 MLflow at all) → predict (cache model, predictor and MLflow's own pyfunc agree) → more data →
-retrain → promote → the predictor swaps. What the client says is checked against where it
+retrain → promote → the predictor swaps → drifted data → check (metrics on the new labels, the
+series logged to the monitoring experiment) → retrain. What the client says is checked against where it
 lands: the artifacts in the bucket through boto3, the registry in MLflow's PostgreSQL tables.
 """
 
@@ -23,6 +24,7 @@ from mlpipeline.definition import Definition
 from mlpipeline.digests import digest, manifest_of_bytes
 from mlpipeline.ingest import ingest_frame
 from mlpipeline.model_cache import ModelCache
+from mlpipeline.monitoring import run_check
 from mlpipeline.pipeline import train
 from mlpipeline.pointer import SqlPointerStore
 from mlpipeline.predictor import Predictor
@@ -204,6 +206,38 @@ def test_ct_loop_against_the_stack(
             ("promote", "1", "2"),
             ("promote", None, "1"),
         ]
+
+        # -- the world drifts; a check measures the champion on the new labels and retrains --
+        drifted = generate_stream(StreamConfig(rows_per_day=400, drift_day=5), 2, first_day=5)
+        ingest_frame(store, demo_def, drifted)
+        check = run_check(settings, store, demo_def, manual=True)
+        assert check.metrics is not None
+        assert check.n_rows > 0
+        assert check.model_version == "2"
+        assert check.decision is not None
+        assert check.decision.retrain
+        assert check.retrain.get("version") == "3", check.retrain
+        assert check.mlflow_error is None  # the monitoring series went to the tracking server
+        pointer = pointers.get("demo")
+        assert pointer is not None
+        assert tracker.alias_version("demo", CHAMPION) == pointer.version  # promoted or held: consistent
+        registry = registry_rows(mlflow_stack, name)
+        assert [v for v, *_ in registry["versions"]] == [1, 2, 3]
+        assert registry["aliases"] == {"champion": int(pointer.version)}
+        engine = mlflow_stack.backend_engine()
+        try:
+            with engine.connect() as conn:
+                series = conn.execute(
+                    text(
+                        "SELECT count(*) FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
+                        "JOIN experiments e ON e.experiment_id = r.experiment_id "
+                        "WHERE e.name = :name AND m.key = 'n_rows'"
+                    ),
+                    {"name": f"{name}-monitoring"},
+                ).scalar_one()
+        finally:
+            engine.dispose()
+        assert series == 1
     finally:
         predictor.close()
         store.dispose()
