@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck importlint unit clean help stack
+.PHONY: demo test bench lint typecheck importlint unit clean help stack
 
 help:
 	@echo "make demo   set up .venv and run the main job on the embedded default (SQLite + local MLflow)"
 	@echo "make test   set up .venv and run lint, type checks, import contracts and the whole test suite"
+	@echo "make bench  run the benchmark suite (not part of the tests); writes dur/reports/bench.json and bench.md"
 	@echo "make stack  run the MLflow stack on loopback without Docker (PostgreSQL, S3, mlflow server) until Ctrl-C"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -22,6 +23,9 @@ demo: $(STAMP)
 	$(BIN)/mlpipeline init
 	$(BIN)/mlpipeline demo
 	$(BIN)/mlpipeline status
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.suite
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

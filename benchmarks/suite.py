@@ -1,0 +1,348 @@
+"""``make bench``: every benchmark case beside its anchor, in one run, with targets.
+
+Writes ``dur/reports/bench.json`` (every figure) and ``dur/reports/bench.md`` (the table the
+README's Performance section quotes) and prints the table. Cases, on seeded synthetic data
+or the housing file when present:
+
+* B1 single-row predict in process: predictor vs raw ``Booster.predict`` vs ``mlflow.pyfunc``
+* B2 HTTP single row, p50/p99 with one client and throughput with 8: ``mlpipeline serve`` vs
+  ``mlflow models serve`` on the same model
+* B3 batch predict 10k and 1M rows: predictor vs raw booster on the finished matrix
+* B4 model load: warm cache vs raw booster file vs ``mlflow.pyfunc.load_model`` (embedded
+  store; through a tracking server see ``benchmarks.stack_vs_embedded``)
+* B5 one training cycle at 20k rows vs the naive MLflow way (autolog, default ``log_model``,
+  ``mlflow.shap.log_explainer``)
+* B6 a monitoring check over 10k new rows with 10k vs 1M rows stored
+* B7 ingest 1M rows vs ``DataFrame.to_sql`` (SQLite; PostgreSQL when
+  ``MLPIPELINE_TEST_POSTGRES_URL`` is set)
+* B8 reading 1M labelled rows vs ``pandas.read_sql``
+
+Machines are noisy: compare the ratios, not the absolute times.
+
+    .venv/bin/python -m benchmarks.suite [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import create_engine, text
+
+from benchmarks import check_scaling, serving, train_vs_naive
+from mlpipeline import portable
+from mlpipeline.definition import load_definition
+from mlpipeline.ingest import ingest_frame
+from mlpipeline.predictor import open_predictor
+from mlpipeline.store import SqlFeatureStore
+from mlpipeline.synthetic import StreamConfig, generate_stream
+
+REPORTS = Path("dur") / "reports"
+
+
+@dataclass
+class Row:
+    case: str
+    what: str
+    ours: float
+    anchor: float
+    anchor_name: str
+    unit: str
+    target: str
+    met: bool | None
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.anchor if self.anchor else float("nan")
+
+
+def timed(fn: Callable[[], Any], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def serving_cases(work: Path, csv: Path | None, requests: int) -> list[Row]:
+    settings, name, frame = serving.setup(work / "serving", csv)
+    r = serving.in_process(settings, name, frame, 3000)
+    load = serving.loading(settings, name)
+    h = serving.http(settings, name, frame, requests, work)
+    ours50, ours99 = h["ours /invocations split"]
+    theirs50, theirs99 = h["mlflow /invocations split"]
+    return [
+        Row(
+            "B1",
+            "single-row predict vs raw booster",
+            r["ours"],
+            r["raw"],
+            "Booster.predict",
+            "µs",
+            "<= 2x",
+            r["ours"] <= 2 * r["raw"],
+        ),
+        Row(
+            "B1",
+            "single-row predict vs pyfunc",
+            r["ours"],
+            r["pyfunc"],
+            "mlflow.pyfunc predict",
+            "µs",
+            "<= 0.2x (5x faster)",
+            r["pyfunc"] >= 5 * r["ours"],
+        ),
+        Row(
+            "B2",
+            "HTTP p50, 1 client",
+            ours50,
+            theirs50,
+            "mlflow models serve",
+            "ms",
+            "< 1x",
+            ours50 < theirs50,
+        ),
+        Row(
+            "B2",
+            "HTTP p99, 1 client",
+            ours99,
+            theirs99,
+            "mlflow models serve",
+            "ms",
+            "< 1x",
+            ours99 < theirs99,
+        ),
+        Row(
+            "B2",
+            "HTTP requests/s, 8 clients",
+            h["ours 8 clients rps"],
+            h["mlflow 8 clients rps"],
+            "mlflow models serve",
+            "req/s",
+            "higher is better",
+            h["ours 8 clients rps"] > h["mlflow 8 clients rps"],
+        ),
+        Row(
+            "B4",
+            "model load vs raw booster file",
+            load["ours"],
+            load["raw"],
+            "Booster(model_file)",
+            "ms",
+            "<= 5x",
+            load["ours"] <= 5 * load["raw"],
+        ),
+        Row(
+            "B4",
+            "model load vs pyfunc (embedded store)",
+            load["ours"],
+            load["pyfunc"],
+            "pyfunc.load_model",
+            "ms",
+            "<= 0.2x (5x faster)",
+            load["pyfunc"] >= 5 * load["ours"],
+        ),
+    ]
+
+
+def batch_cases(work: Path, quick: bool) -> list[Row]:
+    settings, name, _ = serving.setup(work / "batch", None)
+    rows: list[Row] = []
+    frame = generate_stream(StreamConfig(seed=5, rows_per_day=100_000), 2 if quick else 10)
+    with open_predictor(settings, name, log_predictions=False) as predictor:
+        spec = predictor.current().model.spec
+        booster = predictor.current().model.model
+        names = [f["name"] for f in spec["features"]]
+        for n in (10_000, len(frame)):
+            part = frame.head(n)
+            columns = {c: part[c].to_numpy() if c != "region" else part[c].tolist() for c in names}
+            matrix = portable.build_matrix(spec, columns)
+            ours = timed(lambda columns=columns: predictor.predict_columns(columns))
+            raw = timed(lambda matrix=matrix: booster.predict(matrix))
+            rows.append(
+                Row(
+                    "B3",
+                    f"batch predict {n:,} rows",
+                    ours,
+                    raw,
+                    "Booster.predict on the matrix",
+                    "s",
+                    "<= 1.1x",
+                    ours <= 1.1 * raw,
+                )
+            )
+    return rows
+
+
+def training_cases(work: Path, csv: Path | None) -> list[Row]:
+    if csv is None:
+        return []
+    mine = train_vs_naive.ours(csv, work / "train-ours")
+    theirs = train_vs_naive.naive(csv, work / "train-naive")
+    return [
+        Row(
+            "B5",
+            "one training cycle, 20k rows",
+            mine["total"],
+            theirs["total"],
+            "autolog + log_model + log_explainer",
+            "s",
+            "<= 0.35x",
+            mine["total"] <= 0.35 * theirs["total"],
+        )
+    ]
+
+
+def check_cases(work: Path, quick: bool) -> list[Row]:
+    small, _ = check_scaling.one_store(work / "check-small", 10_000, 3)
+    big_rows = 200_000 if quick else 1_000_000
+    big, _ = check_scaling.one_store(work / "check-big", big_rows, 3)
+    return [
+        Row(
+            "B6",
+            f"check of 10k new rows: {big_rows:,} vs 10k stored",
+            big,
+            small,
+            "same check, 10k stored",
+            "s",
+            "<= 1.5x",
+            big <= 1.5 * small,
+        )
+    ]
+
+
+def storage_cases(work: Path, quick: bool) -> list[Row]:
+    d = load_definition("demo")
+    n = 200_000 if quick else 1_000_000
+    frame = generate_stream(StreamConfig(rows_per_day=n // 20), 20)
+    rows: list[Row] = []
+    targets = [("SQLite", f"sqlite:///{work / 'ingest-ours.db'}", f"sqlite:///{work / 'ingest-pandas.db'}")]
+    pg = os.environ.get("MLPIPELINE_TEST_POSTGRES_URL")
+    if pg:
+        targets.append(("PostgreSQL", pg, pg))
+    for label, ours_url, pandas_url in targets:
+        store = SqlFeatureStore(ours_url)
+        with store.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS demo_deliveries"))
+            conn.execute(text("DROP TABLE IF EXISTS pandas_deliveries"))
+        store.create_schema([d])
+        started = time.perf_counter()
+        ingest_frame(store, d, frame, source="bench")
+        ours = time.perf_counter() - started
+        engine = create_engine(pandas_url)
+        started = time.perf_counter()
+        frame.to_sql("pandas_deliveries", engine, index=False, if_exists="replace")
+        anchor = time.perf_counter() - started
+        rows.append(
+            Row(
+                "B7",
+                f"ingest {n:,} rows ({label})",
+                ours,
+                anchor,
+                "DataFrame.to_sql",
+                "s",
+                ">= 1x speed",
+                ours <= anchor,
+            )
+        )
+        query = text("SELECT * FROM demo_deliveries WHERE delivery_minutes IS NOT NULL")
+        read_ours = timed(lambda store=store: store.training_window(d), 2)
+        read_pandas = timed(lambda store=store, query=query: pd.read_sql(query, store.engine), 2)
+        rows.append(
+            Row(
+                "B8",
+                f"read {n:,} labelled rows ({label})",
+                read_ours,
+                read_pandas,
+                "pandas.read_sql",
+                "s",
+                "<= 1x",
+                read_ours <= read_pandas,
+            )
+        )
+        with store.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS pandas_deliveries"))
+        engine.dispose()
+        store.dispose()
+    return rows
+
+
+def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {meta['when']} on {meta['machine']} with `{meta['command']}`.",
+        "",
+        "| case | what | ours | anchor | ratio ours/anchor | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = "yes" if r.met else ("no" if r.met is not None else "-")
+        lines.append(
+            f"| {r.case} | {r.what} | {r.ours:.4g} {r.unit} | {r.anchor:.4g} {r.unit} ({r.anchor_name}) "
+            f"| {r.ratio:.2f} | {r.target} | {met} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes (a smoke run, not for the README)"
+    )
+    parser.add_argument("--csv", type=Path, default=serving.DEFAULT_CSV)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    logging.captureWarnings(True)
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    csv = args.csv if args.csv.is_file() else None
+    started = time.perf_counter()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="mlpipeline-bench-") as tmp:
+        work = Path(tmp)
+        for label, fn in (
+            ("serving (B1, B2, B4)", lambda: serving_cases(work, csv, 1000 if args.quick else 2000)),
+            ("batch predict (B3)", lambda: batch_cases(work, args.quick)),
+            ("training (B5)", lambda: training_cases(work, csv)),
+            ("monitoring (B6)", lambda: check_cases(work, args.quick)),
+            ("storage (B7, B8)", lambda: storage_cases(work, args.quick)),
+        ):
+            t0 = time.perf_counter()
+            part = fn()
+            rows.extend(part)
+            print(f"{label}: {len(part)} figure(s) in {time.perf_counter() - t0:.0f} s", flush=True)
+    meta = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "command": "make bench" + (" (--quick)" if args.quick else ""),
+        "seconds": round(time.perf_counter() - started, 1),
+        "housing_csv": bool(csv),
+    }
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS / "bench.json").write_text(
+        json.dumps({"meta": meta, "rows": [{**asdict(r), "ratio": r.ratio} for r in rows]}, indent=1),
+        encoding="utf-8",
+    )
+    table = markdown(rows, meta)
+    (REPORTS / "bench.md").write_text(table, encoding="utf-8")
+    print()
+    print(table)
+    print(f"suite finished in {meta['seconds']:.0f} s; wrote {REPORTS}/bench.json and bench.md")
+
+
+if __name__ == "__main__":
+    main()
