@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     MetaData,
+    String,
     Table,
     create_engine,
     event,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -280,11 +282,23 @@ class SqlFeatureStore:
         return self._frame(d, query, "read rows to score")
 
     def _frame(self, d: Definition, query: Any, what: str) -> pd.DataFrame:
+        if self.engine.dialect.name == "sqlite":
+            # SQLite keeps timestamps as ISO text; SQLAlchemy would parse every value in
+            # Python. Fetch the text and parse whole columns at once in _to_frame instead.
+            query = query.with_only_columns(
+                *(
+                    type_coerce(c, String).label(c.name) if isinstance(c.type, DateTime) else c
+                    for c in query.selected_columns
+                ),
+                maintain_column_froms=True,
+            )
         with self.guarded(what), self.engine.connect() as conn:
             result = conn.execute(query)
             names = list(result.keys())
-            rows = result.fetchall()
-        return _to_frame(d, names, rows)
+            # The driver's own tuples: no row objects, and no per-value result processing
+            # (SQLite timestamps arrive as text, see above; other drivers return native types).
+            rows = result.cursor.fetchall() if result.cursor is not None else []
+        return _to_frame(d, names, rows, times_as_text=self.engine.dialect.name == "sqlite")
 
     # -- state --------------------------------------------------------------------------
 
@@ -464,9 +478,15 @@ def _batch(row: Any) -> BatchRecord:
     )
 
 
-def _to_frame(d: Definition, names: Sequence[str], rows: Sequence[Any]) -> pd.DataFrame:
-    """Rows to a typed frame: floats as float64, integers as Int64, times as datetime64[us]."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+def _to_frame(
+    d: Definition, names: Sequence[str], rows: Sequence[Any], *, times_as_text: bool = False
+) -> pd.DataFrame:
+    """Rows to a typed frame: floats as float64, integers as Int64, times as datetime64[us].
+
+    Built column-wise by pandas' C record converter, then each column is given its type in
+    one vectorised step (no per-value Python work), which keeps a million-row read on par
+    with ``pandas.read_sql``.
+    """
     kinds: dict[str, str] = {name: spec.type for name, spec in d.features.items()}
     kinds[d.target.column] = "float"
     if d.event_time:
@@ -476,15 +496,19 @@ def _to_frame(d: Definition, names: Sequence[str], rows: Sequence[Any]) -> pd.Da
     kinds["_ingested_at"] = "time"
     kinds["_batch_id"] = "integer"
     kinds[d.entity_key.column] = "integer" if d.entity_key.type == "integer" else "categorical"
-    data: dict[str, Any] = {}
-    for name, values in zip(names, columns, strict=True):
+    with pd.option_context("future.infer_string", False):  # plain object text: no Arrow round trip
+        frame = pd.DataFrame.from_records(list(rows), columns=list(names), coerce_float=True)
+    for name in names:
         kind = kinds.get(name, "categorical")
+        column = frame[name]
         if kind == "float":
-            data[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            if column.dtype != np.float64:
+                frame[name] = pd.to_numeric(column, errors="coerce").astype(np.float64)
         elif kind == "integer":
-            data[name] = pd.array(list(values), dtype="Int64")
+            frame[name] = column.astype("Int64")
         elif kind == "time":
-            data[name] = pd.to_datetime(pd.Series(list(values), dtype=object)).astype("datetime64[us]")
-        else:
-            data[name] = pd.Series(list(values), dtype=object)
-    return pd.DataFrame(data, columns=list(names))
+            parsed = pd.to_datetime(column, format="ISO8601") if times_as_text else pd.to_datetime(column)
+            frame[name] = parsed.astype("datetime64[us]")
+        elif column.dtype != object:
+            frame[name] = column.astype(object)
+    return frame
