@@ -332,6 +332,12 @@ def _numeric(rule: _Numeric, raw: Any, report: _Report) -> FloatArray:
 
 
 def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
+    if len(raw) > 64 and all(type(v) is str and v for v in raw):
+        # The common batch: every value is text. One dict lookup per value; the detailed
+        # loop below runs only when something needs reporting.
+        codes = np.fromiter((rule.lookup.get(v, math.nan) for v in raw), dtype=np.float64, count=len(raw))
+        if not (rule.strict and np.isnan(codes).any()):
+            return codes
     out = np.empty(len(raw), dtype=np.float64)
     absent: list[int] = []
     wrong: list[int] = []
