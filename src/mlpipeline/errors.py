@@ -19,7 +19,8 @@ prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
     ├── TrackingError                    MLP-500  MLflow failed or refused a request (exit 5)
     ├── ModelIntegrityError              MLP-600  a model's files do not match the registry's digest (exit 6)
     ├── PromotionError                   MLP-700  a promotion, approval or rollback is not possible (exit 2)
-    └── UnsupportedError                 MLP-800  the model cannot do what was asked (e.g. explain) (exit 2)
+    ├── UnsupportedError                 MLP-800  the model cannot do what was asked (e.g. explain) (exit 2)
+    └── BusyError                        MLP-900  another process is training this feature set (exit 75)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BusyError",
     "ConfigError",
     "DataValidationError",
     "DefinitionError",
@@ -174,3 +176,10 @@ class UnsupportedError(MlpipelineError):
 
     code = "MLP-800"
     exit_code = 2
+
+
+class BusyError(MlpipelineError):
+    """Another process is doing the same work (one training per feature set at a time)."""
+
+    code = "MLP-900"
+    exit_code = 75  # EX_TEMPFAIL: try again later

@@ -15,9 +15,10 @@ One check, in order:
 6. Log the metrics as series (step = check number, timestamp = check time) to the
    ``<prefix><featureset>-monitoring`` experiment and upload the timeline PNG. MLflow being
    down does not lose the check: the failure is noted in its record.
-7. If the decision says so, take the ``retrain`` lease and run the training pipeline with
-   the reasons recorded; the gate decides whether the new version is promoted. A failed
-   retrain is recorded and retried at a later check (after the cooldown).
+7. If the decision says so, run the training pipeline with the reasons recorded (training
+   holds the feature set's ``train`` lease, so it never overlaps another training); the
+   gate decides whether the new version is promoted. A failed retrain is recorded and
+   retried at a later check (after the cooldown).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def run_check(
     tracker_factory = tracker_factory or _tracker_factory(settings)
     try:
         with log_context(featureset=d.name):
-            return _check(settings, store, d, now, manual, allow_retrain, tracker_factory, leases, owner, ttl)
+            return _check(settings, store, d, now, manual, allow_retrain, tracker_factory)
     finally:
         leases.release("check", owner)
 
@@ -141,9 +142,6 @@ def _check(
     manual: bool,
     allow_retrain: bool,
     tracker_factory: Callable[[], Any],
-    leases: LeaseHolder,
-    owner: str,
-    ttl: Any,
 ) -> CheckResult:
     records = CheckRecords(store, d.name)
     mark = records.watermark()
@@ -188,7 +186,7 @@ def _check(
         },
     )
     if result.decision.retrain and allow_retrain:
-        result.retrain = _retrain(settings, store, d, result.decision, now, leases, owner, ttl)
+        result.retrain = _retrain(settings, store, d, result.decision, now)
         details["retrain"] = result.retrain
         records.update_details(result.check_id, details)
     result.mlflow_error = _publish(
@@ -266,17 +264,11 @@ def _retrain(
     d: Definition,
     decision: TriggerDecision,
     now: datetime,
-    leases: LeaseHolder,
-    owner: str,
-    ttl: Any,
 ) -> dict[str, Any]:
-    """Train once under the ``retrain`` lease; the outcome (or the error) for the check record."""
+    """Train once (``train`` holds the feature set's training lease); the outcome or the error."""
     from mlpipeline.pipeline import train
 
     outcome: dict[str, Any] = {"reasons": list(decision.reasons)}
-    if leases.acquire("retrain", owner, ttl, now=utcnow()) is None:
-        outcome["error"] = "another retrain of this feature set is running; deferred"
-        return outcome
     try:
         store.set_state(d.name, RETRAIN_STARTED_KEY, now.isoformat())
         reason = f"{decision.label}: {decision.explanation}"[:480]
@@ -289,13 +281,11 @@ def _retrain(
         )
         if trained.decision is not None and trained.decision.action == "promote":
             outcome["promoted_version"] = trained.version
-    except MlpipelineError as exc:
+    except MlpipelineError as exc:  # BusyError included: another training runs; a later check retries
         log.error(
             "retrain failed; a later check retries it", extra={"code": exc.code, "detail": str(exc)[:500]}
         )
         outcome["error"] = f"{exc.code}: {exc}"[:1000]
-    finally:
-        leases.release("retrain", owner)
     return outcome
 
 

@@ -26,6 +26,7 @@ from mlpipeline import __version__
 from mlpipeline.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
 from mlpipeline.definition import Definition
 from mlpipeline.drift import build_reference
+from mlpipeline.errors import BusyError
 from mlpipeline.gate import Decision, GatePolicy, decide
 from mlpipeline.logs import log_context
 from mlpipeline.model_cache import REFERENCE_FILE, SHA_TAG, ModelCache
@@ -33,6 +34,7 @@ from mlpipeline.pointer import SqlPointerStore
 from mlpipeline.promotion import Promoter
 from mlpipeline.settings import Settings
 from mlpipeline.store.checks import CheckRecords
+from mlpipeline.store.lease import LeaseHolder, new_owner
 from mlpipeline.store.sql import SqlFeatureStore, utcnow
 from mlpipeline.tracking import CHALLENGER, Tracker
 from mlpipeline.training import (
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 #: Holdout rows behind the SHAP summary plot and the mean |SHAP| metrics. Exact tree SHAP
 #: costs about 2 ms a row for a 300-tree model here; 500 rows give a stable ranking.
 SHAP_SAMPLE = 500
+#: One training per feature set at a time, whoever starts it (CLI, check, IRIS task).
+TRAIN_LEASE = "train"
 
 
 @dataclass
@@ -95,6 +99,28 @@ def train(
     then, and with ``training_window`` set, only rows whose event time falls in the window
     before it. Replays and tests pass a simulated time.
     """
+    leases = LeaseHolder(store, d.name)
+    owner = new_owner()
+    ttl = settings.duration("lock_ttl")
+    assert ttl is not None
+    if leases.acquire(TRAIN_LEASE, owner, ttl) is None:
+        held = leases.current(TRAIN_LEASE)
+        who = f"{held.owner}, until {held.expires_at:%Y-%m-%d %H:%M:%S} UTC" if held else "another process"
+        raise BusyError(f"another training of '{d.name}' is running ({who}); try again when it has finished")
+    try:
+        return _train_locked(settings, store, d, reason, tracker, as_of)
+    finally:
+        leases.release(TRAIN_LEASE, owner)
+
+
+def _train_locked(
+    settings: Settings,
+    store: SqlFeatureStore,
+    d: Definition,
+    reason: str,
+    tracker: Tracker | None,
+    as_of: datetime | None,
+) -> TrainResult:
     tracker = tracker or Tracker(settings)
     pointers = SqlPointerStore(store)
     promoter = Promoter(tracker, pointers, ModelCache(settings.home / "models", lambda: tracker))
@@ -102,6 +128,7 @@ def train(
     with log_context(featureset=d.name):
         promoter.reconcile(d.name)
         experiment = tracker.experiment_id(d.name)
+        _close_abandoned_runs(tracker, experiment)
         run_id = tracker.start_run(
             experiment,
             f"train-{d.name}",
@@ -111,6 +138,7 @@ def train(
                 "mlpipeline.definition_sha256": d.content_hash,
                 "mlpipeline.featureset": d.name,
                 "mlpipeline.estimator": d.model.estimator,
+                "mlpipeline.kind": "train",
             },
         )
         with log_context(run_id=run_id):
@@ -227,6 +255,16 @@ def _run(
         log.info("gate decided", extra={"decision": decision.action, "reason": decision.reason})
     tracker.log(run_id, metrics={f"time_{k}_s": v for k, v in timer.timings.items()})
     return TrainResult(d.name, run_id, version, metrics, decision, dict(timer.timings), champion_version)
+
+
+def _close_abandoned_runs(tracker: Tracker, experiment: str) -> None:
+    """Training runs still RUNNING belong to processes that died (we hold the train lease)."""
+    for run_id in tracker.running_runs(experiment, kind_tag="mlpipeline.kind", kind="train"):
+        tracker.log(
+            run_id, tags={"mlpipeline.failure": "abandoned: its process ended before closing the run"}
+        )
+        tracker.end_run(run_id, "FAILED")
+        log.warning("closed an abandoned training run", extra={"run_id": run_id})
 
 
 def write_reference(d: Definition, train: Any, path: Path) -> None:

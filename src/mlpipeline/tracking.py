@@ -192,6 +192,17 @@ class Tracker:
     def end_run(self, run_id: str, status: str) -> None:
         self._call("close the run", self.client.set_terminated, run_id, status)
 
+    def running_runs(self, experiment_id: str, *, kind_tag: str, kind: str) -> list[str]:
+        """Ids of the experiment's runs still marked RUNNING with tag ``kind_tag`` = ``kind``."""
+        runs = self._call(
+            "list running runs",
+            self.client.search_runs,
+            [experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{kind_tag}` = '{kind}'",
+            max_results=100,
+        )
+        return [str(r.info.run_id) for r in runs]
+
     def download(self, run_id: str, path: str, dst: Path) -> Path:
         dst.mkdir(parents=True, exist_ok=True)
         local = self._call(f"download {path}", self.client.download_artifacts, run_id, path, str(dst))

@@ -173,3 +173,32 @@ def test_unusable_data_stops_before_registration(settings: Settings, demo_def: D
         train(settings, s, demo_def)
     assert Tracker(settings).versions("demo") == []
     s.dispose()
+
+
+def test_one_training_at_a_time_and_abandoned_runs_are_closed(
+    settings: Settings, store: SqlFeatureStore, demo_def: Definition
+) -> None:
+    from datetime import timedelta
+
+    from mlpipeline.errors import BusyError
+    from mlpipeline.pipeline import TRAIN_LEASE
+    from mlpipeline.store.lease import LeaseHolder
+
+    leases = LeaseHolder(store, "demo")
+    assert leases.acquire(TRAIN_LEASE, "someone-else", timedelta(minutes=5)) is not None
+    with pytest.raises(BusyError, match="another training of 'demo' is running"):
+        train(settings, store, demo_def, reason="second opinion")
+    leases.release(TRAIN_LEASE, "someone-else")
+
+    # A training process that died left its run RUNNING: the next training closes it.
+    tracker = Tracker(settings)
+    experiment = tracker.experiment_id("demo")
+    dead = tracker.start_run(
+        experiment, "train-demo", {"mlpipeline.kind": "train", "mlpipeline.featureset": "demo"}
+    )
+    result = train(settings, store, demo_def, reason="after a crash")
+    run = tracker.client.get_run(dead)
+    assert run.info.status == "FAILED"
+    assert "abandoned" in run.data.tags["mlpipeline.failure"]
+    assert tracker.client.get_run(result.run_id).info.status == "FINISHED"
+    assert leases.current(TRAIN_LEASE) is None, "the lease is released after training"
