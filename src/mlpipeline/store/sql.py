@@ -496,8 +496,7 @@ def _to_frame(
     kinds["_ingested_at"] = "time"
     kinds["_batch_id"] = "integer"
     kinds[d.entity_key.column] = "integer" if d.entity_key.type == "integer" else "categorical"
-    with pd.option_context("future.infer_string", False):  # plain object text: no Arrow round trip
-        frame = pd.DataFrame.from_records(list(rows), columns=list(names), coerce_float=True)
+    frame = pd.DataFrame.from_records(list(rows), columns=list(names), coerce_float=True)
     for name in names:
         kind = kinds.get(name, "categorical")
         column = frame[name]
@@ -509,6 +508,6 @@ def _to_frame(
         elif kind == "time":
             parsed = pd.to_datetime(column, format="ISO8601") if times_as_text else pd.to_datetime(column)
             frame[name] = parsed.astype("datetime64[us]")
-        elif column.dtype != object:
-            frame[name] = column.astype(object)
+        elif column.dtype != object:  # pandas may infer its own string type: text stays plain objects
+            frame[name] = column.astype(object).where(column.notna(), None)
     return frame
