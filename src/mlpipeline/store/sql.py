@@ -9,6 +9,8 @@ only from validated definitions.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -168,10 +170,20 @@ class SqlFeatureStore:
         else:
             columns = [_python_values(frame[c]) for c in frame.columns]
             columns += [[batch_id] * total, [now] * total]
+        copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
+        if copy:
+            prep = conn.dialect.identifier_preparer
+            statement = (
+                f"COPY {prep.format_table(table)} ({', '.join(prep.quote(n) for n in names)}) "
+                "FROM STDIN WITH (FORMAT csv)"
+            )
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         done = 0
         for lo in range(0, total, self.chunk_rows):
             hi = min(lo + self.chunk_rows, total)
-            if sqlite:
+            if copy:
+                _copy_rows(cursor, statement, zip(*(c[lo:hi] for c in columns), strict=True))
+            elif sqlite:
                 conn.exec_driver_sql(compiled.string, list(zip(*(c[lo:hi] for c in columns), strict=True)))
             else:
                 rows = [
@@ -439,6 +451,24 @@ def _sqlite_values(series: pd.Series) -> list[Any]:
         for i in np.flatnonzero(missing):
             text[i] = None
     return text
+
+
+def _copy_rows(cursor: Any, statement: str, rows: Any) -> None:
+    """PostgreSQL's COPY in CSV form: one round trip per chunk instead of one per row batch.
+
+    ``None`` is written as an unquoted empty field, which CSV COPY reads as NULL (validated
+    batches hold no empty strings). A key clash surfaces as SQLAlchemy's IntegrityError, like
+    the INSERT path, so the caller's duplicate-key report works the same.
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    buffer.seek(0)
+    try:
+        cursor.copy_expert(statement, buffer)
+    except Exception as exc:
+        if getattr(exc, "pgcode", None) == "23505":  # unique_violation
+            raise IntegrityError("COPY", None, exc) from exc
+        raise DBAPIError("COPY", None, exc) from exc
 
 
 def _python_values(series: pd.Series) -> list[Any]:
