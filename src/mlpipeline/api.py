@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from mlpipeline.batch_io import json_error, loads_strict
 from mlpipeline.errors import (
     DataValidationError,
     MlpipelineError,
@@ -124,15 +125,16 @@ def _parse(body: bytes) -> Any:
     if not body:
         raise ApiError(400, "MLP-200", "empty body: send JSON")
     try:
-        payload = json.loads(body)
+        # Strictly UTF-8 (RFC 8259; json.loads would guess UTF-16 or UTF-32 from the bytes).
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "MLP-200", "the body is not UTF-8 text; send UTF-8 encoded JSON") from exc
-    except json.JSONDecodeError as exc:
-        raise ApiError(
-            400, "MLP-200", f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
+    try:
+        payload = loads_strict(text)
     except RecursionError as exc:
         raise ApiError(400, "MLP-200", "the JSON is nested too deeply") from exc
+    except ValueError as exc:  # malformed, a duplicate key, or a number too long to read
+        raise ApiError(400, "MLP-200", f"the body is not valid JSON: {json_error(exc)}") from exc
     if isinstance(payload, dict | list) and not _depth_ok(payload):
         raise ApiError(400, "MLP-200", f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     return payload

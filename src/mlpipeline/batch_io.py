@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -21,10 +22,53 @@ import pandas as pd
 from mlpipeline.errors import DataValidationError, Problem
 from mlpipeline.predictor import Prediction
 
-__all__ = ["Format", "detect_format", "read_requests", "render_predictions"]
+__all__ = [
+    "DuplicateKeyError",
+    "Format",
+    "detect_format",
+    "json_error",
+    "loads_strict",
+    "read_requests",
+    "render_predictions",
+]
 
 Format = Literal["csv", "json"]
 _JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice: which value was meant cannot be known."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key '{key[:40]}' in a JSON object; send each field once")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return obj
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that refuses duplicate keys (the standard module keeps the last silently)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def json_error(exc: ValueError | RecursionError) -> str:
+    """What is wrong with a JSON text that :func:`loads_strict` refused, in a few words."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "arrays or objects nested too deeply"
+    if isinstance(exc, DuplicateKeyError):
+        return str(exc)
+    # The one other ValueError: int() refuses integers longer than the interpreter's limit.
+    return f"a number is too long to read (more than {sys.get_int_max_str_digits()} digits)"
 
 
 def detect_format(name: str, data: bytes) -> Format:
@@ -60,9 +104,9 @@ def _json_columns(text: str, source: str) -> dict[str, Any]:
     records: list[Any]
     if stripped.startswith("["):
         try:
-            records = json.loads(stripped)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise _bad(source, f"not valid JSON: {exc}") from exc
+            records = loads_strict(stripped)
+        except (ValueError, RecursionError) as exc:
+            raise _bad(source, f"not valid JSON: {json_error(exc)}") from exc
         if not isinstance(records, list):
             raise _bad(source, "expected a JSON array of objects or JSON lines")
     else:
@@ -71,10 +115,10 @@ def _json_columns(text: str, source: str) -> dict[str, Any]:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except (json.JSONDecodeError, RecursionError) as exc:
+                records.append(loads_strict(line))
+            except (ValueError, RecursionError) as exc:
                 raise _bad(
-                    source, f"line {number} is not valid JSON ({exc}); write one object per line"
+                    source, f"line {number} is not valid JSON ({json_error(exc)}); write one object per line"
                 ) from exc
     if not records:
         raise _bad(source, "no records found")

@@ -304,6 +304,8 @@ def load_definition(name_or_path: str | Path, featuresets_dir: Path | None = Non
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DefinitionError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise DefinitionError(f"{path}: invalid TOML: arrays or tables nested too deeply") from exc
     definition = parse_definition(data, source=str(path))
     stem = Path(str(path)).stem
     if definition.name != stem:

@@ -7,8 +7,10 @@ Parquet hashes alike) is recorded, and a batch seen before is skipped with the r
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +63,7 @@ def _read_csv(path: Path, d: Definition) -> pd.DataFrame:
     for name in list(d.features) + [d.target.column, d.entity_key.column]:
         na_values[name] = [""] if name in text_columns else NUMERIC_NA
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             path,
             encoding="utf-8-sig",
             dtype=dict.fromkeys(text_columns, "string"),
@@ -94,6 +96,29 @@ def _read_csv(path: Path, d: Definition) -> pd.DataFrame:
             ],
             source=str(path),
         ) from exc
+    _unique_header(path)
+    return frame
+
+
+def _unique_header(path: Path) -> None:
+    """pandas renames a repeated column ('x' becomes 'x.1'); name the repeated column instead."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), [])
+    except csv.Error:  # a header field beyond the csv module's size limit: pandas read it already
+        return
+    repeated = sorted(name for name, n in Counter(header).items() if n > 1)
+    if repeated:
+        raise DataValidationError(
+            [
+                Problem(
+                    ", ".join(repeated),
+                    "unique columns",
+                    "the column appears more than once in the header; keep one of them",
+                )
+            ],
+            source=str(path),
+        )
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

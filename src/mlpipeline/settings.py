@@ -35,6 +35,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        allow_inf_nan=False,  # a NaN threshold or an infinite poll interval is always a typo
     )
 
     home: Path = Field(
@@ -219,6 +220,12 @@ def load_settings(**overrides: object) -> Settings:
     """Build settings at an entry point, turning pydantic's report into a :class:`ConfigError`."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:  # only a file can hold bytes: the .env file
+        env_file = overrides.get("_env_file", Settings.model_config.get("env_file"))
+        raise ConfigError(
+            f"the settings file {env_file} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
+        ) from exc
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from mlpipeline.errors import TrackingError
+from mlpipeline.errors import NotFoundError, TrackingError
 from mlpipeline.settings import Settings
 
 __all__ = [
@@ -249,10 +249,7 @@ class Tracker:
         try:
             mv = self._call(f"read alias '{alias}'", self.client.get_model_version_by_alias, name, alias)
         except TrackingError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, MlflowException) and (
-                "RESOURCE_DOES_NOT_EXIST" in str(cause.error_code) or "not found" in str(cause).lower()
-            ):
+            if _not_found(exc):
                 return None
             raise
         return str(mv.version)
@@ -268,9 +265,21 @@ class Tracker:
         self._call(f"remove alias '{alias}'", self.client.delete_registered_model_alias, name, alias)
 
     def version(self, featureset: str, version: str) -> ModelVersionInfo:
-        mv = self._call(
-            f"read version {version}", self.client.get_model_version, self.model_name(featureset), version
-        )
+        """One registered version; :class:`NotFoundError` when the registry has no such version."""
+        name = self.model_name(featureset)
+        known = f"'mlpipeline models -f {featureset}' lists the versions"
+        if not version.isdigit():
+            raise NotFoundError(
+                f"version {version!r} of '{featureset}' does not exist: versions are numbers; {known}"
+            )
+        try:
+            mv = self._call(f"read version {version}", self.client.get_model_version, name, version)
+        except TrackingError as exc:
+            if _not_found(exc):
+                raise NotFoundError(
+                    f"version {version} of '{featureset}' ({name}) does not exist; {known}"
+                ) from exc
+            raise
         return _info(mv)
 
     def versions(self, featureset: str) -> list[ModelVersionInfo]:
@@ -284,6 +293,14 @@ class Tracker:
             by_version.setdefault(str(version), []).append(alias)
         infos = [_info(mv, tuple(sorted(by_version.get(str(mv.version), [])))) for mv in found]
         return sorted(infos, key=lambda v: int(v.version))
+
+
+def _not_found(exc: TrackingError) -> bool:
+    """Whether MLflow refused because the named model, version or alias does not exist."""
+    cause = exc.__cause__
+    return isinstance(cause, MlflowException) and (
+        "RESOURCE_DOES_NOT_EXIST" in str(cause.error_code) or "not found" in str(cause).lower()
+    )
 
 
 def _info(mv: Any, aliases: tuple[str, ...] | None = None) -> ModelVersionInfo:

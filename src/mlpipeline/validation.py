@@ -21,6 +21,8 @@ __all__ = ["MAX_ROWS_SHOWN", "expected_columns", "validate_batch"]
 
 #: How many offending row numbers an error message lists per rule.
 MAX_ROWS_SHOWN = 5
+#: Integer columns are stored as 64-bit integers; larger magnitudes cannot be stored.
+INT64_LIMIT = 2.0**63
 
 
 def expected_columns(d: Definition, *, for_scoring: bool = False) -> tuple[list[str], list[str]]:
@@ -187,8 +189,29 @@ def _feature(series: pd.Series, name: str, spec: Feature, problems: list[Problem
         _add(problems, name, "type", f"not a whole number ({_samples(series, fractional)})", fractional)
     _nulls(values, name, spec, problems)
     if spec.type == "integer":
-        return values.round().astype("Int64")
+        return _integers(values, name, problems, spec.min, spec.max)
     return values
+
+
+def _integers(
+    values: pd.Series,
+    column: str,
+    problems: list[Problem],
+    lo: float | None = None,
+    hi: float | None = None,
+) -> pd.Series:
+    """Whole numbers as nullable Int64. Values beyond 64 bits cannot be stored: they are
+    reported (unless the declared range ``lo``..``hi`` has reported them already) and dropped."""
+    arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    huge = np.abs(np.nan_to_num(arr)) >= INT64_LIMIT
+    if huge.any():
+        reported = (arr < (-np.inf if lo is None else lo)) | (arr > (np.inf if hi is None else hi))
+        detail = f"beyond the 64-bit integer range ({_samples(values, huge)}); use a smaller number"
+        _add(problems, column, "range", detail, huge & ~reported)
+    invalid = np.asarray(values.attrs.get("invalid", np.zeros(len(arr), dtype=bool))) | huge
+    result = values.where(~huge).round().astype("Int64")
+    result.attrs["invalid"] = invalid  # reported: the not-null rule skips these cells
+    return result
 
 
 def _categorical(series: pd.Series, name: str, spec: Feature, problems: list[Problem]) -> pd.Series:
@@ -235,12 +258,12 @@ def _key(series: pd.Series, column: str, kind: str, problems: list[Problem]) -> 
         arr = values.to_numpy()
         fractional = ~np.isnan(arr) & (np.floor(arr) != arr)
         _add(problems, column, "type", "key is not a whole number", fractional)
-        result: pd.Series = values.round().astype("Int64")
+        result: pd.Series = _integers(values, column, problems)
     else:
         text = series.astype("string").str.strip()
         result = text.where(text.str.len() > 0)
         _length(result, column, problems)
-    missing = result.isna().to_numpy(dtype=bool)
+    missing = result.isna().to_numpy(dtype=bool) & ~result.attrs.get("invalid", np.zeros(len(result), bool))
     _add(problems, column, "not null", "missing key; every row needs one", missing)
     dup = (result.duplicated(keep=False) & result.notna()).to_numpy(dtype=bool)
     _add(problems, column, "unique key", f"duplicate key within the batch ({_samples(series, dup)})", dup)
@@ -250,6 +273,7 @@ def _key(series: pd.Series, column: str, kind: str, problems: list[Problem]) -> 
 
 
 def _timestamp(series: pd.Series, column: str, *, allow_null: bool, problems: list[Problem]) -> pd.Series:
+    bad = np.zeros(len(series.index), dtype=bool)
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = series
     else:
@@ -268,7 +292,7 @@ def _timestamp(series: pd.Series, column: str, *, allow_null: bool, problems: li
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     parsed = parsed.astype("datetime64[us]")
     if not allow_null:
-        missing = parsed.isna().to_numpy(dtype=bool)
+        missing = parsed.isna().to_numpy(dtype=bool) & ~bad
         _add(problems, column, "not null", "missing timestamp", missing)
     return parsed
 
