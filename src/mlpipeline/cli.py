@@ -602,7 +602,9 @@ def predict(
 def serve(
     featureset: FeaturesetOption,
     host: Annotated[str | None, typer.Option(help="Listen address (default: MLPIPELINE_SERVE_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: MLPIPELINE_SERVE_PORT).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port (default: MLPIPELINE_SERVE_PORT).")
+    ] = None,
     poll: Annotated[
         float | None, typer.Option(help="Seconds between pointer checks (default: MLPIPELINE_SERVE_POLL_S).")
     ] = None,
@@ -755,7 +757,7 @@ def watch(
 
 @app.command()
 def ui(
-    port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the MLflow UI.")] = 5000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Start the MLflow UI on the configured store (runs, versions, aliases, SHAP, monitoring)."""
