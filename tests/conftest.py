@@ -21,6 +21,9 @@ from mlpipeline.store import SqlFeatureStore
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HOUSING_CSV = SHARED_DATA / "california_housing.csv"
 
+# The trained demo home (fixtures ``trained`` and ``_trained_template``) for every folder.
+pytest_plugins = ["tests.trained_home"]
+
 
 def service_missing(reason: str) -> None:
     """Skip, or fail when the run requires every service (CI)."""

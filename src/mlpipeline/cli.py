@@ -26,7 +26,7 @@ from rich.table import Table
 
 from mlpipeline import __version__
 from mlpipeline.definition import Definition, available_featuresets, load_definition
-from mlpipeline.errors import MlpipelineError
+from mlpipeline.errors import BusyError, MlpipelineError
 from mlpipeline.logs import configure_logging, log_context
 from mlpipeline.settings import Settings, load_settings
 
@@ -253,6 +253,15 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         )
     if s.get("challenger"):
         out.print(f"  challenger awaiting approval: {s['challenger']}", markup=False, highlight=False)
+    pending = s.get("retrain_pending")
+    if pending:
+        out.print(
+            f"  retrain pending since {pending.get('decided_at')} "
+            f"({'+'.join(pending.get('reasons') or [])}): "
+            f"{pending.get('error', '')[:120]}; the next check retries it",
+            markup=False,
+            highlight=False,
+        )
     out.print(
         f"  labelled rows since the last training: {s['rows_since_training']:,}; "
         f"last retrain started: {s['last_retrain_started_at'] or 'never'}; "
@@ -689,7 +698,11 @@ def check(
         bool, typer.Option("--force", help="Retrain now whatever the triggers say (manual).")
     ] = False,
 ) -> None:
-    """Measure the champion on newly labelled rows, check drift, and retrain if a trigger fires."""
+    """Measure the champion on newly labelled rows, check drift, and retrain if a trigger fires.
+
+    Exits 75 (try again later) when the check is recorded but its retrain could not run;
+    the retrain is then pending and the next check retries it.
+    """
     from mlpipeline.monitoring import run_check
     from mlpipeline.store import open_store
 
@@ -697,9 +710,13 @@ def check(
     d = _definition(featureset, settings)
     store = open_store(settings)
     try:
-        _say_check(run_check(settings, store, d, manual=force, allow_retrain=retrain))
+        result = run_check(settings, store, d, manual=force, allow_retrain=retrain)
     finally:
         store.dispose()
+    _say_check(result)
+    if result.retrain.get("pending"):
+        err.print("the retrain is pending: the next check retries it", markup=False, highlight=False)
+        raise typer.Exit(BusyError.exit_code)
 
 
 @app.command()

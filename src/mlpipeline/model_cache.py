@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import numpy.typing as npt
 from mlpipeline import portable
 from mlpipeline.digests import digest, manifest_of_bytes, read_folder
 from mlpipeline.errors import ModelIntegrityError
+from mlpipeline.processes import pid_is_gone
 
 if TYPE_CHECKING:
     from mlpipeline.tracking import ModelVersionInfo, Tracker
@@ -191,7 +193,8 @@ class ModelCache:
                 f"pointer {ref.sha256[:12]}… and run {ref.run_id}; refusing to load it"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}-", dir=target.parent))
+        _sweep_staging(target.parent)
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.version}.{os.getpid()}.", dir=target.parent))
         try:
             local = self.tracker.download(ref.run_id, "model", staging)
             manifest = manifest_of_bytes(read_folder(local))
@@ -215,3 +218,12 @@ class ModelCache:
                 shutil.rmtree(staging, ignore_errors=True)
         log.info("model downloaded into the cache", extra={"model_version": ref.version})
         return model_dir
+
+
+def _sweep_staging(folder: Path) -> None:
+    """Remove the staging folders of downloads whose process died (``.<version>.<pid>.<random>``)."""
+    for path in folder.glob(".*.*.*"):
+        pid = path.name.split(".")[2]
+        if path.is_dir() and pid.isdigit() and pid_is_gone(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed the staging folder of an interrupted download", extra={"detail": path.name})

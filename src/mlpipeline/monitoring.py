@@ -17,12 +17,18 @@ One check, in order:
    down does not lose the check: the failure is noted in its record.
 7. If the decision says so, run the training pipeline with the reasons recorded (training
    holds the feature set's ``train`` lease, so it never overlaps another training); the
-   gate decides whether the new version is promoted. A failed retrain is recorded and
-   retried at a later check (after the cooldown).
+   gate decides whether the new version is promoted. A retrain that fails (MLflow down,
+   a crash) is recorded as pending and does not start the cooldown: the next check retries
+   it even when its own rows would not trigger one, so a degradation seen once is not lost.
+   A retrain skipped because another training runs is not retried (that training is it).
+
+Before step 2 the check reconciles the registry with the production pointer (a promotion a
+crash left half done); without MLflow it goes on and the next start retries.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -35,12 +41,13 @@ import numpy as np
 
 from mlpipeline.definition import Definition
 from mlpipeline.drift import Reference, drift_report
-from mlpipeline.errors import MlpipelineError
+from mlpipeline.errors import BusyError, MlpipelineError
 from mlpipeline.logs import log_context
 from mlpipeline.model_cache import ModelCache
 from mlpipeline.pointer import Pointer, SqlPointerStore
 from mlpipeline.settings import Settings
 from mlpipeline.store.checks import (
+    RETRAIN_PENDING_KEY,
     RETRAIN_STARTED_KEY,
     ROWS_SINCE_TRAINING_KEY,
     TRAINED_AT_KEY,
@@ -116,9 +123,23 @@ def run_check(
     tracker_factory = tracker_factory or _tracker_factory(settings)
     try:
         with log_context(featureset=d.name):
+            _reconcile(store, d, tracker_factory)
             return _check(settings, store, d, now, manual, allow_retrain, tracker_factory)
     finally:
         leases.release("check", owner)
+
+
+def _reconcile(store: SqlFeatureStore, d: Definition, tracker_factory: Callable[[], Any]) -> None:
+    """Repair a promotion a crash left half done; a check goes on without MLflow (see module doc)."""
+    from mlpipeline.promotion import Promoter
+
+    try:
+        Promoter(tracker_factory(), SqlPointerStore(store)).reconcile(d.name)
+    except MlpipelineError as exc:
+        log.warning(
+            "could not reconcile the registry with the production pointer; the next start retries",
+            extra={"code": exc.code, "detail": str(exc)[:300]},
+        )
 
 
 def _tracker_factory(settings: Settings) -> Callable[[], Any]:
@@ -162,7 +183,10 @@ def _check(
         psi=result.psi,
         last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
     )
-    result.decision = decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC))
+    result.decision = _with_pending(
+        decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC)),
+        store.get_state(d.name, RETRAIN_PENDING_KEY),
+    )
     details = _details(result)
     check = CheckRecord(
         d.name,
@@ -229,6 +253,22 @@ def _measure(
         result.psi[TARGET_PSI] = report.target
 
 
+def _with_pending(decision: TriggerDecision, pending: str | None) -> TriggerDecision:
+    """A retrain that could not run earlier is due now, unless this check retrains anyway."""
+    if not pending or decision.action != "none":
+        return decision
+    data = json.loads(pending)
+    return replace(
+        decision,
+        action="retrain",
+        reasons=tuple(data.get("reasons") or ()),
+        explanation=(
+            f"retrying the retrain decided at {data.get('decided_at')} that could not run "
+            f"({data.get('error', 'unknown error')}): {data.get('explanation', '')}"
+        )[:900],
+    )
+
+
 def _champion_trained_at(store: SqlFeatureStore, d: Definition, pointer: Pointer | None) -> datetime | None:
     if pointer is None:
         return None
@@ -269,10 +309,12 @@ def _retrain(
     from mlpipeline.pipeline import train
 
     outcome: dict[str, Any] = {"reasons": list(decision.reasons)}
+    started_before = store.get_state(d.name, RETRAIN_STARTED_KEY) or ""
     try:
         store.set_state(d.name, RETRAIN_STARTED_KEY, now.isoformat())
         reason = f"{decision.label}: {decision.explanation}"[:480]
         trained = train(settings, store, d, reason=reason, as_of=now)
+        store.set_state(d.name, RETRAIN_PENDING_KEY, "")
         outcome.update(
             version=trained.version,
             action=trained.decision.action if trained.decision else None,
@@ -281,12 +323,39 @@ def _retrain(
         )
         if trained.decision is not None and trained.decision.action == "promote":
             outcome["promoted_version"] = trained.version
-    except MlpipelineError as exc:  # BusyError included: another training runs; a later check retries
+    except BusyError as exc:  # another training runs: it is the retrain
+        log.warning("retrain skipped: another training is running", extra={"detail": str(exc)[:300]})
+        outcome["error"] = f"{exc.code}: {exc}"[:1000]
+    except MlpipelineError as exc:
         log.error(
-            "retrain failed; a later check retries it", extra={"code": exc.code, "detail": str(exc)[:500]}
+            "retrain failed; the next check retries it", extra={"code": exc.code, "detail": str(exc)[:500]}
         )
         outcome["error"] = f"{exc.code}: {exc}"[:1000]
+        outcome["pending"] = True
+        _record_pending(store, d, decision, now, started_before, outcome["error"])
     return outcome
+
+
+def _record_pending(
+    store: SqlFeatureStore,
+    d: Definition,
+    decision: TriggerDecision,
+    now: datetime,
+    started_before: str,
+    error: str,
+) -> None:
+    """Keep a failed retrain for the next check; a retrain that never ran starts no cooldown."""
+    pending = {
+        "reasons": list(decision.reasons),
+        "decided_at": now.isoformat(),
+        "explanation": decision.explanation[:500],
+        "error": error[:300],
+    }
+    try:
+        store.set_state(d.name, RETRAIN_STARTED_KEY, started_before)
+        store.set_state(d.name, RETRAIN_PENDING_KEY, json.dumps(pending))
+    except MlpipelineError:
+        log.exception("could not record the pending retrain")
 
 
 def _publish(
@@ -391,7 +460,8 @@ def status_of(
             for c in checks
         ],
         "rows_since_training": int(store.get_state(d.name, ROWS_SINCE_TRAINING_KEY) or 0),
-        "last_retrain_started_at": store.get_state(d.name, RETRAIN_STARTED_KEY),
+        "last_retrain_started_at": store.get_state(d.name, RETRAIN_STARTED_KEY) or None,
+        "retrain_pending": json.loads(store.get_state(d.name, RETRAIN_PENDING_KEY) or "null"),
         "next_check_at": store.get_state(d.name, NEXT_CHECK_KEY),
         "challenger": None,
     }

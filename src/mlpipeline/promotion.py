@@ -1,10 +1,13 @@
 """Promotion, approval, rejection and rollback: the alias and the pointer move together.
 
-Order of a promotion: (1) move the ``champion`` alias, (2) replace the production pointer
-and append the history in one transaction. If (2) fails, the alias is put back at once;
-if the process dies between the two, :func:`reconcile` (run before every train, promote
-and rollback) makes the alias follow the pointer again. The pointer is the truth: the
-production model never changes because something failed.
+Order of a promotion: (0) download and verify the version into the cache, (1) move the
+``champion`` alias, (2) replace the production pointer and append the history in one
+transaction, (3) clear the ``challenger`` alias and tag the version. If (2) fails, the alias
+is put back at once. If the process dies anywhere, :meth:`Promoter.reconcile` (run at the
+start of every train, promote, rollback, approve, check and watch iteration) rolls back what
+came before (2) and finishes what came after it. The pointer is the truth: servers read only
+the pointer, so what they serve never depends on a half-done promotion, and the production
+model never changes because something failed.
 """
 
 from __future__ import annotations
@@ -41,24 +44,56 @@ class Promoter:
     cache: ModelCache | None = None
 
     def reconcile(self, featureset: str) -> str | None:
-        """Make the ``champion`` alias agree with the pointer; returns what was repaired, if anything."""
+        """Finish or roll back a promotion a crash left half done; returns what was repaired.
+
+        The pointer is the truth. A crash between the alias and the pointer (alias moved,
+        pointer not) is rolled back: the alias follows the pointer again. A crash after the
+        pointer moved (the promotion took effect) is finished: the ``challenger`` alias is
+        cleared from the champion and the version's promotion tags are written.
+        """
         pointer = self.pointers.get(featureset)
         alias = self.tracker.alias_version(featureset, CHAMPION)
         want = pointer.version if pointer else None
-        if alias == want:
+        notes: list[str] = []
+        if alias != want:
+            if want is None:
+                self.tracker.delete_alias(featureset, CHAMPION)
+            else:
+                self.tracker.set_alias(featureset, CHAMPION, want)
+            notes.append(
+                f"alias '{CHAMPION}' pointed at {alias}, the production pointer at {want}; "
+                f"alias moved to {want}"
+            )
+        if pointer is not None:
+            notes.extend(self._finish(pointer))
+        if not notes:
             return None
-        if want is None:
-            self.tracker.delete_alias(featureset, CHAMPION)
-        else:
-            self.tracker.set_alias(featureset, CHAMPION, want)
-        note = (
-            f"alias '{CHAMPION}' pointed at {alias}, the production pointer at {want}; alias moved to {want}"
-        )
+        note = "; ".join(notes)
         log.warning(
-            "reconciled champion alias with the production pointer",
+            "reconciled the registry with the production pointer",
             extra={"featureset": featureset, "detail": note},
         )
         return note
+
+    def _finish(self, pointer: Pointer) -> list[str]:
+        """The steps of a promotion that follow the pointer, if a crash skipped them."""
+        notes: list[str] = []
+        featureset, version = pointer.featureset, pointer.version
+        if self.tracker.alias_version(featureset, CHALLENGER) == version:
+            self.tracker.delete_alias(featureset, CHALLENGER)
+            notes.append(f"alias '{CHALLENGER}' cleared from champion version {version}")
+        if not self.tracker.version(featureset, version).tags.get("mlpipeline.promoted_at"):
+            self.tracker.set_version_tags(featureset, version, self._promotion_tags(pointer))
+            notes.append(f"promotion tags written on version {version}")
+        return notes
+
+    @staticmethod
+    def _promotion_tags(pointer: Pointer) -> dict[str, str]:
+        return {
+            "mlpipeline.promoted_at": pointer.promoted_at.isoformat() if pointer.promoted_at else "",
+            "mlpipeline.promoted_by": pointer.promoted_by,
+            "mlpipeline.promotion_reason": pointer.reason[:500],
+        }
 
     def promote(
         self,
@@ -110,15 +145,7 @@ class Promoter:
             raise
         if self.tracker.alias_version(featureset, CHALLENGER) == version:
             self.tracker.delete_alias(featureset, CHALLENGER)
-        self.tracker.set_version_tags(
-            featureset,
-            version,
-            {
-                "mlpipeline.promoted_at": stored.promoted_at.isoformat() if stored.promoted_at else "",
-                "mlpipeline.promoted_by": actor,
-                "mlpipeline.promotion_reason": reason[:500],
-            },
-        )
+        self.tracker.set_version_tags(featureset, version, self._promotion_tags(stored))
         log.info(
             "model promoted",
             extra={

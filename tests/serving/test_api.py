@@ -15,8 +15,7 @@ from mlpipeline.prediction_log import PredictionLog
 from mlpipeline.predictor import Predictor
 from mlpipeline.store import SqlFeatureStore
 from mlpipeline.tracking import Tracker
-
-from .conftest import Trained
+from tests.trained_home import Trained
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,7 @@ from mlpipeline.predictor import Predictor
 from mlpipeline.promotion import Promoter
 from mlpipeline.store import SqlFeatureStore
 from mlpipeline.tracking import Tracker
-
-from .conftest import Trained
+from tests.trained_home import Trained
 
 pytestmark = pytest.mark.slow
 

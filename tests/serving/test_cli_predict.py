@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from mlpipeline.cli import main
 from mlpipeline.predictor import open_predictor
 from mlpipeline.store import open_store
+from tests.trained_home import Trained
 
-from .conftest import Trained
 from .test_hot_swap_http import env_for
 
 pytestmark = pytest.mark.slow

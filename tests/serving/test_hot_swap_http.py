@@ -17,8 +17,7 @@ from sqlalchemy import func, select
 
 from mlpipeline.settings import Settings
 from mlpipeline.store import open_store
-
-from .conftest import Trained
+from tests.trained_home import Trained
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

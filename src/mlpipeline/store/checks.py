@@ -19,6 +19,7 @@ from mlpipeline.store.base import Watermark
 from mlpipeline.store.sql import SqlFeatureStore, utcnow
 
 __all__ = [
+    "RETRAIN_PENDING_KEY",
     "RETRAIN_STARTED_KEY",
     "ROWS_SINCE_TRAINING_KEY",
     "TRAINED_AT_KEY",
@@ -31,6 +32,8 @@ WATERMARK_KEY = "monitor.watermark"
 TRAINED_AT_KEY = "monitor.trained_at"
 ROWS_SINCE_TRAINING_KEY = "monitor.rows_since_training"
 RETRAIN_STARTED_KEY = "monitor.retrain_started_at"
+#: A retrain that was decided but could not run (e.g. MLflow down): JSON, or empty when none.
+RETRAIN_PENDING_KEY = "monitor.retrain_pending"
 _KEY_CHUNK = 500
 
 

@@ -2,15 +2,18 @@
 
 A lease is a row of ``mlp_state`` (key ``lease.<name>``) holding its owner and expiry.
 Taking it is one write transaction: read the row, and write ourselves in only when it is
-absent, expired, or already ours. SQLite serialises write transactions (``BEGIN
+absent, expired, already ours, or held by a process of this machine that no longer exists
+(killed with ``kill -9``, the machine's OOM killer): the next start must not wait out the
+``ttl`` for a holder that is certainly gone. SQLite serialises write transactions (``BEGIN
 IMMEDIATE``); on PostgreSQL the row is read ``FOR UPDATE`` and a race on a first insert
-ends in a unique-key violation, which counts as "taken by someone else". A holder that
-dies simply lets the lease expire after ``ttl``; a live holder renews it.
+ends in a unique-key violation, which counts as "taken by someone else". A holder on
+another machine that dies lets the lease expire after ``ttl``; a live holder renews it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import uuid
@@ -21,14 +24,30 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mlpipeline.errors import StoreError
+from mlpipeline.processes import pid_is_gone
 from mlpipeline.store.sql import SqlFeatureStore, utcnow
 
-__all__ = ["Lease", "LeaseHolder", "new_owner"]
+__all__ = ["Lease", "LeaseHolder", "holder_is_gone", "new_owner"]
+
+log = logging.getLogger(__name__)
 
 
 def new_owner() -> str:
-    """An owner id naming the process, for the message another process shows."""
+    """An owner id naming the process (``host:pid:nonce``), for messages and the liveness check."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_gone(owner: str) -> bool:
+    """True only when ``owner`` names a process of this machine that no longer runs.
+
+    Owners from another host, or in another form, are never judged (their lease expires).
+    A reused pid errs on the safe side: the lease is then kept until it expires.
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    return pid_is_gone(int(pid_text))
 
 
 @dataclass(frozen=True)
@@ -85,7 +104,12 @@ class LeaseHolder:
                     return mine
                 held = _parse(name, str(row))
                 if held.owner != owner and held.expires_at > now:
-                    return None
+                    if not holder_is_gone(held.owner):
+                        return None
+                    log.warning(
+                        "took over a lease whose holder is gone",
+                        extra={"lease": name, "featureset": self.featureset, "detail": held.owner},
+                    )
                 if held.owner == owner:
                     mine = Lease(name, owner, held.acquired_at, mine.expires_at)
                     value = json.dumps(
