@@ -10,7 +10,11 @@ Bodies are read and parsed here rather than by FastAPI's model validation: one
 faster and more precise (every problem named with its column and rows). Any bad input is
 a 4xx with a JSON body ``{"error": {"code", "message", "problems"}}``; only a bug is a 500.
 An optional API key (``X-API-Key`` or ``Authorization: Bearer``) is compared in constant
-time against its digest; ``/health`` stays open for load balancers.
+time against its digest: both sides are hashed to 32 bytes first, so neither the key's
+length nor its content changes the comparison's time, and every rejection is the same
+401 body. ``/health`` stays open for load balancers, but without the key it says only
+whether a model is served and which version (no error detail, no paths); ``/docs`` and
+``/openapi.json`` describe the API and stay open too. See SECURITY.md.
 """
 
 from __future__ import annotations
@@ -163,14 +167,17 @@ def create_app(
         lifespan=lifespan,
     )
 
-    def authorise(request: Request) -> None:
+    def authorised(request: Request) -> bool:
         if key_digest is None:
-            return
+            return True
         given = request.headers.get("x-api-key")
         if given is None:
             auth = request.headers.get("authorization", "")
             given = auth[7:] if auth[:7].lower() == "bearer " else ""
-        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), key_digest):
+        return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), key_digest)
+
+    def authorise(request: Request) -> None:
+        if not authorised(request):
             raise ApiError(401, "MLP-401", "missing or invalid API key")
 
     async def read_json(request: Request) -> Any:
@@ -272,10 +279,12 @@ def create_app(
         return _json({"predictions": result.values.tolist()})
 
     @app.get("/health", summary="Liveness and the served version (503 while no model can be served)")
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
         status = predictor.status()
         ok = status["serving_version"] is not None
         status["status"] = "ok" if ok else "unavailable"
+        if not authorised(request):  # open for load balancers, but no detail without the key
+            status = {k: status[k] for k in ("status", "featureset", "serving_version")}
         return _json(status, 200 if ok else 503)
 
     @app.get("/model", summary="The served model: version, provenance, metrics and input contract")

@@ -27,7 +27,7 @@ from rich.table import Table
 from mlpipeline import __version__
 from mlpipeline.definition import Definition, available_featuresets, load_definition
 from mlpipeline.errors import BusyError, MlpipelineError
-from mlpipeline.logs import configure_logging, log_context
+from mlpipeline.logs import configure_logging, log_context, redact, register_secret
 from mlpipeline.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -61,6 +61,8 @@ def _settings() -> Settings:
     """Build the settings once per process, at the entry point, and set up logging."""
     if _state.settings is None:
         settings = load_settings()
+        for secret in settings.secret_values():
+            register_secret(secret)
         configure_logging(
             settings.log_level,
             settings.log_dir if settings.logs_enabled else None,
@@ -783,7 +785,7 @@ def ui(
     settings = _settings()
     uri = settings.mlflow_tracking_uri
     if uri.startswith(("http://", "https://")):
-        out.print(f"MLflow runs as a server: open {uri}", markup=False)
+        out.print(f"MLflow runs as a server: open {redact(uri)}", markup=False)
         return
     command = [
         sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
@@ -816,8 +818,8 @@ def main(argv: list[str] | None = None) -> None:
     except MlpipelineError as exc:
         log.error("command failed: %s", exc, extra={"code": exc.code, "file_only": True}, exc_info=True)
         if _state.verbose:
-            traceback.print_exc(file=sys.stderr)
-        err.print(f"error {exc.code}: {_one_line(exc)}", markup=False, highlight=False)
+            sys.stderr.write(redact(traceback.format_exc()))
+        err.print(f"error {exc.code}: {redact(_one_line(exc))}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
@@ -825,9 +827,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so in one line; the traceback is one flag away
         log.error("unexpected error", exc_info=True, extra={"file_only": True})
         if _state.verbose:
-            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write(redact(traceback.format_exc()))
         err.print(
-            f"error MLP-000: unexpected {exc.__class__.__name__}: {_one_line(exc)} "
+            f"error MLP-000: unexpected {exc.__class__.__name__}: {redact(_one_line(exc))} "
             "(run with --verbose for the traceback)",
             markup=False,
             highlight=False,

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Identifiers are lower-case ASCII so they need no quoting in SQLite, PostgreSQL or IRIS.
-IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")  # \Z: "$" would accept a final newline
 #: Columns the feature store adds to every feature-set table.
 INTERNAL_COLUMNS = ("_batch_id", "_ingested_at")
 #: Longest categorical value or string key (in characters) a feature set accepts.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 __all__ = ["digest", "manifest_of", "manifest_of_bytes", "read_folder"]
@@ -22,11 +23,20 @@ def _is_side_file(rel: Path) -> bool:
 
 
 def read_folder(folder: Path) -> dict[str, bytes]:
-    """Every file's bytes by relative POSIX path (side files left out), in a stable order."""
+    """Every file's bytes by relative POSIX path (side files left out), in a stable order.
+
+    A symbolic link is never followed: it could point anywhere on the machine. It enters the
+    result as a marker naming its target, which no registered model has, so a folder with a
+    link never matches a recorded digest and is never loaded.
+    """
     out: dict[str, bytes] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if not _is_side_file(rel):
+        if _is_side_file(rel):
+            continue
+        if path.is_symlink():
+            out[rel.as_posix()] = b"\0symbolic link to " + os.fsencode(os.readlink(path))
+        elif path.is_file():
             out[rel.as_posix()] = path.read_bytes()
     return out
 

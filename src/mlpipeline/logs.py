@@ -4,13 +4,19 @@ Library modules log through ``logging.getLogger(__name__)`` with ``extra=`` fiel
 :func:`log_context` adds the feature set, run id and model version to every event
 logged inside it (a context variable, so it is correct across threads and tasks). Only
 entry points call :func:`configure_logging`.
+
+Every line written (file and stderr, tracebacks included) goes through :func:`redact`:
+credentials inside URLs (``scheme://user:password@host``) and the secrets an entry point
+registered with :func:`register_secret` (the API key, URL passwords) become ``***``.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +24,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["LOG_FILE_NAME", "configure_logging", "log_context"]
+__all__ = ["LOG_FILE_NAME", "configure_logging", "log_context", "redact", "register_secret"]
 
 LOG_FILE_NAME = "mlpipeline.jsonl"
 _CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -27,6 +33,46 @@ _CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 _HANDLER_MARK = "_mlpipeline_handler"
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` or the context.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+
+# The user-info part of a URL: everything between "://" and the last "@" before the host.
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s\"'<>]*@")
+# Shorter values are not secrets worth hiding and would blank out ordinary words.
+_MIN_SECRET = 4
+
+
+class _Secrets:
+    """The registered secrets, as one pattern (rebuilt on each registration)."""
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        self.pattern: re.Pattern[str] | None = None
+        self.lock = threading.Lock()
+
+
+_SECRETS = _Secrets()
+
+
+def register_secret(value: str | None) -> None:
+    """Never write ``value`` (nor its URL-encoded form) to a log line or the CLI's error line.
+
+    A secret is replaced where it stands as a whole token (not next to a letter or digit),
+    so a weak password such as ``postgres`` does not also blank out ``postgresql``.
+    """
+    if not value or len(value) < _MIN_SECRET:
+        return
+    from urllib.parse import quote
+
+    with _SECRETS.lock:
+        _SECRETS.values.update({value, quote(value, safe=""), quote(value)})
+        alternatives = "|".join(re.escape(v) for v in sorted(_SECRETS.values, key=len, reverse=True))
+        _SECRETS.pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])")
+
+
+def redact(text: str) -> str:
+    """``text`` without URL credentials and registered secrets (each becomes ``***``)."""
+    text = _URL_CREDENTIALS.sub("***@", text)
+    pattern = _SECRETS.pattern
+    return pattern.sub("***", text) if pattern is not None else text
 
 
 @contextmanager
@@ -69,7 +115,14 @@ class _ReadableFormatter(logging.Formatter):
             line += f"  {extras}"
         if record.exc_info and record.levelno >= logging.ERROR and self.show_tracebacks:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
+
+
+class _RedactingJsonFormatter(JsonFormatter):
+    """JSON lines with credentials redacted (message, extra fields and traceback alike)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def configure_logging(
@@ -109,7 +162,7 @@ def configure_logging(
         path = log_dir / LOG_FILE_NAME
         file_handler = logging.FileHandler(path, encoding="utf-8")
         file_handler.setFormatter(
-            JsonFormatter(
+            _RedactingJsonFormatter(
                 "{asctime}{levelname}{name}{message}",
                 style="{",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

@@ -128,6 +128,14 @@ def _from_bytes(folder: Path, files: dict[str, bytes]) -> LoadedModel:
         import skops.io
 
         trusted = json.loads(files["artifacts/trusted.json"])
+        # The list travels with the model; trust only scikit-learn's own types from it (the
+        # only estimators training makes), never a callable an edited folder might name.
+        foreign = [t for t in trusted if not (isinstance(t, str) and t.startswith("sklearn."))]
+        if foreign:
+            raise ModelIntegrityError(
+                f"model folder {folder} asks to trust types outside scikit-learn "
+                f"({', '.join(map(str, foreign[:3]))}); refusing to load it"
+            )
         estimator = skops.io.loads(files["artifacts/model.skops"], trusted=trusted)
         return LoadedModel(spec, estimator, folder, is_lightgbm=False, reference=reference)
     except KeyError as exc:

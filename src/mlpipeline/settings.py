@@ -11,9 +11,11 @@ everything else receives it as an argument. Nothing here runs at import time.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,7 +23,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mlpipeline.errors import ConfigError
 from mlpipeline.triggers import parse_duration
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["SECRET_ENV", "Settings", "load_settings"]
+
+#: Environment variables that hold credentials of the clients mlpipeline uses (never logged).
+SECRET_ENV = (
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "PGPASSWORD",
+    "IRIS_PASSWORD",
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -210,6 +222,21 @@ class Settings(BaseSettings):
     @property
     def logs_enabled(self) -> bool:
         return str(self.log_dir) not in ("", ".")
+
+    def secret_values(self) -> list[str]:
+        """Every credential this process holds, for the logs to redact: the API key, the
+        passwords inside the feature-store and tracking URLs, and the credential variables
+        of MLflow, S3 and database clients (:data:`SECRET_ENV`)."""
+        values = [self.api_key.get_secret_value() if self.api_key else ""]
+        for url in (self.featurestore_url, self.mlflow_tracking_uri):
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                values += [password, unquote(password)]
+        values += [os.environ.get(name, "") for name in SECRET_ENV]
+        return [v for v in values if v]
 
 
 # Values that may embed credentials are never echoed back in an error message.

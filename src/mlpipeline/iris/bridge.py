@@ -54,7 +54,7 @@ from mlpipeline.iris.pointer_store import (
     pointer_to_json,
 )
 from mlpipeline.iris.projection import refresh_projection
-from mlpipeline.logs import configure_logging, log_context
+from mlpipeline.logs import configure_logging, log_context, redact, register_secret
 from mlpipeline.pointer import PointerStore, SqlPointerStore
 from mlpipeline.settings import Settings, load_settings
 from mlpipeline.store.sql import SqlFeatureStore
@@ -117,7 +117,7 @@ def _dumps(data: dict[str, Any]) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or exc.__class__.__name__
+    return redact(" ".join(str(exc).split())) or exc.__class__.__name__
 
 
 def _setup() -> Settings:
@@ -125,6 +125,8 @@ def _setup() -> Settings:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     settings = load_settings()
+    for secret in settings.secret_values():
+        register_secret(secret)
     console = embedded_console()
     key = (settings.log_level, str(settings.log_dir), settings.logs_enabled, console is None)
     if _logging_configured.get("key") != key:

@@ -20,7 +20,7 @@ from collections import deque
 from typing import Any
 
 from mlpipeline.iris.globals import inside_iris
-from mlpipeline.logs import _ContextFilter
+from mlpipeline.logs import _ContextFilter, redact
 
 __all__ = ["ConsoleLogHandler", "embedded_console", "install_console_log", "severity_of"]
 
@@ -66,7 +66,7 @@ class ConsoleLogHandler(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             text += f" error={exc.__class__.__name__}: {exc}"
-        text = " ".join(text.split())
+        text = redact(" ".join(text.split()))
         return text if len(text) <= self.max_line else text[: self.max_line - 1] + "…"
 
     def emit(self, record: logging.LogRecord) -> None:

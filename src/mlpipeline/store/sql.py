@@ -383,7 +383,7 @@ def _first_line(exc: BaseException) -> str:
 def _make_engine(url: str, busy_timeout_s: float) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise ConfigError(
             f"MLPIPELINE_FEATURESTORE_URL is not a database URL ({exc}); "
             "use e.g. sqlite:///dur/featurestore.db or postgresql+psycopg2://user:pass@host/db"
