@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ import pytest
 
 from mlpipeline.errors import StoreError
 from mlpipeline.store import SqlFeatureStore
-from mlpipeline.store.lease import LeaseHolder
+from mlpipeline.store.lease import LeaseHolder, holder_is_gone, new_owner
 from mlpipeline.store.sql import utcnow
 from mlpipeline.watch import watch_loop
 
@@ -117,3 +118,39 @@ def test_only_one_of_many_racing_processes_gets_the_lease(store: SqlFeatureStore
     for t in threads:
         t.join()
     assert len(winners) == 1
+
+
+def test_a_lease_whose_local_holder_died_is_taken_over_at_once(store: SqlFeatureStore) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    dead_pid = int(dead.stdout)  # that process has exited
+    host = socket.gethostname()
+    leases = LeaseHolder(store, "demo")
+    ttl = timedelta(minutes=30)
+    assert leases.acquire("train", f"{host}:{dead_pid}:abcd1234", ttl) is not None
+    taken = leases.acquire("train", new_owner(), ttl)
+    assert taken is not None, "a dead holder's lease must not be waited out for 30 minutes"
+    leases.release("train", taken.owner)
+
+    # A live holder here (our parent), a holder on another machine, or an owner in another
+    # form keeps its lease until it expires.
+    for owner in (f"{host}:{os.getppid()}:abcd1234", f"elsewhere-{host}:{dead_pid}:x", "a"):
+        assert leases.acquire("check", owner, ttl) is not None
+        assert leases.acquire("check", new_owner(), ttl) is None, owner
+        leases.release("check", owner)
+
+
+def test_holder_is_gone_judges_only_this_machine() -> None:
+    import socket
+
+    host = socket.gethostname()
+    assert not holder_is_gone(f"{host}:{os.getpid()}:x")  # ourselves
+    assert not holder_is_gone(f"{host}:{os.getppid()}:x")
+    assert not holder_is_gone(f"{host}:not-a-pid:x")
+    assert not holder_is_gone("other-host:1:x")
+    assert not holder_is_gone("")
