@@ -31,8 +31,8 @@ def test_eight_clients_through_a_promotion(trained: Trained, tmp_path: Path) -> 
     )
     assert report.errors == []
     assert report.requests > 50 * SECONDS, "the clients kept the server busy"
-    assert report.first_new_version_after_s is not None, "version 2 was never served"
-    assert report.first_new_version_after_s <= POLL_S + 1.0
+    assert report.first_new_version_after_pointer_s is not None, "version 2 was never served"
+    assert report.first_new_version_after_pointer_s <= POLL_S + 1.0
     assert report.served_old_after_new == 0, "once swapped, never back"
     assert report.p99_ms < 1_000
     # Level memory: no growth per request (a leak would grow with the 1,000s of requests).
