@@ -246,10 +246,11 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         out.print(f"'{name}': no champion yet (mlpipeline train -f {name})", markup=False, highlight=False)
     else:
         age = champion["age_hours"]
+        replay = " on the replay's simulated clock" if s.get("clock") == "simulated" else ""
         out.print(
             f"'{name}': champion version {champion['version']}, promoted {champion['promoted_at']} "
             f"by {champion['promoted_by']} ({champion['reason'][:80]})"
-            + (f", trained {age:g} h ago" if age is not None else ""),
+            + (f", trained {age:g} h ago{replay}" if age is not None else ""),
             markup=False,
             highlight=False,
         )

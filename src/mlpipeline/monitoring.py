@@ -50,6 +50,7 @@ from mlpipeline.store.checks import (
     RETRAIN_PENDING_KEY,
     RETRAIN_STARTED_KEY,
     ROWS_SINCE_TRAINING_KEY,
+    SIMULATED_NOW_KEY,
     TRAINED_AT_KEY,
     CheckRecord,
     CheckRecords,
@@ -124,7 +125,7 @@ def run_check(
     try:
         with log_context(featureset=d.name):
             _reconcile(store, d, tracker_factory)
-            return _check(settings, store, d, now, manual, allow_retrain, tracker_factory)
+            return _check(settings, store, d, now, manual, allow_retrain, tracker_factory, as_of is not None)
     finally:
         leases.release("check", owner)
 
@@ -163,6 +164,7 @@ def _check(
     manual: bool,
     allow_retrain: bool,
     tracker_factory: Callable[[], Any],
+    simulated: bool,
 ) -> CheckResult:
     records = CheckRecords(store, d.name)
     mark = records.watermark()
@@ -198,7 +200,10 @@ def _check(
         result.metrics.mae if result.metrics else None,
         details,
     )
-    result.check_id = records.record(check, new_mark, state={ROWS_SINCE_TRAINING_KEY: str(rows_since)})
+    clock = now.isoformat() if simulated else ""
+    result.check_id = records.record(
+        check, new_mark, state={ROWS_SINCE_TRAINING_KEY: str(rows_since), SIMULATED_NOW_KEY: clock}
+    )
     log.info(
         "check recorded",
         extra={
@@ -441,7 +446,8 @@ def status_of(
 ) -> dict[str, Any]:
     """Champion and its age, recent checks, the pending challenger, trigger state, next check."""
     pointer = SqlPointerStore(store).get(d.name)
-    now = utcnow()
+    simulated = store.get_state(d.name, SIMULATED_NOW_KEY)
+    now = datetime.fromisoformat(simulated) if simulated else utcnow()
     checks = CheckRecords(store, d.name).history(limit=5)
     out: dict[str, Any] = {
         "champion": None,
@@ -464,6 +470,7 @@ def status_of(
         "retrain_pending": json.loads(store.get_state(d.name, RETRAIN_PENDING_KEY) or "null"),
         "next_check_at": store.get_state(d.name, NEXT_CHECK_KEY),
         "challenger": None,
+        "clock": "simulated" if simulated else "wall",
     }
     if pointer is not None:
         trained = _champion_trained_at(store, d, pointer)

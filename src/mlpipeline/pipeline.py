@@ -146,7 +146,7 @@ def _train_locked(
                 result = _run(settings, store, d, tracker, promoter, pointers, timer, run_id, reason, as_of)
                 batches = store.batches(d)
                 CheckRecords(store, d.name).training_done(
-                    as_of or utcnow(), batches[-1].batch_id if batches else 0
+                    as_of or utcnow(), batches[-1].batch_id if batches else 0, simulated=as_of is not None
                 )
             except BaseException as exc:
                 tracker.log(run_id, tags={"mlpipeline.failure": f"{exc.__class__.__name__}: {exc}"[:4000]})

@@ -11,11 +11,11 @@ from PIL import Image
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sqlalchemy import func, select
 
-from mlpipeline.definition import Definition
+from mlpipeline.definition import Definition, load_definition
 from mlpipeline.demo import DayRow, run_demo
 from mlpipeline.errors import MlpipelineError
 from mlpipeline.ingest import ingest_frame
-from mlpipeline.monitoring import run_check
+from mlpipeline.monitoring import run_check, status_of
 from mlpipeline.pipeline import train
 from mlpipeline.pointer import SqlPointerStore
 from mlpipeline.settings import Settings
@@ -75,6 +75,14 @@ def test_shortened_demo_degrades_retrains_and_recovers(settings: Settings) -> No
     assert sorted(m.step for m in series) == sorted(c.id for c in checks if c.details.get("verdict"))
     artifacts = [a.path for a in tracker.client.list_artifacts(run_id)]
     assert "demo-timeline.png" in artifacts
+
+    # status measures ages on the replay's clock (days, not the months since the simulated dates).
+    status = status_of(settings, store, load_definition("demo"), with_registry=False)
+    assert status["clock"] == "simulated"
+    assert 0 <= status["champion"]["age_hours"] <= 24 * 10
+    # A real check (no as_of) puts status back on the wall clock.
+    run_check(settings, store, load_definition("demo"), allow_retrain=False)
+    assert status_of(settings, store, load_definition("demo"), with_registry=False)["clock"] == "wall"
     store.dispose()
 
     # The picture exists and is not blank.

@@ -22,6 +22,7 @@ __all__ = [
     "RETRAIN_PENDING_KEY",
     "RETRAIN_STARTED_KEY",
     "ROWS_SINCE_TRAINING_KEY",
+    "SIMULATED_NOW_KEY",
     "TRAINED_AT_KEY",
     "WATERMARK_KEY",
     "CheckRecord",
@@ -32,6 +33,9 @@ WATERMARK_KEY = "monitor.watermark"
 TRAINED_AT_KEY = "monitor.trained_at"
 ROWS_SINCE_TRAINING_KEY = "monitor.rows_since_training"
 RETRAIN_STARTED_KEY = "monitor.retrain_started_at"
+#: The simulated time of the latest replayed check or training (``as_of`` given), or empty
+#: after a real one: ``status`` measures ages on this clock, so a replay reads sensibly.
+SIMULATED_NOW_KEY = "monitor.simulated_now"
 #: A retrain that was decided but could not run (e.g. MLflow down): JSON, or empty when none.
 RETRAIN_PENDING_KEY = "monitor.retrain_pending"
 _KEY_CHUNK = 500
@@ -96,10 +100,11 @@ class CheckRecords:
             key = result.inserted_primary_key
         return int(key[0]) if key else 0
 
-    def training_done(self, at: datetime, top_batch: int) -> None:
+    def training_done(self, at: datetime, top_batch: int, *, simulated: bool = False) -> None:
         """A training finished at ``at``: the new-data count restarts; a never-checked store
         starts monitoring after the rows this first model learned from."""
         self.store.set_state(self.featureset, TRAINED_AT_KEY, at.isoformat())
+        self.store.set_state(self.featureset, SIMULATED_NOW_KEY, at.isoformat() if simulated else "")
         self.store.set_state(self.featureset, ROWS_SINCE_TRAINING_KEY, "0")
         if self.store.get_state(self.featureset, WATERMARK_KEY) is None:
             self.store.set_state(self.featureset, WATERMARK_KEY, Watermark(top_batch, at).to_json())
