@@ -4,7 +4,8 @@ Ours: ``mlpipeline.pipeline.train`` (extract → validate → train → evaluate
 model with explicit requirements → pickle-free explainer + SHAP plot → register → promote).
 Naive: the same LightGBM work with ``mlflow.lightgbm.autolog``, default ``log_model``
 (requirement inference), ``mlflow.shap.log_explainer``, ``register_model`` and an alias.
-Both run in this process, each against a fresh local MLflow store.
+Both run in this process, each against a fresh local MLflow store whose experiment is
+created before the clock starts.
 
     .venv/bin/python -m benchmarks.train_vs_naive [--csv ../shared/data/california_housing.csv]
 """
@@ -27,6 +28,7 @@ from mlpipeline.ingest import ingest_file
 from mlpipeline.pipeline import train
 from mlpipeline.settings import Settings
 from mlpipeline.store import open_store
+from mlpipeline.tracking import Tracker
 from mlpipeline.training import split_holdout
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "california_housing.csv"
@@ -43,6 +45,9 @@ def ours(csv: Path, home: Path) -> dict[str, float]:
     store = open_store(settings)
     store.create_schema([d])
     ingest_file(store, d, csv)
+    # As on the naive side (create_experiment before its clock): the tracking store and the
+    # experiment exist already, as they do in a running service after the first training.
+    Tracker(settings).experiment_id(d.name)
     t0 = time.perf_counter()
     result = train(settings, store, d, reason="benchmark")
     total = time.perf_counter() - t0

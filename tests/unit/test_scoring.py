@@ -895,3 +895,43 @@ def test_housing_assemble_equals_build_matrix(housing: InputContract, housing_sp
     got = portable.assemble(housing_spec, inputs.values, 400)
     same_bits(got, portable.build_matrix(housing_spec, cols))
     assert np.isnan(got[:3, housing_spec["order"].index("rooms_per_household")]).all()
+
+
+# -- large batches: the vectorised category lookup ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        pytest.param(None, id="null"),
+        pytest.param("", id="empty"),
+        pytest.param("s", id="unknown"),
+        pytest.param(7, id="number"),
+    ],
+)
+def test_a_large_batch_gives_the_codes_and_problems_of_the_row_by_row_path(odd: Any) -> None:
+    rng = np.random.default_rng(3)
+    n = scoring._VECTORISED_ROWS + 500
+    values: list[Any] = [str(v) for v in rng.choice(["p", "q", "r"], size=n)]
+    contract = InputContract(small_spec([cat("c", ["p", "q", "r"], missing="constant", fill_value="q")]))
+    got = contract.from_columns({"c": values}).values["c"]
+    assert got.tolist() == [float("pqr".index(v)) for v in values]
+
+    # One odd value anywhere: the same outcome as for a small batch holding it.
+    values[1234] = odd
+    small = [values[1233], odd, values[1235]]
+    for strict in (True, False):
+        spec = small_spec([cat("c", ["p", "q", "r"], missing="constant", fill_value="q", strict=strict)])
+        contract = InputContract(spec)
+        small_error: DataValidationError | None = None
+        try:
+            expected = contract.from_columns({"c": small}).values["c"]
+        except DataValidationError as exc:
+            small_error = exc
+        if small_error is not None:
+            big_problem = only_problem(reject(lambda c=contract: c.from_columns({"c": values})))
+            assert (big_problem.rule, list(big_problem.rows)) == (only_problem(small_error).rule, [1235])
+            continue
+        big = contract.from_columns({"c": values}).values["c"]
+        np.testing.assert_array_equal(big[1233:1236], expected)
+        assert big[:1233].tolist() == [float("pqr".index(v)) for v in values[:1233]]
