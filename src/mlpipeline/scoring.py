@@ -331,15 +331,7 @@ def _numeric(rule: _Numeric, raw: Any, report: _Report) -> FloatArray:
     return arr
 
 
-#: From this many rows on, category codes come from one vectorised hash lookup.
-_VECTORISED_ROWS = 4096
-
-
 def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
-    if len(raw) >= _VECTORISED_ROWS:
-        codes = _known_codes(rule, raw)
-        if codes is not None:
-            return codes
     if len(raw) > 64 and all(type(v) is str and v for v in raw):
         # The common batch: every value is text. One dict lookup per value; the detailed
         # loop below runs only when something needs reporting.
@@ -381,22 +373,6 @@ def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
     if rule.required:
         report.rows(rule.name, "not null", "missing value; this feature must be given", nulls)
     return out
-
-
-def _known_codes(rule: _Categorical, raw: Any) -> FloatArray | None:
-    """Codes of a large batch whose every value is a known category, else None (the loop decides).
-
-    pandas' hash-table lookup runs in C: about 20x faster than a dict lookup per value on a
-    million rows. Imported here so the single-row path never pays for it.
-    """
-    import pandas as pd
-
-    names = list(rule.lookup)
-    values: Any = np.asarray(raw, dtype=object)  # get_indexer takes any array-like
-    positions = pd.Index(names, dtype=object).get_indexer(values)
-    if (positions < 0).any():
-        return None
-    return np.array([rule.lookup[n] for n in names], dtype=np.float64)[positions]
 
 
 def _missing(v: object) -> bool:
