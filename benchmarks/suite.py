@@ -401,8 +401,11 @@ def storage_cases(work: Path, quick: bool) -> list[Row]:
             )
         )
         query = text("SELECT * FROM demo_deliveries WHERE delivery_minutes IS NOT NULL")
-        read_ours = timed(lambda store=store: store.training_window(d), 2)
-        read_pandas = timed(lambda store=store, query=query: pd.read_sql(query, store.engine), 2)
+        read_ours, read_pandas = timed_pair(
+            lambda store=store: store.training_window(d),
+            lambda store=store, query=query: pd.read_sql(query, store.engine),
+            repeats=3,
+        )
         rows.append(
             Row(
                 "B8",
