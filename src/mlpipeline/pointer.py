@@ -8,16 +8,25 @@ row in one transaction, so the two never disagree.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
+from mlpipeline.errors import StoreError
 from mlpipeline.model_cache import ModelRef
 from mlpipeline.store.sql import SqlFeatureStore, utcnow
 
 __all__ = ["HistoryEntry", "Pointer", "PointerStore", "SqlPointerStore"]
+
+log = logging.getLogger(__name__)
+
+#: Attempts of one pointer move that collides with a concurrent move of the same feature set.
+_MOVE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -111,27 +120,39 @@ class SqlPointerStore:
             "promoted_by": pointer.promoted_by[:255],
             "reason": pointer.reason[:1024],
         }
-        with self.store.guarded("move the production pointer"), self.store.transaction() as conn:
-            conn.execute(delete(self.pointer).where(self.pointer.c.featureset == pointer.featureset))
-            conn.execute(insert(self.pointer).values(**values))
-            conn.execute(
-                insert(self.hist).values(
-                    **self._history_values(
-                        HistoryEntry(
-                            pointer.featureset,
-                            action,
-                            pointer.model_name,
-                            from_version,
-                            pointer.version,
-                            pointer.run_id,
-                            now,
-                            pointer.promoted_by,
-                            pointer.reason,
-                            pointer.metrics,
+        # An update of the existing row: concurrent moves queue on its row lock. Only the very
+        # first moves of a feature set can both find no row and collide on the primary key
+        # (READ COMMITTED); the loser then moves again, as an update.
+        for attempt in range(1, _MOVE_ATTEMPTS + 1):
+            try:
+                with self.store.guarded("move the production pointer"), self.store.transaction() as conn:
+                    mine = self.pointer.c.featureset == pointer.featureset
+                    if not conn.execute(update(self.pointer).where(mine).values(**values)).rowcount:
+                        conn.execute(insert(self.pointer).values(**values))
+                    conn.execute(
+                        insert(self.hist).values(
+                            **self._history_values(
+                                HistoryEntry(
+                                    pointer.featureset,
+                                    action,
+                                    pointer.model_name,
+                                    from_version,
+                                    pointer.version,
+                                    pointer.run_id,
+                                    now,
+                                    pointer.promoted_by,
+                                    pointer.reason,
+                                    pointer.metrics,
+                                )
+                            )
                         )
                     )
-                )
-            )
+                break
+            except StoreError as exc:
+                if attempt == _MOVE_ATTEMPTS or not isinstance(exc.__cause__, IntegrityError):
+                    raise
+                log.info("pointer moved concurrently; moving again", extra={"featureset": pointer.featureset})
+                time.sleep(0.01 * attempt)
         return self.get(pointer.featureset) or pointer
 
     def record(self, entry: HistoryEntry) -> None:
