@@ -21,11 +21,11 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
+from benchmarks.serving import local_settings
 from mlpipeline.definition import load_definition
 from mlpipeline.ingest import ingest_frame
 from mlpipeline.monitoring import run_check
 from mlpipeline.pipeline import train
-from mlpipeline.settings import Settings
 from mlpipeline.store import open_store
 from mlpipeline.store.checks import WATERMARK_KEY
 from mlpipeline.synthetic import StreamConfig, generate_day
@@ -34,15 +34,7 @@ NEW_ROWS = 10_000
 
 
 def one_store(home: Path, stored: int, repeats: int) -> tuple[float, int]:
-    settings = Settings(
-        home=home,
-        featurestore_url=f"sqlite:///{home / 'fs.db'}",
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-        mlflow_artifact_root=str(home / "mlflow" / "artifacts"),
-        log_dir=home / "logs",
-        training_window="3d",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = local_settings(home, training_window="3d")
     d = load_definition("demo")
     store = open_store(settings)
     store.create_schema([d])

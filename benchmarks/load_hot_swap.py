@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from benchmarks.serving import free_port, records_of, start, stop
+from benchmarks.serving import child_env, free_port, local_settings, records_of, start, stop
 from mlpipeline.definition import load_definition
 from mlpipeline.ingest import ingest_frame
 from mlpipeline.pipeline import train
@@ -80,18 +80,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def env_of(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPELINE_")}
-    env.update(
-        MLPIPELINE_HOME=str(settings.home),
-        MLPIPELINE_FEATURESTORE_URL=settings.featurestore_url,
-        MLPIPELINE_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
-        MLPIPELINE_MLFLOW_ARTIFACT_ROOT=settings.mlflow_artifact_root,
-        MLPIPELINE_LOG_DIR=str(settings.log_dir),
-    )
-    return env
-
-
 def run_load(
     settings: Settings,
     featureset: str,
@@ -104,7 +92,7 @@ def run_load(
     work: Path,
 ) -> LoadReport:
     """Load ``mlpipeline serve`` for ``seconds``; promote ``to_version`` after a third of them."""
-    env = env_of(settings)
+    env = child_env(settings)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [CLI, "serve", "-f", featureset, "--port", str(port), "--poll", str(poll_s)]
@@ -195,14 +183,7 @@ def _pointer_moved_at(settings: Settings, featureset: str) -> float | None:
 
 def build_home(home: Path) -> tuple[Settings, list[dict[str, Any]]]:
     """A demo home with version 1 in production and version 2 registered beside it."""
-    settings = Settings(
-        home=home,
-        featurestore_url=f"sqlite:///{home / 'featurestore.db'}",
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-        mlflow_artifact_root=str(home / "mlflow" / "artifacts"),
-        log_dir=home / "logs",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = local_settings(home)
     d = load_definition("demo")
     store = open_store(settings)
     store.create_schema([d])

@@ -62,15 +62,35 @@ def per_call_us(fn: Callable[[int], Any], n: int, repeats: int = 5) -> float:
     return statistics.median(results)
 
 
-def setup(home: Path, csv: Path | None) -> tuple[Settings, str, pd.DataFrame]:
-    settings = Settings(
+def local_settings(home: Path, **extra: Any) -> Settings:
+    """The embedded default under ``home``: SQLite feature store, local MLflow store, no .env."""
+    return Settings(
         home=home,
         featurestore_url=f"sqlite:///{home / 'fs.db'}",
         mlflow_tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
         mlflow_artifact_root=str(home / "mlflow" / "artifacts"),
         log_dir=home / "logs",
         _env_file=None,  # type: ignore[call-arg]
+        **extra,
     )
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """This process's environment with ``settings`` as MLPIPELINE_* variables, for a child CLI."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPELINE_")}
+    env.update(
+        MLPIPELINE_HOME=str(settings.home),
+        MLPIPELINE_FEATURESTORE_URL=settings.featurestore_url,
+        MLPIPELINE_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
+        MLPIPELINE_MLFLOW_ARTIFACT_ROOT=settings.mlflow_artifact_root,
+        MLPIPELINE_LOG_DIR=str(settings.log_dir),
+        **extra,
+    )
+    return env
+
+
+def setup(home: Path, csv: Path | None) -> tuple[Settings, str, pd.DataFrame]:
+    settings = local_settings(home)
     name = "housing" if csv else "demo"
     d = load_definition(name)
     store = open_store(settings)
@@ -204,12 +224,8 @@ def http(settings: Settings, name: str, frame: pd.DataFrame, n: int, work: Path)
         json.dumps({"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns]]}}).encode()
         for r in records
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPELINE_")}
-    env.update(
-        MLPIPELINE_HOME=str(settings.home),
-        MLPIPELINE_FEATURESTORE_URL=settings.featurestore_url,
-        MLPIPELINE_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
-        MLPIPELINE_LOG_DIR=str(settings.log_dir),
+    env = child_env(
+        settings,
         MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow models serve runs 'uvicorn'
         PYTHONWARNINGS="ignore",

@@ -308,21 +308,13 @@ def naive_frame(frame: pd.DataFrame, home: Path) -> float:
 def big_training_cases(work: Path, quick: bool) -> list[Row]:
     """B5 at 1M rows on the synthetic stream: the whole cycle, ours vs the naive way."""
     from mlpipeline.pipeline import train
-    from mlpipeline.settings import Settings
     from mlpipeline.store import open_store
     from mlpipeline.tracking import Tracker
 
     n = 200_000 if quick else 1_000_000
     frame = generate_stream(StreamConfig(rows_per_day=n // 20, seed=13), 20)
     home = work / "train-1m"
-    settings = Settings(
-        home=home,
-        featurestore_url=f"sqlite:///{home / 'fs.db'}",
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-        mlflow_artifact_root=str(home / "mlflow" / "artifacts"),
-        log_dir=home / "logs",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = serving.local_settings(home)
     d = load_definition("demo")
     store = open_store(settings)
     store.create_schema([d])

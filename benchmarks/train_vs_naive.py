@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.serving import local_settings
 from mlpipeline.definition import load_definition
 from mlpipeline.ingest import ingest_file
 from mlpipeline.pipeline import train
-from mlpipeline.settings import Settings
 from mlpipeline.store import open_store
 from mlpipeline.tracking import Tracker
 from mlpipeline.training import split_holdout
@@ -35,12 +35,7 @@ DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "califor
 
 
 def ours(csv: Path, home: Path) -> dict[str, float]:
-    settings = Settings(
-        home=home, featurestore_url=f"sqlite:///{home / 'fs.db'}",
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
-        mlflow_artifact_root=str(home / "mlflow" / "artifacts"), log_dir=home / "logs",
-        _env_file=None,  # type: ignore[call-arg]
-    )  # fmt: skip
+    settings = local_settings(home)
     d = load_definition("housing")
     store = open_store(settings)
     store.create_schema([d])

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +26,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mlpipeline.definition import load_definition
+from tests.serving.test_hot_swap_http import wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -108,16 +108,7 @@ class Loop:
             start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert server.poll() is None, "server exited early"
-                assert time.monotonic() < deadline, "server did not start"
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_healthy(url, server)
             d = load_definition("demo")
             rows = pd.read_csv(self.cwd / "day2.csv").head(3)
             body = rows[[d.entity_key.column, *d.features]].to_json(orient="records")

@@ -26,6 +26,7 @@ from mlpipeline.pointer import SqlPointerStore
 from mlpipeline.promotion import Promoter
 from mlpipeline.store import open_store
 from mlpipeline.tracking import Tracker
+from tests.serving.test_hot_swap_http import env_for, wait_healthy
 from tests.trained_home import Trained
 
 pytestmark = pytest.mark.slow
@@ -85,17 +86,8 @@ def guarded_env(trained: Trained, guard_dir: Path) -> dict[str, str]:
     guard_dir.mkdir(exist_ok=True)
     (guard_dir / "sitecustomize.py").write_text(GUARD, encoding="utf-8")
     s = trained.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPELINE_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(guard_dir), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        MLPIPELINE_HOME=str(s.home),
-        MLPIPELINE_FEATURESTORE_URL=s.featurestore_url,
-        MLPIPELINE_MLFLOW_TRACKING_URI=s.mlflow_tracking_uri,
-        MLPIPELINE_MLFLOW_ARTIFACT_ROOT=s.mlflow_artifact_root,
-        MLPIPELINE_LOG_DIR=str(s.log_dir),
-        MLPIPELINE_API_KEY=KEY,
-    )
-    return env
+    pythonpath = os.pathsep.join([str(guard_dir), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env_for(s, PYTHONPATH=pythonpath, MLPIPELINE_API_KEY=KEY)
 
 
 def test_the_guard_bites(trained: Trained, tmp_path: Path) -> None:
@@ -186,16 +178,7 @@ def test_serve_needs_no_unpickling_even_across_a_hot_swap(trained: Trained, tmp_
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, "server exited early"
-            assert time.monotonic() < deadline, "server did not become healthy"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_healthy(url, server)
         headers = {"x-api-key": KEY}
         rows = trained.records(5)
         with httpx.Client(base_url=url, timeout=10, headers=headers) as client:

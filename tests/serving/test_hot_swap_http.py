@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from benchmarks.serving import child_env as env_for  # one way to hand settings to a child CLI
 from sqlalchemy import func, select
 
-from mlpipeline.settings import Settings
 from mlpipeline.store import open_store
 from tests.trained_home import Trained
 
@@ -29,18 +29,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPELINE_")}
-    env.update(
-        MLPIPELINE_HOME=str(settings.home),
-        MLPIPELINE_FEATURESTORE_URL=settings.featurestore_url,
-        MLPIPELINE_MLFLOW_TRACKING_URI=settings.mlflow_tracking_uri,
-        MLPIPELINE_MLFLOW_ARTIFACT_ROOT=settings.mlflow_artifact_root,
-        MLPIPELINE_LOG_DIR=str(settings.log_dir),
-    )
-    return env
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
