@@ -22,13 +22,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from benchmarks.serving import local_settings
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.monitoring import run_check
-from mlpipeline.pipeline import train
-from mlpipeline.store import open_store
-from mlpipeline.store.checks import WATERMARK_KEY
-from mlpipeline.synthetic import StreamConfig, generate_day
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.checks import WATERMARK_KEY
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
+from mlpipeline.monitoring.check import run_check
+from mlpipeline.training.pipeline import train
 
 NEW_ROWS = 10_000
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.synthetic import StreamConfig, generate_stream
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
 
 
 def main() -> None:

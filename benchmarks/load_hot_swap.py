@@ -32,15 +32,15 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.serving import child_env, free_port, local_settings, records_of, start, stop
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.pipeline import train
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.promotion import Promoter
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.promotion import Promoter
+from mlpipeline.registry.tracking import Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.synthetic import StreamConfig, generate_stream
-from mlpipeline.tracking import Tracker
+from mlpipeline.training.pipeline import train
 
 CLI = str(Path(sys.executable).with_name("mlpipeline"))
 POLL_S = 1.0

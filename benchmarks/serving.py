@@ -36,14 +36,14 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from mlpipeline import portable
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_file, ingest_frame
-from mlpipeline.pipeline import train
-from mlpipeline.predictor import open_predictor
+from mlpipeline.featuresets import portable
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_file, ingest_frame
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.serving.predictor import open_predictor
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.synthetic import StreamConfig, generate_stream
+from mlpipeline.training.pipeline import train
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "california_housing.csv"
 BIN = Path(sys.executable).parent

@@ -32,16 +32,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_file
-from mlpipeline.model_cache import ModelCache
-from mlpipeline.pipeline import train
-from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_file
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.registry.model_cache import ModelCache
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import CHAMPION, Tracker
 from mlpipeline.settings import Settings
 from mlpipeline.stack import Stack, StackConfig
-from mlpipeline.store import open_store
-from mlpipeline.tracking import CHAMPION, Tracker
-from mlpipeline.training import columns_of
+from mlpipeline.training.pipeline import train
+from mlpipeline.training.steps import columns_of
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "california_housing.csv"
 

@@ -43,12 +43,12 @@ import pandas as pd
 from sqlalchemy import create_engine, text
 
 from benchmarks import check_scaling, serving, train_vs_naive
-from mlpipeline import portable
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.predictor import open_predictor
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.synthetic import StreamConfig, generate_stream
+from mlpipeline.featuresets import portable
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.serving.predictor import open_predictor
 
 REPORTS = Path("dur") / "reports"
 
@@ -275,8 +275,8 @@ def naive_frame(frame: pd.DataFrame, home: Path) -> float:
     import shap
     from mlflow import MlflowClient
 
-    from mlpipeline.features import feature_matrix
-    from mlpipeline.training import split_holdout
+    from mlpipeline.featuresets.features import feature_matrix
+    from mlpipeline.training.steps import split_holdout
 
     d = load_definition("demo")
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
@@ -307,9 +307,9 @@ def naive_frame(frame: pd.DataFrame, home: Path) -> float:
 
 def big_training_cases(work: Path, quick: bool) -> list[Row]:
     """B5 at 1M rows on the synthetic stream: the whole cycle, ours vs the naive way."""
-    from mlpipeline.pipeline import train
-    from mlpipeline.store import open_store
-    from mlpipeline.tracking import Tracker
+    from mlpipeline.featurestore.sql import open_store
+    from mlpipeline.registry.tracking import Tracker
+    from mlpipeline.training.pipeline import train
 
     n = 200_000 if quick else 1_000_000
     frame = generate_stream(StreamConfig(rows_per_day=n // 20, seed=13), 20)

@@ -1,6 +1,6 @@
 """One training cycle on the housing data: mlpipeline's steps vs the naive MLflow way.
 
-Ours: ``mlpipeline.pipeline.train`` (extract → validate → train → evaluate → gate → log
+Ours: ``mlpipeline.training.pipeline.train`` (extract → validate → train → evaluate → gate → log
 model with explicit requirements → pickle-free explainer + SHAP plot → register → promote).
 Naive: the same LightGBM work with ``mlflow.lightgbm.autolog``, default ``log_model``
 (requirement inference), ``mlflow.shap.log_explainer``, ``register_model`` and an alias.
@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.serving import local_settings
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_file
-from mlpipeline.pipeline import train
-from mlpipeline.store import open_store
-from mlpipeline.tracking import Tracker
-from mlpipeline.training import split_holdout
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_file
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.registry.tracking import Tracker
+from mlpipeline.training.pipeline import train
+from mlpipeline.training.steps import split_holdout
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "california_housing.csv"
 

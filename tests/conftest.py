@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, create_engine
 
-from mlpipeline.definition import Definition, load_definition
+from mlpipeline.featuresets.definition import Definition, load_definition
+from mlpipeline.featurestore.sql import SqlFeatureStore
 from mlpipeline.settings import Settings
-from mlpipeline.store import SqlFeatureStore
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HOUSING_CSV = SHARED_DATA / "california_housing.csv"

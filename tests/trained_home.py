@@ -14,15 +14,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.pipeline import train
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.promotion import Promoter
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.promotion import Promoter
+from mlpipeline.registry.tracking import Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.synthetic import StreamConfig, generate_stream
-from mlpipeline.tracking import Tracker
+from mlpipeline.training.pipeline import train
 
 
 def make_settings(home: Path, **extra: object) -> Settings:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from mlpipeline.definition import Definition, load_definition
 from mlpipeline.errors import MlpipelineError
+from mlpipeline.featuresets.definition import Definition, load_definition
 from mlpipeline.settings import Settings, load_settings
 
 try:

@@ -25,8 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mlpipeline import __version__
-from mlpipeline.definition import Definition, available_featuresets, load_definition
 from mlpipeline.errors import BusyError, MlpipelineError
+from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
 from mlpipeline.settings import Settings, load_settings
 
@@ -128,7 +128,7 @@ def _progress(label: str, enabled: bool) -> Iterator[Any]:
 @app.command()
 def init() -> None:
     """Create the durable folders and the feature-store tables (safe to run again)."""
-    from mlpipeline.store import open_store
+    from mlpipeline.featurestore.sql import open_store
 
     settings = _settings()
     for folder in (settings.home, settings.home / "models", settings.home / "mlflow"):
@@ -150,8 +150,8 @@ def ingest(
     featureset: FeaturesetOption,
 ) -> None:
     """Validate FILE against the feature set and write it as one batch, or nothing at all."""
-    from mlpipeline.ingest import ingest_frame, read_batch_file
-    from mlpipeline.store import open_store
+    from mlpipeline.featurestore.ingest import ingest_frame, read_batch_file
+    from mlpipeline.featurestore.sql import open_store
 
     settings = _settings()
     d = _definition(featureset, settings)
@@ -192,7 +192,7 @@ def status(
     ] = False,
 ) -> None:
     """Rows and batches, the champion and its age, recent checks, triggers and the challenger."""
-    from mlpipeline.store import open_store
+    from mlpipeline.featurestore.sql import open_store
 
     settings = _settings()
     names = [featureset] if featureset else available_featuresets(settings.featuresets_dir)
@@ -214,7 +214,7 @@ def status(
                 "last_batch_source": last.source if last else None,
             }
             if ready:
-                from mlpipeline.monitoring import status_of
+                from mlpipeline.monitoring.check import status_of
 
                 entry["serving"] = status_of(settings, store, d, with_registry=not no_registry)
             report.append(entry)
@@ -312,7 +312,7 @@ def generate(
     drift_day: Annotated[int | None, typer.Option(min=0, help="Day from which the world drifts.")] = None,
 ) -> None:
     """Write the synthetic 'demo' stream (delivery times with delayed labels) to a file."""
-    from mlpipeline.synthetic import StreamConfig, generate_stream
+    from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
 
     _settings()
     frame = generate_stream(
@@ -427,11 +427,11 @@ def demo(
 @contextmanager
 def _promoter() -> Iterator[Any]:
     """A promoter over the configured tracking server and pointer store, closed afterwards."""
-    from mlpipeline.model_cache import ModelCache
-    from mlpipeline.pointer import SqlPointerStore
-    from mlpipeline.promotion import Promoter
-    from mlpipeline.store import open_store
-    from mlpipeline.tracking import Tracker
+    from mlpipeline.featurestore.sql import open_store
+    from mlpipeline.registry.model_cache import ModelCache
+    from mlpipeline.registry.pointer import SqlPointerStore
+    from mlpipeline.registry.promotion import Promoter
+    from mlpipeline.registry.tracking import Tracker
 
     settings = _settings()
     store = open_store(settings)
@@ -450,8 +450,8 @@ ReasonOption = Annotated[
 @app.command()
 def train(featureset: FeaturesetOption, reason: ReasonOption = "manual") -> None:
     """Train, evaluate and gate a new model version; promote it if it beats production."""
-    from mlpipeline.pipeline import train as run_train
-    from mlpipeline.store import open_store
+    from mlpipeline.featurestore.sql import open_store
+    from mlpipeline.training.pipeline import train as run_train
 
     settings = _settings()
     d = _definition(featureset, settings)
@@ -481,7 +481,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List model versions with metrics, aliases and gate decisions."""
-    from mlpipeline.tracking import Tracker
+    from mlpipeline.registry.tracking import Tracker
 
     settings = _settings()
     d = _definition(featureset, settings)
@@ -569,9 +569,9 @@ def predict(
     """Score a file with the production model (validated first: nothing is written on bad input)."""
     import time
 
-    from mlpipeline.batch_io import detect_format, read_requests, render_predictions
     from mlpipeline.errors import NotFoundError
-    from mlpipeline.predictor import open_predictor
+    from mlpipeline.serving.batch_io import detect_format, read_requests, render_predictions
+    from mlpipeline.serving.predictor import open_predictor
 
     settings = _settings()
     d = _definition(featureset, settings)
@@ -624,8 +624,8 @@ def serve(
     """Serve the production model over HTTP; a promotion is picked up within the poll interval."""
     import uvicorn
 
-    from mlpipeline.api import create_app
-    from mlpipeline.predictor import open_predictor
+    from mlpipeline.serving.api import create_app
+    from mlpipeline.serving.predictor import open_predictor
 
     settings = _settings()
     d = _definition(featureset, settings)
@@ -706,8 +706,8 @@ def check(
     Exits 75 (try again later) when the check is recorded but its retrain could not run;
     the retrain is then pending and the next check retries it.
     """
-    from mlpipeline.monitoring import run_check
-    from mlpipeline.store import open_store
+    from mlpipeline.featurestore.sql import open_store
+    from mlpipeline.monitoring.check import run_check
 
     settings = _settings()
     d = _definition(featureset, settings)
@@ -738,11 +738,10 @@ def watch(
     import threading
     from datetime import timedelta
 
-    from mlpipeline.monitoring import NEXT_CHECK_KEY, run_check
-    from mlpipeline.store import open_store
-    from mlpipeline.store.sql import utcnow
-    from mlpipeline.triggers import parse_duration
-    from mlpipeline.watch import watch_loop
+    from mlpipeline.featurestore.sql import open_store, utcnow
+    from mlpipeline.monitoring.check import NEXT_CHECK_KEY, run_check
+    from mlpipeline.monitoring.watch import watch_loop
+    from mlpipeline.settings import parse_duration
 
     settings = _settings()
     d = _definition(featureset, settings)

@@ -1,6 +1,6 @@
 """The main job on the embedded default: the whole continuous-training story, offline.
 
-It replays the synthetic ``demo`` stream (:mod:`mlpipeline.synthetic`) one simulated day
+It replays the synthetic ``demo`` stream (:mod:`mlpipeline.featurestore.synthetic`) one simulated day
 at a time, the way production runs it:
 
 1. the first days land in the feature store and version 1 is trained and promoted;
@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from mlpipeline.definition import Definition, available_featuresets, load_definition
-from mlpipeline.ingest import ingest_file
+from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
+from mlpipeline.featurestore.ingest import ingest_file
+from mlpipeline.featurestore.sql import SqlFeatureStore, open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
 from mlpipeline.logs import log_context
 from mlpipeline.settings import Settings
-from mlpipeline.store import SqlFeatureStore, open_store
-from mlpipeline.synthetic import StreamConfig, generate_day
 
 __all__ = ["CSV_OVERRIDES", "DEMO_OVERRIDES", "DayRow", "DemoReport", "run_csv_demo", "run_demo"]
 
@@ -155,8 +155,8 @@ def _first_model(
     report: DemoReport,
     say: Callable[[str], None],
 ) -> None:
-    from mlpipeline.pipeline import train
-    from mlpipeline.pointer import SqlPointerStore
+    from mlpipeline.registry.pointer import SqlPointerStore
+    from mlpipeline.training.pipeline import train
 
     if SqlPointerStore(store).get("demo") is not None:
         say("a champion exists already (demo ran before); continuing with it")
@@ -183,8 +183,8 @@ def _serve_and_check(
 ) -> DayRow:
     import pandas as pd
 
-    from mlpipeline.monitoring import run_check
-    from mlpipeline.predictor import open_predictor
+    from mlpipeline.monitoring.check import run_check
+    from mlpipeline.serving.predictor import open_predictor
 
     frame = pd.read_csv(folder / f"day-{day:03d}.csv")
     with open_predictor(settings, "demo", background_log=False) as predictor:
@@ -205,7 +205,7 @@ def _serve_and_check(
         retrained = f"v{result.retrain['version']} {result.retrain.get('action')}"
     elif result.retrain.get("error"):
         retrained = "failed"
-    from mlpipeline.pointer import SqlPointerStore
+    from mlpipeline.registry.pointer import SqlPointerStore
 
     pointer = SqlPointerStore(store).get("demo")
     decision = result.decision
@@ -224,9 +224,9 @@ def _serve_and_check(
 
 
 def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
-    from mlpipeline.pointer import SqlPointerStore
-    from mlpipeline.reports import draw_timeline
-    from mlpipeline.store.checks import CheckRecords
+    from mlpipeline.featurestore.checks import CheckRecords
+    from mlpipeline.monitoring.reports import draw_timeline
+    from mlpipeline.registry.pointer import SqlPointerStore
 
     synthetic = d.name == "demo"
     return draw_timeline(
@@ -267,11 +267,11 @@ def run_csv_demo(
     """Replay a real data set in ``batches`` ordered by ``order_by`` (default: the first
     categorical feature), so later batches come from a different part of the population."""
     from mlpipeline.errors import ConfigError, NotFoundError
-    from mlpipeline.ingest import ingest_frame, read_batch_file
-    from mlpipeline.monitoring import run_check
-    from mlpipeline.pipeline import train
-    from mlpipeline.pointer import SqlPointerStore
-    from mlpipeline.predictor import open_predictor
+    from mlpipeline.featurestore.ingest import ingest_frame, read_batch_file
+    from mlpipeline.monitoring.check import run_check
+    from mlpipeline.registry.pointer import SqlPointerStore
+    from mlpipeline.serving.predictor import open_predictor
+    from mlpipeline.training.pipeline import train
 
     settings = settings.model_copy(update=CSV_OVERRIDES)
     d = load_definition(featureset, settings.featuresets_dir)

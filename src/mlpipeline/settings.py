@@ -12,6 +12,7 @@ everything else receives it as an argument. Nothing here runs at import time.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -21,9 +22,8 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlpipeline.errors import ConfigError
-from mlpipeline.triggers import parse_duration
 
-__all__ = ["SECRET_ENV", "Settings", "load_settings"]
+__all__ = ["SECRET_ENV", "Settings", "format_duration", "load_settings", "parse_duration"]
 
 #: Environment variables that hold credentials of the clients mlpipeline uses (never logged).
 SECRET_ENV = (
@@ -36,6 +36,44 @@ SECRET_ENV = (
 )
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_ACCEPTED = "a whole number followed by s, m, h or d, e.g. '30s', '15m', '1h', '7d'"
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"30s"``, ``"15m"``, ``"1h"``, ``"7d"`` → :class:`~datetime.timedelta`.
+
+    One whole number and one unit (seconds, minutes, hours, days), surrounding spaces and
+    upper case tolerated. ``"0s"`` parses (a zero cooldown is meaningful); whether zero is
+    allowed is up to the setting that uses it. Anything else raises :class:`ConfigError`
+    naming the value and the accepted forms, because durations come from settings and
+    command-line options a person typed.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"duration {text!r} is not text; use {_ACCEPTED}")
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ConfigError(f"invalid duration {text!r}: use {_ACCEPTED}")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def format_duration(span: timedelta) -> str:
+    """A compact human form: ``7d``, ``1d 2h``, ``15m``, ``45s`` (sub-second parts dropped).
+
+    At most the two largest non-zero units are shown; a negative span gets a minus sign.
+    """
+    seconds = int(span.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return sign + (" ".join(parts[:2]) if parts else "0s")
 
 
 class Settings(BaseSettings):

@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy import inspect
 
 from mlpipeline.cli import main
-from mlpipeline.definition import load_definition
-from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.tracking import CHALLENGER, CHAMPION, Tracker
 from tests.trained_home import Trained, _repoint_artifacts, make_settings
 
 #: In place of an MLP code: a usage error reported by click itself (bad option or argument, exit 2).

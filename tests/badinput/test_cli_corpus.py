@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlpipeline.synthetic import StreamConfig, generate_day
-from mlpipeline.tracking import Tracker
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
+from mlpipeline.registry.tracking import Tracker
 from tests.badinput.corpus import USAGE, CliCase, Ctx, copy_home, env_for, run_cli, snapshot
 from tests.trained_home import Trained
 

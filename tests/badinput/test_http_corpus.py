@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlpipeline.api import create_app
-from mlpipeline.model_cache import ModelCache
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.prediction_log import PredictionLog
-from mlpipeline.predictor import Predictor
-from mlpipeline.store import SqlFeatureStore, open_store
-from mlpipeline.tracking import Tracker
+from mlpipeline.featurestore.sql import SqlFeatureStore, open_store
+from mlpipeline.registry.model_cache import ModelCache
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import Tracker
+from mlpipeline.serving.api import create_app
+from mlpipeline.serving.prediction_log import PredictionLog
+from mlpipeline.serving.predictor import Predictor
 from tests.badinput.corpus import HttpCase, copy_home, snapshot
 from tests.trained_home import Trained
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlpipeline.cli import main
-from mlpipeline.synthetic import StreamConfig, generate_day
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

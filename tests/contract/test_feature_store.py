@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.definition import Definition
 from mlpipeline.errors import DataValidationError, EmptyBatchError
-from mlpipeline.ingest import content_hash, ingest_file, ingest_frame
-from mlpipeline.store import SqlFeatureStore, Watermark
-from mlpipeline.synthetic import StreamConfig, generate_day, generate_stream
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.base import Watermark
+from mlpipeline.featurestore.ingest import content_hash, ingest_file, ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day, generate_stream
 
 CFG = StreamConfig(seed=11, rows_per_day=200)
 
@@ -125,8 +126,8 @@ def test_empty_batch_rejected(store: SqlFeatureStore, demo_def: Definition, tmp_
 
 
 def test_csv_and_parquet_of_same_data_hash_alike(demo_def: Definition, tmp_path: Path) -> None:
-    from mlpipeline.ingest import read_batch_file
-    from mlpipeline.validation import validate_batch
+    from mlpipeline.featurestore.ingest import read_batch_file
+    from mlpipeline.featurestore.validation import validate_batch
 
     frame = generate_day(CFG, 0)
     frame.to_csv(tmp_path / "d.csv", index=False)
@@ -245,7 +246,7 @@ def test_progress_is_reported_per_chunk(store: SqlFeatureStore, demo_def: Defini
 
 
 def test_sql_looking_text_is_stored_verbatim(store: SqlFeatureStore, tmp_path: Path) -> None:
-    from mlpipeline.definition import parse_definition
+    from mlpipeline.featuresets.definition import parse_definition
 
     d = parse_definition(
         {

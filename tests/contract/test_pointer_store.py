@@ -16,11 +16,10 @@ from datetime import timedelta
 import pytest
 
 from mlpipeline.errors import StoreError
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.iris.globals import native_global
 from mlpipeline.iris.pointer_store import PRODUCTION, GlobalPointerStore
-from mlpipeline.pointer import HistoryEntry, Pointer, PointerStore, SqlPointerStore
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.store.sql import utcnow
+from mlpipeline.registry.pointer import HistoryEntry, Pointer, PointerStore, SqlPointerStore
 from tests.conftest import iris_url
 from tests.iris.fakes import FakeGref
 

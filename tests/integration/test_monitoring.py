@@ -11,19 +11,19 @@ from PIL import Image
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from sqlalchemy import func, select
 
-from mlpipeline.definition import Definition, load_definition
 from mlpipeline.demo import DayRow, run_demo
 from mlpipeline.errors import MlpipelineError
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.monitoring import run_check, status_of
-from mlpipeline.pipeline import train
-from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.featuresets.definition import Definition, load_definition
+from mlpipeline.featurestore.checks import CheckRecords
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
+from mlpipeline.monitoring.check import run_check, status_of
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.store.checks import CheckRecords
-from mlpipeline.synthetic import StreamConfig, generate_day
-from mlpipeline.tracking import Tracker
-from mlpipeline.training import evaluate
+from mlpipeline.training.pipeline import train
+from mlpipeline.training.steps import evaluate
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -47,8 +47,8 @@ def test_shortened_demo_degrades_retrains_and_recovers(settings: Settings) -> No
     assert rows[-1].r2 > first_retrain.r2, "R² recovers"
 
     # The promoted version beats the old champion on post-drift rows neither was trained on.
-    from mlpipeline.model_cache import ModelCache, ModelRef
-    from mlpipeline.training import columns_of
+    from mlpipeline.registry.model_cache import ModelCache, ModelRef
+    from mlpipeline.training.steps import columns_of
 
     demo_settings = settings.model_copy(update={"training_window": "4d"})
     fresh = generate_day(StreamConfig(seed=99, rows_per_day=1_500, drift_day=0), 30)
@@ -123,8 +123,8 @@ def test_check_is_incremental_and_matches_reference_metrics(trained: Settings, d
     rows = store.training_window(demo_def, as_of=start + timedelta(days=5))
     known = set(store.training_window(demo_def, as_of=start + timedelta(days=3))["order_id"])
     rows = rows[~rows["order_id"].isin(known)]
-    from mlpipeline.model_cache import ModelCache
-    from mlpipeline.training import columns_of
+    from mlpipeline.registry.model_cache import ModelCache
+    from mlpipeline.training.steps import columns_of
 
     pointer = SqlPointerStore(store).get("demo")
     assert pointer is not None
@@ -139,7 +139,7 @@ def test_check_is_incremental_and_matches_reference_metrics(trained: Settings, d
 
 
 def test_served_predictions_are_joined(trained: Settings, demo_def: Definition) -> None:
-    from mlpipeline.predictor import open_predictor
+    from mlpipeline.serving.predictor import open_predictor
 
     store = open_store(trained)
     day = generate_day(StreamConfig(rows_per_day=600), 3)

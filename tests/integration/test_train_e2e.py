@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from mlpipeline.definition import Definition
 from mlpipeline.errors import DataValidationError
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.pipeline import train
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.promotion import Promoter, PromotionError
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore, open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.promotion import Promoter, PromotionError
+from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store import SqlFeatureStore, open_store
-from mlpipeline.synthetic import StreamConfig, generate_stream
-from mlpipeline.tracking import CHALLENGER, CHAMPION, Tracker
+from mlpipeline.training.pipeline import train
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def test_failures_leave_production_unchanged(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("mlpipeline.pipeline.build_model_dir", broken)
+    monkeypatch.setattr("mlpipeline.training.pipeline.build_model_dir", broken)
     with pytest.raises(OSError, match="disk full"):
         train(better, store, demo_def)
     assert state(settings, store) == ("1", "1")
@@ -181,8 +181,8 @@ def test_one_training_at_a_time_and_abandoned_runs_are_closed(
     from datetime import timedelta
 
     from mlpipeline.errors import BusyError
-    from mlpipeline.pipeline import TRAIN_LEASE
-    from mlpipeline.store.lease import LeaseHolder
+    from mlpipeline.featurestore.lease import LeaseHolder
+    from mlpipeline.training.pipeline import TRAIN_LEASE
 
     leases = LeaseHolder(store, "demo")
     assert leases.acquire(TRAIN_LEASE, "someone-else", timedelta(minutes=5)) is not None

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.definition import load_definition
+from mlpipeline.featuresets.definition import load_definition
 from mlpipeline.iris import bridge
 from tests.iris.fakes import FakeGref
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlpipeline.featurestore.sql import open_store
 from mlpipeline.iris import bridge
 from mlpipeline.iris.pointer_store import GlobalPointerStore
-from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.registry.pointer import SqlPointerStore
 from mlpipeline.settings import load_settings
-from mlpipeline.store import open_store
 from tests.iris import objectscript as os_
 from tests.iris.conftest import housing_sample
 from tests.iris.fakes import FakeGref
@@ -87,8 +87,8 @@ def global_version(node: FakeGref, featureset: str = "housing") -> str | None:
 
 
 def test_every_class_method_runs_through_the_bridge(bridge_env: Path, gref: FakeGref, tmp_path: Path) -> None:
-    from mlpipeline.predictor import open_predictor
-    from mlpipeline.tracking import CHALLENGER, Tracker
+    from mlpipeline.registry.tracking import CHALLENGER, Tracker
+    from mlpipeline.serving.predictor import open_predictor
 
     run = Runner()
     data = tmp_path / "data"

@@ -12,10 +12,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from mlpipeline.definition import load_definition
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featuresets.portable import compile_arithmetic
 from mlpipeline.iris import bridge
 from mlpipeline.iris.pointer_store import PRODUCTION
-from mlpipeline.portable import compile_arithmetic
 from mlpipeline.settings import Settings
 from tests.iris import objectscript as os_
 

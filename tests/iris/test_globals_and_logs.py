@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mlpipeline.errors import StoreError
+from mlpipeline.featurestore.sql import SqlFeatureStore
 from mlpipeline.iris.console_log import ConsoleLogHandler, install_console_log, severity_of
 from mlpipeline.iris.globals import (
     ROOT,
@@ -21,8 +22,7 @@ from mlpipeline.iris.globals import (
 )
 from mlpipeline.iris.pointer_store import HISTORY, PRODUCTION, GlobalPointerStore, MirroredPointerStore
 from mlpipeline.logs import log_context
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.store import SqlFeatureStore
+from mlpipeline.registry.pointer import SqlPointerStore
 from tests.contract.test_pointer_store import pointer
 from tests.iris.fakes import FakeGref, FakeSystem
 
@@ -186,7 +186,7 @@ def console() -> Any:
 
 
 def test_events_go_to_write_to_console_log_as_one_line(console: FakeSystem) -> None:
-    log = logging.getLogger("mlpipeline.pipeline")
+    log = logging.getLogger("mlpipeline.training.pipeline")
     with log_context(featureset="housing", run_id="abc"):
         log.info("step done", extra={"step": "fit", "seconds": 1.25})
         log.warning("slow\nmulti-line")
@@ -198,11 +198,13 @@ def test_events_go_to_write_to_console_log_as_one_line(console: FakeSystem) -> N
     lines = console.lines
     assert [(prefix, sev) for _, prefix, sev in lines] == [(0, 0), (0, 1), (0, 2)]
     first = lines[0][0]
-    assert first.startswith("mlpipeline.pipeline: step done")
+    assert first.startswith("mlpipeline.training.pipeline: step done")
     assert "featureset=housing" in first
     assert "run_id=abc" in first
     assert "step=fit" in first
-    assert lines[1][0] == "mlpipeline.pipeline: slow multi-line featureset=housing run_id=abc", "one line"
+    assert lines[1][0] == "mlpipeline.training.pipeline: slow multi-line featureset=housing run_id=abc", (
+        "one line"
+    )
     assert lines[2][0].endswith("error=ValueError: boom")
 
 
@@ -215,14 +217,14 @@ def test_long_events_are_cut() -> None:
 
 
 def test_events_of_other_threads_are_written_by_the_owner_thread(console: FakeSystem) -> None:
-    log = logging.getLogger("mlpipeline.prediction_log")
+    log = logging.getLogger("mlpipeline.serving.prediction_log")
     worker = threading.Thread(target=lambda: log.warning("from a worker"))
     worker.start()
     worker.join()
     assert console.lines == [], "nothing written from a thread that is not IRIS's"
     for handler in logging.getLogger("mlpipeline").handlers:
         handler.flush()
-    assert [m for m, _, _ in console.lines] == ["mlpipeline.prediction_log: from a worker"]
+    assert [m for m, _, _ in console.lines] == ["mlpipeline.serving.prediction_log: from a worker"]
     assert console.threads == {threading.get_ident()}
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import event, text
 
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_frame
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore
 from mlpipeline.iris.projection import PROJECTIONS, projection_table, refresh_projection
-from mlpipeline.store import SqlFeatureStore
 from tests.iris import objectscript as os_
 from tests.iris.conftest import housing_sample
 

@@ -7,10 +7,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from mlpipeline.definition import Definition
-from mlpipeline.features import feature_matrix
-from mlpipeline.ingest import ingest_file
-from mlpipeline.store import SqlFeatureStore
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.features import feature_matrix
+from mlpipeline.featurestore.ingest import ingest_file
+from mlpipeline.featurestore.sql import SqlFeatureStore
 
 from ..conftest import HOUSING_CSV
 

@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.definition import Definition
-from mlpipeline.ingest import ingest_file
-from mlpipeline.pipeline import train
-from mlpipeline.predictor import open_predictor
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.ingest import ingest_file
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.registry.tracking import CHAMPION, Tracker
+from mlpipeline.serving.predictor import open_predictor
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.tracking import CHAMPION, Tracker
-from mlpipeline.training import columns_of
+from mlpipeline.training.pipeline import train
+from mlpipeline.training.steps import columns_of
 
 from ..conftest import HOUSING_CSV
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from mlpipeline.model_cache import ModelCache
-from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.featurestore.lease import LeaseHolder
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.registry.model_cache import ModelCache
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.store.lease import LeaseHolder
-from mlpipeline.tracking import CHALLENGER, CHAMPION, Tracker
 from tests.serving.test_hot_swap_http import env_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,12 +3,12 @@
     python -m tests.reliability.killer MODULE:ATTRIBUTE before|after CLI-ARGS...
     python -m tests.reliability.killer - none CLI-ARGS...      (no fault: the plain CLI)
 
-The named function (e.g. ``mlpipeline.tracking:Tracker.set_alias``) is wrapped so that the
+The named function (e.g. ``mlpipeline.registry.tracking:Tracker.set_alias``) is wrapped so that the
 process sends itself SIGKILL just before it runs or just after it returns: no ``finally``
 block, ``atexit`` hook or destructor runs, exactly as when the machine's OOM killer or an
 operator's ``kill -9`` strikes. Everything else is the real CLI on the real stores. A module
-attribute is replaced where the caller looks it up (``mlpipeline.pipeline:fit``, not
-``mlpipeline.training:fit``); a class attribute is replaced for every caller.
+attribute is replaced where the caller looks it up (``mlpipeline.training.pipeline:fit``, not
+``mlpipeline.training.steps:fit``); a class attribute is replaced for every caller.
 """
 
 from __future__ import annotations

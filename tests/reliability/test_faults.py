@@ -17,14 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlpipeline.definition import load_definition
 from mlpipeline.errors import BusyError, StoreUnavailableError
-from mlpipeline.ingest import ingest_frame
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.checks import RETRAIN_PENDING_KEY, CheckRecords
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
+from mlpipeline.registry.tracking import Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.store.checks import RETRAIN_PENDING_KEY, CheckRecords
-from mlpipeline.synthetic import StreamConfig, generate_day
-from mlpipeline.tracking import Tracker
 from tests.reliability.helpers import REPO, registry_state, run_cli
 from tests.serving.test_hot_swap_http import env_for
 from tests.trained_home import Trained

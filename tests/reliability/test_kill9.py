@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from mlpipeline.definition import load_definition
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day, generate_stream
+from mlpipeline.registry.pointer import SqlPointerStore
 from mlpipeline.settings import Settings
-from mlpipeline.store import open_store
-from mlpipeline.synthetic import StreamConfig, generate_day, generate_stream
 from tests.reliability.helpers import (
     Kill,
     assert_consistent,
@@ -42,24 +42,24 @@ from tests.trained_home import Trained, make_settings
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TRAIN_KILLS = [
-    Kill("extract", "mlpipeline.store.sql:SqlFeatureStore.training_window"),
-    Kill("validate", "mlpipeline.pipeline:validate_training_data"),
-    Kill("fit", "mlpipeline.pipeline:fit"),
-    Kill("log_model", "mlpipeline.tracking:Tracker.log_artifacts"),
-    Kill("explainer", "mlpipeline.pipeline:_explain"),
-    Kill("register", "mlpipeline.tracking:Tracker.register"),
-    Kill("alias_moved", "mlpipeline.tracking:Tracker.set_alias"),
-    Kill("pointer_moved", "mlpipeline.pointer:SqlPointerStore.set"),
-    Kill("tags", "mlpipeline.tracking:Tracker.set_version_tags", "before"),
-    Kill("training_done", "mlpipeline.store.checks:CheckRecords.training_done", "before"),
+    Kill("extract", "mlpipeline.featurestore.sql:SqlFeatureStore.training_window"),
+    Kill("validate", "mlpipeline.training.pipeline:validate_training_data"),
+    Kill("fit", "mlpipeline.training.pipeline:fit"),
+    Kill("log_model", "mlpipeline.registry.tracking:Tracker.log_artifacts"),
+    Kill("explainer", "mlpipeline.training.pipeline:_explain"),
+    Kill("register", "mlpipeline.registry.tracking:Tracker.register"),
+    Kill("alias_moved", "mlpipeline.registry.tracking:Tracker.set_alias"),
+    Kill("pointer_moved", "mlpipeline.registry.pointer:SqlPointerStore.set"),
+    Kill("tags", "mlpipeline.registry.tracking:Tracker.set_version_tags", "before"),
+    Kill("training_done", "mlpipeline.featurestore.checks:CheckRecords.training_done", "before"),
 ]
 
 PROMOTE_KILLS = [
-    Kill("download", "mlpipeline.tracking:Tracker.download"),
-    Kill("cached", "mlpipeline.model_cache:ModelCache.ensure"),
-    Kill("alias_moved", "mlpipeline.tracking:Tracker.set_alias"),
-    Kill("pointer_moved", "mlpipeline.pointer:SqlPointerStore.set"),
-    Kill("tags", "mlpipeline.tracking:Tracker.set_version_tags", "before"),
+    Kill("download", "mlpipeline.registry.tracking:Tracker.download"),
+    Kill("cached", "mlpipeline.registry.model_cache:ModelCache.ensure"),
+    Kill("alias_moved", "mlpipeline.registry.tracking:Tracker.set_alias"),
+    Kill("pointer_moved", "mlpipeline.registry.pointer:SqlPointerStore.set"),
+    Kill("tags", "mlpipeline.registry.tracking:Tracker.set_version_tags", "before"),
 ]
 
 
@@ -145,7 +145,7 @@ def test_kill_during_ingest_leaves_nothing_and_reruns(fresh: Settings, tmp_path:
             store.dispose()
 
     before = counts()
-    kill = Kill("write_rows", "mlpipeline.store.sql:SqlFeatureStore._write_rows")
+    kill = Kill("write_rows", "mlpipeline.featurestore.sql:SqlFeatureStore._write_rows")
     crashed = run_cli(fresh, "ingest", str(batch), "-f", "demo", kill=kill)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert counts() == before

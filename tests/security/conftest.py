@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlpipeline.store import SqlFeatureStore, open_store
+from mlpipeline.featurestore.sql import SqlFeatureStore, open_store
 from tests.trained_home import Trained
 
 

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlpipeline import api
-from mlpipeline.api import create_app
-from mlpipeline.model_cache import ModelCache
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.predictor import Predictor
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.tracking import Tracker
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.registry.model_cache import ModelCache
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import Tracker
+from mlpipeline.serving import api
+from mlpipeline.serving.api import create_app
+from mlpipeline.serving.predictor import Predictor
 from tests.trained_home import Trained
 
 pytestmark = pytest.mark.slow

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 
 from mlpipeline.cli import main
-from mlpipeline.digests import digest, manifest_of
 from mlpipeline.errors import ModelIntegrityError
-from mlpipeline.model_cache import ModelCache, load_verified
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.predictor import Predictor
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.tracking import Tracker
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.registry.digests import digest, manifest_of
+from mlpipeline.registry.model_cache import ModelCache, load_verified
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import Tracker
+from mlpipeline.serving.predictor import Predictor
 from tests.trained_home import Trained
 
 pytestmark = pytest.mark.slow

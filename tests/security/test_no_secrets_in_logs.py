@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from sqlalchemy.engine import make_url
 
-from mlpipeline.definition import load_definition
+from mlpipeline.featuresets.definition import load_definition
 from tests.serving.test_hot_swap_http import wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

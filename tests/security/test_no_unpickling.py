@@ -22,10 +22,10 @@ import httpx
 import pytest
 import yaml
 
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.promotion import Promoter
-from mlpipeline.store import open_store
-from mlpipeline.tracking import Tracker
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.promotion import Promoter
+from mlpipeline.registry.tracking import Tracker
 from tests.serving.test_hot_swap_http import env_for, wait_healthy
 from tests.trained_home import Trained
 

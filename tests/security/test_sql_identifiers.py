@@ -21,46 +21,50 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from mlpipeline import definition as definition_module
-from mlpipeline.definition import IDENTIFIER, load_definition, parse_definition
 from mlpipeline.errors import DefinitionError
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.store import SqlFeatureStore
+from mlpipeline.featuresets import definition as definition_module
+from mlpipeline.featuresets.definition import IDENTIFIER, load_definition, parse_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore
 
-PACKAGE = Path(definition_module.__file__).resolve().parent
+PACKAGE = Path(definition_module.__file__).resolve().parents[1]
 
 # (file, enclosing function, source of the SQL argument) -> why it is safe.
 ALLOWED: dict[tuple[str, str, str], str] = {
     (
-        "store/sql.py",
+        "featurestore/sql.py",
         "SqlFeatureStore._write_rows",
         "compiled.string",
     ): "SQLAlchemy's own compilation of insert(table): identifiers quoted by the dialect, values bound",
     (
-        "store/sql.py",
+        "featurestore/sql.py",
         "SqlFeatureStore._write_rows",
         "f\"COPY {prep.format_table(table)} ({', '.join((prep.quote(n) for n in names))}) "
         'FROM STDIN WITH (FORMAT csv)"',
     ): "table and column names of a validated definition, each quoted by the PostgreSQL dialect's "
     "identifier preparer; the rows travel as CSV data, never as SQL",
     (
-        "store/sql.py",
+        "featurestore/sql.py",
         "_configure_sqlite._on_begin",
         "'BEGIN IMMEDIATE' if immediate else 'BEGIN'",
     ): "two constant statements chosen by a boolean execution option",
-    ("store/sql.py", "_configure_sqlite._on_connect", "'PRAGMA foreign_keys=ON'"): "a constant SQLite pragma",
     (
-        "store/sql.py",
+        "featurestore/sql.py",
+        "_configure_sqlite._on_connect",
+        "'PRAGMA foreign_keys=ON'",
+    ): "a constant SQLite pragma",
+    (
+        "featurestore/sql.py",
         "_configure_sqlite._on_connect",
         "'PRAGMA journal_mode=WAL'",
     ): "a constant SQLite pragma",
     (
-        "store/sql.py",
+        "featurestore/sql.py",
         "_configure_sqlite._on_connect",
         "'PRAGMA synchronous=NORMAL'",
     ): "a constant SQLite pragma",
     (
-        "store/sql.py",
+        "featurestore/sql.py",
         "_configure_sqlite._on_connect",
         "f'PRAGMA busy_timeout={int(busy_timeout_s * 1000)}'",
     ): "the only interpolation is int() of a float setting: digits, never text",

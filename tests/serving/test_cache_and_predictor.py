@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import func, select
 
 from mlpipeline.errors import DataValidationError, ModelIntegrityError, NotFoundError
-from mlpipeline.model_cache import SHA_TAG, ModelCache
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.prediction_log import PredictionLog
-from mlpipeline.predictor import Predictor
-from mlpipeline.promotion import Promoter
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.tracking import Tracker
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.registry.model_cache import SHA_TAG, ModelCache
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.promotion import Promoter
+from mlpipeline.registry.tracking import Tracker
+from mlpipeline.serving.prediction_log import PredictionLog
+from mlpipeline.serving.predictor import Predictor
 from tests.trained_home import Trained
 
 pytestmark = pytest.mark.slow
@@ -160,7 +160,7 @@ def test_predictor_swaps_after_promotion_and_keeps_requests_consistent(
     assert not np.allclose(before.values, after.values)
     # Each request is answered by one model: v2's answers equal v2's booster on the same rows.
     serving = predictor.current()
-    from mlpipeline import portable
+    from mlpipeline.featuresets import portable
 
     expected = serving.model.model.predict(
         portable.assemble(serving.model.spec, serving.contract.from_records(records).values, len(records))

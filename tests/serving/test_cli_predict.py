@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from mlpipeline.cli import main
-from mlpipeline.predictor import open_predictor
-from mlpipeline.store import open_store
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.serving.predictor import open_predictor
 from tests.trained_home import Trained
 
 from .test_hot_swap_http import env_for

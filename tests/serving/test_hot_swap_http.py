@@ -16,7 +16,7 @@ import pytest
 from benchmarks.serving import child_env as env_for  # one way to hand settings to a child CLI
 from sqlalchemy import func, select
 
-from mlpipeline.store import open_store
+from mlpipeline.featurestore.sql import open_store
 from tests.trained_home import Trained
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

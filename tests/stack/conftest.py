@@ -31,12 +31,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from mlpipeline.definition import Definition
-from mlpipeline.ingest import ingest_frame
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore, open_store
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
 from mlpipeline.settings import Settings
 from mlpipeline.stack import Stack, StackConfig, StackError, port_open
-from mlpipeline.store import SqlFeatureStore, open_store
-from mlpipeline.synthetic import StreamConfig, generate_stream
 
 from ..conftest import service_missing
 

@@ -20,19 +20,19 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from mlpipeline.definition import Definition
-from mlpipeline.digests import digest, manifest_of_bytes
-from mlpipeline.ingest import ingest_frame
-from mlpipeline.model_cache import ModelCache
-from mlpipeline.monitoring import run_check
-from mlpipeline.pipeline import train
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.predictor import Predictor
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.monitoring.check import run_check
+from mlpipeline.registry.digests import digest, manifest_of_bytes
+from mlpipeline.registry.model_cache import ModelCache
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import CHAMPION, Tracker
+from mlpipeline.serving.predictor import Predictor
 from mlpipeline.stack import Stack
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.synthetic import StreamConfig, generate_stream
-from mlpipeline.tracking import CHAMPION, Tracker
-from mlpipeline.training import columns_of
+from mlpipeline.training.pipeline import train
+from mlpipeline.training.steps import columns_of
 
 from .conftest import demo_store, stack_settings
 

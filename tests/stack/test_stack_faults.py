@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from mlpipeline.definition import Definition
 from mlpipeline.errors import TrackingError
-from mlpipeline.pipeline import train
-from mlpipeline.pointer import SqlPointerStore
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.sql import SqlFeatureStore
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.tracking import CHAMPION, Tracker
 from mlpipeline.settings import Settings
 from mlpipeline.stack import Stack
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.tracking import CHAMPION, Tracker
+from mlpipeline.training.pipeline import train
 
 from .conftest import demo_store, ensure_postgres_running, restart_postgres, stack_settings
 

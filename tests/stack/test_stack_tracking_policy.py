@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mlpipeline.errors import TrackingError
+from mlpipeline.registry.tracking import Tracker
 from mlpipeline.settings import Settings
 from mlpipeline.stack import free_port, redact
-from mlpipeline.tracking import Tracker
 
 VARS = (
     "MLFLOW_HTTP_REQUEST_TIMEOUT",

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline import portable
-from mlpipeline.batch_io import detect_format, read_requests, render_predictions
-from mlpipeline.definition import load_definition
 from mlpipeline.errors import DataValidationError
-from mlpipeline.features import feature_spec
-from mlpipeline.predictor import Prediction
-from mlpipeline.scoring import InputContract
+from mlpipeline.featuresets import portable
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featuresets.features import feature_spec
+from mlpipeline.serving.batch_io import detect_format, read_requests, render_predictions
+from mlpipeline.serving.predictor import Prediction
+from mlpipeline.serving.scoring import InputContract
 
 DEMO_HEADER = "order_id,distance_km,items,hour,weekday,temperature_c,courier_rating,region"
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from mlpipeline.definition import available_featuresets, load_definition, parse_definition
 from mlpipeline.errors import DefinitionError, ExpressionError, NotFoundError
-from mlpipeline.expressions import compile_expression
+from mlpipeline.featuresets.definition import available_featuresets, load_definition, parse_definition
+from mlpipeline.featuresets.expressions import compile_expression
 
 
 def base() -> dict[str, Any]:

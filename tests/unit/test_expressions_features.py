@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from mlpipeline.definition import load_definition, parse_definition
-from mlpipeline.expressions import compile_expression
-from mlpipeline.features import category_vocabulary, encode_categorical, feature_matrix
+from mlpipeline.featuresets.definition import load_definition, parse_definition
+from mlpipeline.featuresets.expressions import compile_expression
+from mlpipeline.featuresets.features import category_vocabulary, encode_categorical, feature_matrix
 
 
 def test_arithmetic_matches_python() -> None:

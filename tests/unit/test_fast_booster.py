@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mlpipeline.fast_booster import SingleRowPredictor
+from mlpipeline.serving.fast_booster import SingleRowPredictor
 
 NCOL = 6
 CATEGORICAL = 5  # column index of a categorical feature (codes 0..4, as the feature spec encodes them)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from mlpipeline.gate import GatePolicy, decide
+from mlpipeline.training.gate import GatePolicy, decide
 
 AUTO = GatePolicy(r2_floor=0.5, min_improvement=0.01, mode="auto")
 MANUAL = GatePolicy(r2_floor=0.5, min_improvement=0.01, mode="manual")

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.digests import digest, manifest_of_bytes, read_folder
-from mlpipeline.model_cache import load_verified
+from mlpipeline.registry.digests import digest, manifest_of_bytes, read_folder
+from mlpipeline.registry.model_cache import load_verified
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "model_before_layout"
 

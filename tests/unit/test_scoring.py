@@ -10,12 +10,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from mlpipeline import portable, scoring
-from mlpipeline.definition import load_definition
 from mlpipeline.errors import DataValidationError, Problem
-from mlpipeline.features import feature_spec
-from mlpipeline.scoring import MAX_ROWS_SHOWN, InputContract, Inputs
-from mlpipeline.synthetic import StreamConfig, generate_stream
+from mlpipeline.featuresets import portable
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featuresets.features import feature_spec
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.serving import scoring
+from mlpipeline.serving.scoring import MAX_ROWS_SHOWN, InputContract, Inputs
 
 FloatArray = npt.NDArray[np.float64]
 DROP = object()  # marks a field to leave out of a record

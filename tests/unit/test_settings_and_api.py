@@ -81,7 +81,7 @@ def test_portable_module_needs_only_numpy() -> None:
     """It ships inside every MLflow model, where mlpipeline is not installed."""
     import ast
 
-    import mlpipeline.portable as portable
+    import mlpipeline.featuresets.portable as portable
 
     tree = ast.parse(Path(portable.__file__).read_text())
     imported = set()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlpipeline.definition import load_definition
-from mlpipeline.synthetic import StreamConfig, generate_day, generate_stream
-from mlpipeline.validation import validate_batch
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_day, generate_stream
+from mlpipeline.featurestore.validation import validate_batch
 
 
 def test_same_seed_same_data_and_days_are_independent() -> None:

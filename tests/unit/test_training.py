@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.artifacts import TreeExplainer, manifest_of, manifest_sha256, write_explainer
-from mlpipeline.definition import Definition, parse_definition
 from mlpipeline.errors import ConfigError, DataValidationError
-from mlpipeline.synthetic import StreamConfig, generate_stream
-from mlpipeline.training import (
+from mlpipeline.featuresets.definition import Definition, parse_definition
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.featurestore.validation import validate_batch
+from mlpipeline.training.artifacts import TreeExplainer, manifest_of, manifest_sha256, write_explainer
+from mlpipeline.training.steps import (
     evaluate,
     fit,
     require_usable,
@@ -20,12 +21,11 @@ from mlpipeline.training import (
     training_data_hash,
     validate_training_data,
 )
-from mlpipeline.validation import validate_batch
 
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    from mlpipeline.definition import load_definition
+    from mlpipeline.featuresets.definition import load_definition
 
     return validate_batch(generate_stream(StreamConfig(rows_per_day=400), 3), load_definition("demo"))
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipeline.definition import Definition
 from mlpipeline.errors import DataValidationError, EmptyBatchError
-from mlpipeline.synthetic import StreamConfig, generate_stream
-from mlpipeline.validation import validate_batch
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.featurestore.validation import validate_batch
 
 
 @pytest.fixture

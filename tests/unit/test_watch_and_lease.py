@@ -9,10 +9,9 @@ from datetime import timedelta
 import pytest
 
 from mlpipeline.errors import StoreError
-from mlpipeline.store import SqlFeatureStore
-from mlpipeline.store.lease import LeaseHolder, holder_is_gone, new_owner
-from mlpipeline.store.sql import utcnow
-from mlpipeline.watch import watch_loop
+from mlpipeline.featurestore.lease import LeaseHolder, holder_is_gone, new_owner
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
+from mlpipeline.monitoring.watch import watch_loop
 
 
 def test_watch_runs_until_the_iteration_limit_and_waits_the_rest_of_the_period() -> None:

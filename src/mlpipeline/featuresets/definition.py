@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlpipeline.errors import DefinitionError, ExpressionError, NotFoundError
-from mlpipeline.expressions import CompiledExpression, compile_expression
+from mlpipeline.featuresets.expressions import CompiledExpression, compile_expression
 
 __all__ = [
     "INTERNAL_COLUMNS",

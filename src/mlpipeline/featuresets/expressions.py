@@ -5,14 +5,14 @@ same compiled expression then computes that feature in training, monitoring and
 serving. Expressions are parsed with :mod:`ast` and only arithmetic survives: numbers,
 names, ``+ - * / **``, unary minus and a few element-wise functions. Anything else
 (attribute access, other calls, comparisons, subscripts) is rejected when the definition
-is loaded, never evaluated. The evaluator itself lives in :mod:`mlpipeline.portable`,
+is loaded, never evaluated. The evaluator itself lives in :mod:`mlpipeline.featuresets.portable`,
 which ships inside every model; this module adds definition-level error reporting.
 """
 
 from __future__ import annotations
 
 from mlpipeline.errors import ExpressionError
-from mlpipeline.portable import FUNCTIONS, Arithmetic, compile_arithmetic
+from mlpipeline.featuresets.portable import FUNCTIONS, Arithmetic, compile_arithmetic
 
 __all__ = ["FUNCTIONS", "CompiledExpression", "compile_expression"]
 

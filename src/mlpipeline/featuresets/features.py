@@ -1,7 +1,7 @@
 """The one function that turns raw columns into the model's input matrix.
 
 Training, monitoring and serving all call :func:`feature_matrix` (and every logged model
-carries the same code, see :mod:`mlpipeline.portable`), so missing-value fills, category
+carries the same code, see :mod:`mlpipeline.featuresets.portable`), so missing-value fills, category
 encoding and derived features are computed identically everywhere: no train/serve skew.
 It works on a mapping of column name to array, so a single prediction pays for a few numpy
 operations and no DataFrame.
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mlpipeline.definition import Definition
-from mlpipeline.portable import FORMAT, build_matrix, encode_categorical
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.portable import FORMAT, build_matrix, encode_categorical
 
 __all__ = ["category_vocabulary", "encode_categorical", "feature_matrix", "feature_spec"]
 
@@ -43,7 +43,7 @@ def category_vocabulary(
 
 
 def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
-    """The portable JSON feature spec of ``d`` (see :mod:`mlpipeline.portable`).
+    """The portable JSON feature spec of ``d`` (see :mod:`mlpipeline.featuresets.portable`).
 
     Beyond what the matrix needs, it records the input contract the model was trained
     under (ranges, whether categories were declared, the entity key), so a served model

@@ -21,7 +21,7 @@ The feature spec is plain JSON (format ``mlpipeline-features/1``)::
 
 Categories are encoded as their position in ``categories`` (unknown or missing: NaN).
 ``key``, ``min``, ``max`` and ``strict`` describe the input contract that serving checks
-(:mod:`mlpipeline.scoring`); building the matrix ignores them.
+(:mod:`mlpipeline.serving.scoring`); building the matrix ignores them.
 """
 
 from __future__ import annotations

@@ -1,26 +1,16 @@
-"""Feature-store backends behind one protocol; :func:`open_store` picks one from settings."""
+"""Feature store: where rows land, are validated and are read back for training and monitoring.
 
-from __future__ import annotations
+One SQL code path (SQLAlchemy 2) serves SQLite, PostgreSQL and IRIS. Entry points:
 
-from mlpipeline.settings import Settings
-from mlpipeline.store.base import BatchRecord, FeatureStore, IngestOutcome, ProgressCallback, Watermark
-from mlpipeline.store.sql import SqlFeatureStore
+- :func:`mlpipeline.featurestore.sql.open_store`: the store named by the settings;
+  :class:`~mlpipeline.featurestore.sql.SqlFeatureStore` implements the
+  :class:`~mlpipeline.featurestore.base.FeatureStore` protocol (tables, transactional batches,
+  training window, rows labelled since a watermark);
+- :func:`mlpipeline.featurestore.ingest.ingest_file`: validate a file and write it as one batch;
+- :mod:`mlpipeline.featurestore.validation`: pure checks of a batch against its definition;
+- :mod:`mlpipeline.featurestore.lease` and :mod:`mlpipeline.featurestore.checks`: the retrain
+  lease and the records of monitoring checks and trainings;
+- :mod:`mlpipeline.featurestore.synthetic`: the demo's synthetic delivery stream.
 
-__all__ = [
-    "BatchRecord",
-    "FeatureStore",
-    "IngestOutcome",
-    "ProgressCallback",
-    "SqlFeatureStore",
-    "Watermark",
-    "open_store",
-]
-
-
-def open_store(settings: Settings) -> SqlFeatureStore:
-    """The feature store named by ``settings.featurestore_url`` (SQLite, PostgreSQL or IRIS)."""
-    return SqlFeatureStore(
-        settings.featurestore_url,
-        busy_timeout_s=settings.sqlite_busy_timeout_s,
-        chunk_rows=settings.ingest_chunk_rows,
-    )
+Importing this package imports nothing; each module is imported where it is used.
+"""

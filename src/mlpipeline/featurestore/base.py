@@ -14,7 +14,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from mlpipeline.definition import Definition
+from mlpipeline.featuresets.definition import Definition
 
 __all__ = ["BatchRecord", "FeatureStore", "IngestOutcome", "ProgressCallback", "Watermark"]
 

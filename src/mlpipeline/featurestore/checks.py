@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from mlpipeline.store.base import Watermark
-from mlpipeline.store.sql import SqlFeatureStore, utcnow
+from mlpipeline.featurestore.base import Watermark
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 
 __all__ = [
     "RETRAIN_PENDING_KEY",

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlpipeline.definition import Definition
 from mlpipeline.errors import DataValidationError, EmptyBatchError, NotFoundError, Problem
-from mlpipeline.store.base import FeatureStore, IngestOutcome, ProgressCallback
-from mlpipeline.validation import validate_batch
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.base import FeatureStore, IngestOutcome, ProgressCallback
+from mlpipeline.featurestore.validation import validate_batch
 
 __all__ = ["content_hash", "ingest_file", "ingest_frame", "read_batch_file"]
 

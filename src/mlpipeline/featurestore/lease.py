@@ -24,8 +24,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mlpipeline.errors import StoreError
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.processes import pid_is_gone
-from mlpipeline.store.sql import SqlFeatureStore, utcnow
 
 __all__ = ["Lease", "LeaseHolder", "holder_is_gone", "new_owner"]
 

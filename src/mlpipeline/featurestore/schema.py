@@ -1,6 +1,6 @@
 """Table layouts: the feature-set table (from a validated definition) and the pipeline's own.
 
-Every identifier comes from a validated :class:`~mlpipeline.definition.Definition` or
+Every identifier comes from a validated :class:`~mlpipeline.featuresets.definition.Definition` or
 from the constants below, never from raw input. Types are SQLAlchemy's generic ones so
 the same metadata creates the schema on SQLite, PostgreSQL and IRIS.
 """
@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from mlpipeline.definition import MAX_TEXT_LENGTH, Definition
+from mlpipeline.featuresets.definition import MAX_TEXT_LENGTH, Definition
 
 __all__ = ["PipelineTables", "feature_table", "pipeline_tables"]
 

@@ -40,12 +40,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from mlpipeline.definition import Definition
 from mlpipeline.errors import ConfigError, DataValidationError, Problem, StoreError, StoreUnavailableError
-from mlpipeline.store.base import BatchRecord, IngestOutcome, ProgressCallback, Watermark
-from mlpipeline.store.schema import PipelineTables, feature_table
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.base import BatchRecord, IngestOutcome, ProgressCallback, Watermark
+from mlpipeline.featurestore.schema import PipelineTables, feature_table
+from mlpipeline.settings import Settings
 
-__all__ = ["SqlFeatureStore", "utcnow"]
+__all__ = ["SqlFeatureStore", "open_store", "utcnow"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def utcnow() -> datetime:
 
 
 class SqlFeatureStore:
-    """A :class:`~mlpipeline.store.base.FeatureStore` on any SQLAlchemy dialect."""
+    """A :class:`~mlpipeline.featurestore.base.FeatureStore` on any SQLAlchemy dialect."""
 
     def __init__(self, url: str, *, busy_timeout_s: float = 30.0, chunk_rows: int = 50_000) -> None:
         self.url = url
@@ -541,3 +542,12 @@ def _to_frame(
         elif column.dtype != object:  # pandas may infer its own string type: text stays plain objects
             frame[name] = column.astype(object).where(column.notna(), None)
     return frame
+
+
+def open_store(settings: Settings) -> SqlFeatureStore:
+    """The feature store named by ``settings.featurestore_url`` (SQLite, PostgreSQL or IRIS)."""
+    return SqlFeatureStore(
+        settings.featurestore_url,
+        busy_timeout_s=settings.sqlite_busy_timeout_s,
+        chunk_rows=settings.ingest_chunk_rows,
+    )

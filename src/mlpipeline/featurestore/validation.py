@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlpipeline.definition import INTERNAL_COLUMNS, MAX_TEXT_LENGTH, Definition, Feature
 from mlpipeline.errors import DataValidationError, EmptyBatchError, Problem
+from mlpipeline.featuresets.definition import INTERNAL_COLUMNS, MAX_TEXT_LENGTH, Definition, Feature
 
 __all__ = ["MAX_ROWS_SHOWN", "expected_columns", "validate_batch"]
 

@@ -35,7 +35,6 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from mlpipeline.definition import Definition, available_featuresets, load_definition
 from mlpipeline.errors import (
     ConfigError,
     DataValidationError,
@@ -45,6 +44,8 @@ from mlpipeline.errors import (
     StoreError,
     TrackingError,
 )
+from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
+from mlpipeline.featurestore.sql import SqlFeatureStore
 from mlpipeline.iris.console_log import embedded_console, install_console_log
 from mlpipeline.iris.globals import embedded_gref, embedded_lock, native_global
 from mlpipeline.iris.pointer_store import (
@@ -55,9 +56,8 @@ from mlpipeline.iris.pointer_store import (
 )
 from mlpipeline.iris.projection import refresh_projection
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
-from mlpipeline.pointer import PointerStore, SqlPointerStore
+from mlpipeline.registry.pointer import PointerStore, SqlPointerStore
 from mlpipeline.settings import Settings, load_settings
-from mlpipeline.store.sql import SqlFeatureStore
 
 __all__ = [
     "TASK_NAME",
@@ -182,7 +182,7 @@ def _definition(settings: Settings, featureset: str) -> Definition:
 
 @contextmanager
 def _store(settings: Settings, d: Definition | None = None) -> Iterator[SqlFeatureStore]:
-    from mlpipeline.store import open_store
+    from mlpipeline.featurestore.sql import open_store
 
     store = open_store(settings)
     try:
@@ -247,7 +247,7 @@ def ingest(featureset: str, path: str) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        from mlpipeline.ingest import ingest_file
+        from mlpipeline.featurestore.ingest import ingest_file
 
         d = _definition(settings, name)
         file = Path(str(path))
@@ -320,7 +320,7 @@ def train(featureset: str, reason: str) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        from mlpipeline.pipeline import train as run_train
+        from mlpipeline.training.pipeline import train as run_train
 
         d = _definition(settings, name)
         with _store(settings, d) as store:
@@ -351,9 +351,9 @@ def _move(what: str, featureset: str, act: Callable[[Any, str], Any]) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        from mlpipeline.model_cache import ModelCache
-        from mlpipeline.promotion import Promoter
-        from mlpipeline.tracking import Tracker
+        from mlpipeline.registry.model_cache import ModelCache
+        from mlpipeline.registry.promotion import Promoter
+        from mlpipeline.registry.tracking import Tracker
 
         d = _definition(settings, name)
         with _store(settings, d) as store, _pointers(settings, store) as pointers:
@@ -459,7 +459,7 @@ def _check_reply(result: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _run_check(settings: Settings, name: str) -> tuple[str, Any]:
-    from mlpipeline.monitoring import run_check
+    from mlpipeline.monitoring.check import run_check
 
     d = _definition(settings, name)
     with _store(settings, d) as store:
@@ -521,7 +521,7 @@ def status(featureset: str) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        from mlpipeline.monitoring import status_of
+        from mlpipeline.monitoring.check import status_of
 
         d = _definition(settings, name)
         with _store(settings, d) as store:
@@ -572,7 +572,7 @@ def predict(featureset: str, records: str) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        from mlpipeline.predictor import open_predictor
+        from mlpipeline.serving.predictor import open_predictor
 
         rows = _records(records)
         d = _definition(settings, name)
@@ -668,7 +668,7 @@ def task_schedule(featureset: str) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        from mlpipeline.triggers import parse_duration
+        from mlpipeline.settings import parse_duration
 
         d = _definition(settings, name)
         interval = parse_duration(settings.watch_interval)

@@ -54,7 +54,7 @@ class ConsoleLogHandler(logging.Handler):
         self.addFilter(_ContextFilter())
 
     def line(self, record: logging.LogRecord) -> str:
-        """``mlpipeline.pipeline: step done featureset=housing step=fit seconds=1.2`` on one line."""
+        """``mlpipeline.training.pipeline: step done featureset=housing step=fit seconds=1.2`` on one line."""
         extras = " ".join(
             f"{k}={_value(v)}"
             for k, v in record.__dict__.items()

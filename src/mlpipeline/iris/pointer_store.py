@@ -15,7 +15,7 @@ take turns under a thread lock and, across processes, the IRIS ``LOCK`` on
 
     write {}.%FromJSON(^MLpipeline("Production","housing")).pointer.version
 
-:class:`GlobalPointerStore` implements :class:`~mlpipeline.pointer.PointerStore` and passes
+:class:`GlobalPointerStore` implements :class:`~mlpipeline.registry.pointer.PointerStore` and passes
 the same contract tests as the SQL store. In the compose stack the training pipeline and
 the checks move the SQL pointer (a table in IRIS); :class:`MirroredPointerStore` keeps
 the global equal to it, so the global always names the production model.
@@ -33,9 +33,9 @@ from datetime import datetime
 from typing import Any
 
 from mlpipeline.errors import StoreError
+from mlpipeline.featurestore.sql import utcnow
 from mlpipeline.iris.globals import ROOT, GlobalLock, GlobalNode, Subscript
-from mlpipeline.pointer import HistoryEntry, Pointer, PointerStore
-from mlpipeline.store.sql import utcnow
+from mlpipeline.registry.pointer import HistoryEntry, Pointer, PointerStore
 
 __all__ = ["HISTORY", "PRODUCTION", "GlobalPointerStore", "MirroredPointerStore"]
 
@@ -125,7 +125,7 @@ def _dumps(data: dict[str, Any]) -> str:
 
 
 class GlobalPointerStore:
-    """:class:`~mlpipeline.pointer.PointerStore` on ``^MLpipeline("Production", …)``.
+    """:class:`~mlpipeline.registry.pointer.PointerStore` on ``^MLpipeline("Production", …)``.
 
     ``node`` is what ``iris.gref("^MLpipeline")`` returns inside IRIS, or a
     :class:`~mlpipeline.iris.globals.NativeGlobal` outside; ``lock`` is the matching IRIS

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, DateTime, Double, Integer, MetaData, String, Table, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlpipeline.definition import MAX_TEXT_LENGTH, Definition
-from mlpipeline.store.sql import SqlFeatureStore
+from mlpipeline.featuresets.definition import MAX_TEXT_LENGTH, Definition
+from mlpipeline.featurestore.sql import SqlFeatureStore
 
 __all__ = ["PROJECTIONS", "projection_table", "refresh_projection"]
 

@@ -9,7 +9,7 @@ One check, in order:
    score the rest with the champion from the verified cache.
 3. R², RMSE and MAE with the sample size (no verdict below ``min_samples``); PSI per
    feature and of the target against the histograms stored with the champion at training.
-4. Decide with the trigger policy (:mod:`mlpipeline.triggers`).
+4. Decide with the trigger policy (:mod:`mlpipeline.monitoring.triggers`).
 5. Store the check and advance the watermark in one transaction. Only now are the rows
    "read": a failure before this point leaves the watermark where it was.
 6. Log the metrics as series (step = check number, timestamp = check time) to the
@@ -39,14 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from mlpipeline.definition import Definition
-from mlpipeline.drift import Reference, drift_report
 from mlpipeline.errors import BusyError, MlpipelineError
-from mlpipeline.logs import log_context
-from mlpipeline.model_cache import ModelCache
-from mlpipeline.pointer import Pointer, SqlPointerStore
-from mlpipeline.settings import Settings
-from mlpipeline.store.checks import (
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.reference import Reference
+from mlpipeline.featurestore.checks import (
     RETRAIN_PENDING_KEY,
     RETRAIN_STARTED_KEY,
     ROWS_SINCE_TRAINING_KEY,
@@ -55,10 +51,15 @@ from mlpipeline.store.checks import (
     CheckRecord,
     CheckRecords,
 )
-from mlpipeline.store.lease import LeaseHolder, new_owner
-from mlpipeline.store.sql import SqlFeatureStore, utcnow
-from mlpipeline.training import Metrics, columns_of, evaluate
-from mlpipeline.triggers import TriggerDecision, TriggerPolicy, TriggerState, decide_retrain
+from mlpipeline.featurestore.lease import LeaseHolder, new_owner
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
+from mlpipeline.logs import log_context
+from mlpipeline.monitoring.drift import drift_report
+from mlpipeline.monitoring.triggers import TriggerDecision, TriggerPolicy, TriggerState, decide_retrain
+from mlpipeline.registry.model_cache import ModelCache
+from mlpipeline.registry.pointer import Pointer, SqlPointerStore
+from mlpipeline.settings import Settings
+from mlpipeline.training.steps import Metrics, columns_of, evaluate
 
 __all__ = ["CheckResult", "policy_from", "run_check"]
 
@@ -132,7 +133,7 @@ def run_check(
 
 def _reconcile(store: SqlFeatureStore, d: Definition, tracker_factory: Callable[[], Any]) -> None:
     """Repair a promotion a crash left half done; a check goes on without MLflow (see module doc)."""
-    from mlpipeline.promotion import Promoter
+    from mlpipeline.registry.promotion import Promoter
 
     try:
         Promoter(tracker_factory(), SqlPointerStore(store)).reconcile(d.name)
@@ -148,7 +149,7 @@ def _tracker_factory(settings: Settings) -> Callable[[], Any]:
 
     def make() -> Any:
         if not cached:
-            from mlpipeline.tracking import Tracker
+            from mlpipeline.registry.tracking import Tracker
 
             cached.append(Tracker(settings))
         return cached[0]
@@ -311,7 +312,7 @@ def _retrain(
     now: datetime,
 ) -> dict[str, Any]:
     """Train once (``train`` holds the feature set's training lease); the outcome or the error."""
-    from mlpipeline.pipeline import train
+    from mlpipeline.training.pipeline import train
 
     outcome: dict[str, Any] = {"reasons": list(decision.reasons)}
     started_before = store.get_state(d.name, RETRAIN_STARTED_KEY) or ""
@@ -372,7 +373,7 @@ def _publish(
     tracker_factory: Callable[[], Any],
 ) -> str | None:
     """Metric series and the timeline PNG in the monitoring experiment; the error text on failure."""
-    from mlpipeline.reports import draw_timeline
+    from mlpipeline.monitoring.reports import draw_timeline
 
     png = settings.home / "reports" / f"{d.name}-timeline.png"
     try:
@@ -484,7 +485,7 @@ def status_of(
         }
     if with_registry:
         try:
-            from mlpipeline.tracking import CHALLENGER, Tracker
+            from mlpipeline.registry.tracking import CHALLENGER, Tracker
 
             out["challenger"] = Tracker(settings).alias_version(d.name, CHALLENGER)
         except MlpipelineError as exc:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from mlpipeline.pointer import HistoryEntry
-from mlpipeline.store.checks import CheckRecord
+from mlpipeline.featurestore.checks import CheckRecord
+from mlpipeline.registry.pointer import HistoryEntry
 
 __all__ = ["draw_timeline"]
 

@@ -47,7 +47,7 @@ Thresholds that are ``None`` disable their reason (``schedule``, ``new_data``,
 ``performance``, ``drift``); the explanation says so.
 
 Time: every datetime (``now`` and the state's) may be timezone-aware or naive; naive ones
-are taken as UTC, the store's convention (see :mod:`mlpipeline.validation`), and everything
+are taken as UTC, the store's convention (see :mod:`mlpipeline.featurestore.validation`), and everything
 is compared in UTC, so a naive and an aware value for the same instant give the same
 decision. ``allowed_at`` is always UTC-aware. Pass ``datetime.now(UTC)``, never the naive
 local ``datetime.now()``.
@@ -56,13 +56,13 @@ local ``datetime.now()``.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from mlpipeline.errors import ConfigError
+from mlpipeline.settings import format_duration
 
 __all__ = [
     "REASONS",
@@ -72,8 +72,6 @@ __all__ = [
     "TriggerPolicy",
     "TriggerState",
     "decide_retrain",
-    "format_duration",
-    "parse_duration",
 ]
 
 Reason = Literal["manual", "no_model", "schedule", "new_data", "performance", "drift"]
@@ -81,43 +79,6 @@ Action = Literal["retrain", "deferred", "none"]
 
 #: Every reason, in the order a decision lists them.
 REASONS: tuple[Reason, ...] = ("manual", "no_model", "schedule", "new_data", "performance", "drift")
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"(\d+)\s*([smhd])")
-_ACCEPTED = "a whole number followed by s, m, h or d, e.g. '30s', '15m', '1h', '7d'"
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"30s"``, ``"15m"``, ``"1h"``, ``"7d"`` → :class:`~datetime.timedelta`.
-
-    One whole number and one unit (seconds, minutes, hours, days), surrounding spaces and
-    upper case tolerated. ``"0s"`` parses (a zero cooldown is meaningful); whether zero is
-    allowed is up to the setting that uses it. Anything else raises :class:`ConfigError`
-    naming the value and the accepted forms, because durations come from settings and
-    command-line options a person typed.
-    """
-    if not isinstance(text, str):
-        raise ConfigError(f"duration {text!r} is not text; use {_ACCEPTED}")
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise ConfigError(f"invalid duration {text!r}: use {_ACCEPTED}")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-
-
-def format_duration(span: timedelta) -> str:
-    """A compact human form: ``7d``, ``1d 2h``, ``15m``, ``45s`` (sub-second parts dropped).
-
-    At most the two largest non-zero units are shown; a negative span gets a minus sign.
-    """
-    seconds = int(span.total_seconds())
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return sign + (" ".join(parts[:2]) if parts else "0s")
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from mlpipeline import portable
-from mlpipeline.digests import digest, manifest_of_bytes, read_folder
 from mlpipeline.errors import ModelIntegrityError
+from mlpipeline.featuresets import portable
 from mlpipeline.processes import pid_is_gone
+from mlpipeline.registry.digests import digest, manifest_of_bytes, read_folder
 
 if TYPE_CHECKING:
-    from mlpipeline.tracking import ModelVersionInfo, Tracker
+    from mlpipeline.registry.tracking import ModelVersionInfo, Tracker
 
 __all__ = [
     "REFERENCE_FILE",
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 #: Model-version tag holding the manifest digest recorded at registration.
 SHA_TAG = "mlpipeline.sha256"
-#: Training-time histograms for drift checks, inside the model folder (see mlpipeline.drift).
+#: Training-time histograms for drift checks, inside the model folder (see mlpipeline.featuresets.reference).
 REFERENCE_FILE = "reference.json"
 
 

@@ -18,8 +18,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mlpipeline.errors import StoreError
-from mlpipeline.model_cache import ModelRef
-from mlpipeline.store.sql import SqlFeatureStore, utcnow
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
+from mlpipeline.registry.model_cache import ModelRef
 
 __all__ = ["HistoryEntry", "Pointer", "PointerStore", "SqlPointerStore"]
 

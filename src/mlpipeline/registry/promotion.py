@@ -17,10 +17,10 @@ import logging
 from dataclasses import dataclass
 
 from mlpipeline.errors import MlpipelineError, PromotionError
-from mlpipeline.model_cache import SHA_TAG, ModelCache, ModelRef
-from mlpipeline.pointer import HistoryEntry, Pointer, PointerStore
-from mlpipeline.store.sql import utcnow
-from mlpipeline.tracking import CHALLENGER, CHAMPION, Tracker
+from mlpipeline.featurestore.sql import utcnow
+from mlpipeline.registry.model_cache import SHA_TAG, ModelCache, ModelRef
+from mlpipeline.registry.pointer import HistoryEntry, Pointer, PointerStore
+from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
 
 __all__ = ["Promoter", "PromotionError", "current_actor"]
 

@@ -6,7 +6,7 @@ protocol: ``dataframe_split``, ``dataframe_records``, ``inputs``/``instances``),
 OpenAPI page at ``/docs``.
 
 Bodies are read and parsed here rather than by FastAPI's model validation: one
-``json.loads`` and the model's own :class:`~mlpipeline.scoring.InputContract` are both
+``json.loads`` and the model's own :class:`~mlpipeline.serving.scoring.InputContract` are both
 faster and more precise (every problem named with its column and rows). Any bad input is
 a 4xx with a JSON body ``{"error": {"code", "message", "problems"}}``; only a bug is a 500.
 An optional API key (``X-API-Key`` or ``Authorization: Bearer``) is compared in constant
@@ -31,7 +31,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from mlpipeline.batch_io import json_error, loads_strict
 from mlpipeline.errors import (
     DataValidationError,
     MlpipelineError,
@@ -42,7 +41,8 @@ from mlpipeline.errors import (
     TrackingError,
     UnsupportedError,
 )
-from mlpipeline.predictor import Prediction, Predictor
+from mlpipeline.serving.batch_io import json_error, loads_strict
+from mlpipeline.serving.predictor import Prediction, Predictor
 
 __all__ = ["ApiError", "create_app"]
 

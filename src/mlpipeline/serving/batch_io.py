@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mlpipeline.errors import DataValidationError, Problem
-from mlpipeline.predictor import Prediction
+from mlpipeline.serving.predictor import Prediction
 
 __all__ = [
     "DuplicateKeyError",

@@ -22,7 +22,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlpipeline.errors import StoreError
-from mlpipeline.store.sql import SqlFeatureStore, utcnow
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 
 __all__ = ["PredictionLog"]
 

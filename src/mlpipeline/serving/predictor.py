@@ -9,10 +9,10 @@ throughout. If the new version cannot be loaded, the old one keeps serving and t
 failure is reported by :meth:`Predictor.status` and the log.
 
 The hot path is numpy only: request values are validated and encoded by the model's
-:class:`~mlpipeline.scoring.InputContract`, derived features are added by
-:func:`mlpipeline.portable.assemble`, and the raw LightGBM booster predicts on the
+:class:`~mlpipeline.serving.scoring.InputContract`, derived features are added by
+:func:`mlpipeline.featuresets.portable.assemble`, and the raw LightGBM booster predicts on the
 matrix (no DataFrame, no scikit-learn wrapper); a single row goes through LightGBM's
-single-row fast path (:mod:`mlpipeline.fast_booster`).
+single-row fast path (:mod:`mlpipeline.serving.fast_booster`).
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from mlpipeline import portable
 from mlpipeline.errors import MlpipelineError, NotFoundError, UnsupportedError
-from mlpipeline.fast_booster import SingleRowPredictor
-from mlpipeline.model_cache import LoadedModel, ModelCache
-from mlpipeline.pointer import Pointer, PointerStore, SqlPointerStore
-from mlpipeline.prediction_log import PredictionLog
-from mlpipeline.scoring import InputContract, Inputs
+from mlpipeline.featuresets import portable
+from mlpipeline.registry.model_cache import LoadedModel, ModelCache
+from mlpipeline.registry.pointer import Pointer, PointerStore, SqlPointerStore
+from mlpipeline.serving.fast_booster import SingleRowPredictor
+from mlpipeline.serving.prediction_log import PredictionLog
+from mlpipeline.serving.scoring import InputContract, Inputs
 from mlpipeline.settings import Settings
 
 if TYPE_CHECKING:
-    from mlpipeline.tracking import Tracker
-from mlpipeline.store.sql import utcnow
+    from mlpipeline.registry.tracking import Tracker
+from mlpipeline.featurestore.sql import utcnow
 
 __all__ = ["Prediction", "Predictor", "Serving", "open_predictor"]
 
@@ -300,10 +300,10 @@ def open_predictor(
     MLflow is only contacted when the cache lacks the champion. Predictions go to the
     prediction log unless ``log_predictions`` (default: the ``prediction_log`` setting) is off.
     """
-    from mlpipeline.store import open_store
+    from mlpipeline.featurestore.sql import open_store
 
     def tracker() -> Tracker:
-        from mlpipeline.tracking import Tracker  # imports MLflow: only when a download is needed
+        from mlpipeline.registry.tracking import Tracker  # imports MLflow: only when a download is needed
 
         return Tracker(settings)
 

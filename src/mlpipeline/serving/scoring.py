@@ -1,7 +1,7 @@
 """The input contract of a served model: request data in, validated feature values out.
 
 Built once per loaded model from the feature spec the model was trained with (see
-:mod:`mlpipeline.portable`), so a request is judged by the rules the model learned under,
+:mod:`mlpipeline.featuresets.portable`), so a request is judged by the rules the model learned under,
 not by whatever the definition file says today. It accepts the three shapes requests come
 in (JSON records, MLflow's ``dataframe_split``, and columns of arrays) and checks every
 rule at once: missing columns, wrong types, non-finite numbers, values out of range,

@@ -5,7 +5,7 @@ Layout of one version (logged under the run's ``model/`` and ``explainer/`` path
     model/                      an MLflow pyfunc model (models from code)
       MLmodel, requirements.txt, python_env.yaml, input_example.json, ...
       artifacts/model.txt       LightGBM text model (or model.skops for scikit-learn)
-      artifacts/features.json   portable feature spec (mlpipeline.portable)
+      artifacts/features.json   portable feature spec (mlpipeline.featuresets.portable)
       code/mlpipeline_portable.py
     explainer/
       explainer.json            format mlpipeline-tree-explainer/1 (below)
@@ -29,10 +29,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from mlpipeline import portable
-from mlpipeline.digests import digest as manifest_sha256
-from mlpipeline.digests import manifest_of
-from mlpipeline.training import FittedModel, columns_of
+from mlpipeline.featuresets import portable
+from mlpipeline.registry.digests import digest as manifest_sha256
+from mlpipeline.registry.digests import manifest_of
+from mlpipeline.training.steps import FittedModel, columns_of
 
 __all__ = [
     "EXPLAINER_FORMAT",

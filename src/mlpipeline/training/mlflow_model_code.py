@@ -3,7 +3,7 @@
 This file is logged as the model's code; MLflow executes it when the model is loaded, so
 ``mlflow.pyfunc.load_model("models:/<name>@champion")`` works in any environment with the
 model's pinned requirements and without mlpipeline: the feature code ships beside it as
-``mlpipeline_portable.py`` (see :mod:`mlpipeline.portable`). Input is a DataFrame (or
+``mlpipeline_portable.py`` (see :mod:`mlpipeline.featuresets.portable`). Input is a DataFrame (or
 records) of raw feature columns; derived features, fills and category codes are computed
 here exactly as mlpipeline computes them; output is one prediction per row.
 
@@ -25,7 +25,7 @@ from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 try:  # inside a logged model: shipped next to this file
     import mlpipeline_portable as portable  # type: ignore[import-not-found]
 except ImportError:  # inside mlpipeline itself (tests, type checks)
-    from mlpipeline import portable
+    from mlpipeline.featuresets import portable
 
 
 class MlpipelineModel(PythonModel):

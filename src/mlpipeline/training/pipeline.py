@@ -23,21 +23,21 @@ from typing import Any
 import numpy as np
 
 from mlpipeline import __version__
-from mlpipeline.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
-from mlpipeline.definition import Definition
-from mlpipeline.drift import build_reference
 from mlpipeline.errors import BusyError
-from mlpipeline.gate import Decision, GatePolicy, decide
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.reference import build_reference
+from mlpipeline.featurestore.checks import CheckRecords
+from mlpipeline.featurestore.lease import LeaseHolder, new_owner
+from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
-from mlpipeline.model_cache import REFERENCE_FILE, SHA_TAG, ModelCache
-from mlpipeline.pointer import SqlPointerStore
-from mlpipeline.promotion import Promoter
+from mlpipeline.registry.model_cache import REFERENCE_FILE, SHA_TAG, ModelCache
+from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.promotion import Promoter
+from mlpipeline.registry.tracking import CHALLENGER, Tracker
 from mlpipeline.settings import Settings
-from mlpipeline.store.checks import CheckRecords
-from mlpipeline.store.lease import LeaseHolder, new_owner
-from mlpipeline.store.sql import SqlFeatureStore, utcnow
-from mlpipeline.tracking import CHALLENGER, Tracker
-from mlpipeline.training import (
+from mlpipeline.training.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
+from mlpipeline.training.gate import Decision, GatePolicy, decide
+from mlpipeline.training.steps import (
     Metrics,
     columns_of,
     evaluate,

@@ -1,7 +1,7 @@
 """The training pipeline's pure steps: validate → split → fit → evaluate.
 
 Each step takes and returns plain values (DataFrames, numpy arrays, dataclasses) and
-does no I/O, so each is tested on small frames; :mod:`mlpipeline.pipeline` strings them
+does no I/O, so each is tested on small frames; :mod:`mlpipeline.training.pipeline` strings them
 together with the feature store and MLflow at the edges.
 """
 
@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from mlpipeline.definition import Definition
 from mlpipeline.errors import ConfigError, DataValidationError, Problem
-from mlpipeline.features import category_vocabulary, feature_spec
-from mlpipeline.portable import build_matrix
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.features import category_vocabulary, feature_spec
+from mlpipeline.featuresets.portable import build_matrix
 
 __all__ = [
     "DataReport",
