@@ -236,7 +236,7 @@ def test_task_definition_is_a_task_with_public_settings() -> None:
     ]
     installer = CLASSES["MLpipeline.Installer"].methods["ScheduleTask"].body
     assert f'set task.TaskClass = "{task.name}"' in installer
-    assert "..TaskId(p.name)" in installer, "the task is looked up by name before it is created"
+    assert "..TaskId(p.name, .id)" in installer, "the task is looked up by name before it is created"
 
 
 def test_model_serving_reads_the_layout_the_pointer_store_writes() -> None:
@@ -247,7 +247,7 @@ def test_model_serving_reads_the_layout_the_pointer_store_writes() -> None:
 
 
 def test_autoconf_and_installer_never_train() -> None:
-    text = (os_.ROOT / "iris" / "iris_autoconf.sh").read_text()
+    text = (os_.ROOT / "iris_autoconf.sh").read_text()
     installer = CLASSES["MLpipeline.Installer"]
     called = {c.method for m in installer.methods.values() for c in m.calls}
     for forbidden in ("Train", "Check", "CheckPerformance", "Promote", "Rollback", "Approve"):

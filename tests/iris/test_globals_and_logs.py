@@ -108,7 +108,13 @@ def _sdk_parameters(method: str) -> list[str]:
     return [p.strip() for p in line.strip()[len(method) + 1 : -1].split(",")]
 
 
-_ROLES = {"value": "value", "self.name": "globalName", "*key": "subscripts...", "'E'": "lockMode"}
+_ROLES = {
+    "value": "value",
+    "self.name": "globalName",
+    "*key": "subscripts...",
+    "'E'": "lockMode",
+    "LOCK_TYPE": "lockMode",
+}
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ from mlpipeline.errors import (
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
 from mlpipeline.featurestore.sql import SqlFeatureStore
 from mlpipeline.iris.console_log import embedded_console, install_console_log
+from mlpipeline.iris.embedded_sql import install_embedded_dbapi, needs_embedded_dbapi
 from mlpipeline.iris.globals import embedded_gref, embedded_lock, native_global
 from mlpipeline.iris.pointer_store import (
     GlobalPointerStore,
@@ -125,6 +126,8 @@ def _setup() -> Settings:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     settings = load_settings()
+    if needs_embedded_dbapi(settings.featurestore_url):
+        install_embedded_dbapi()  # before any engine is created; a no-op outside IRIS
     for secret in settings.secret_values():
         register_secret(secret)
     console = embedded_console()

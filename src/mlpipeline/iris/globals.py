@@ -66,8 +66,16 @@ class GlobalNode(Protocol):
     def data(self, key: list[Subscript]) -> int: ...
 
 
+#: The ObjectScript lock type both lock classes pass. ``"E"`` is *escalating*, not a synonym
+#: for exclusive: a lock without a type is already exclusive, and ``"E"`` keeps it exclusive
+#: while also letting IRIS escalate many locks on one subscript level to their parent (past
+#: the escalation threshold, 1,000 by default). A writer here holds one lock at a time, so it
+#: never escalates; each unlock names the same type as its lock.
+LOCK_TYPE = "E"
+
+
 class GlobalLock(Protocol):
-    """An exclusive lock on one node of the global, between processes."""
+    """An exclusive lock on one node of the global, between processes (type :data:`LOCK_TYPE`)."""
 
     def acquire(self, key: Sequence[Subscript], timeout_s: float) -> None:
         """Take the lock or raise :class:`StoreUnavailableError` after ``timeout_s``."""
@@ -125,7 +133,7 @@ def lock_reference(name: str, key: Sequence[Subscript]) -> str:
 
 
 class EmbeddedLock:
-    """``LOCK +^MLpipeline(...)#"E":timeout`` through embedded Python's ``iris.lock``/``iris.unlock``."""
+    """``LOCK +^MLpipeline(...)#"E":timeout`` (exclusive, escalating) via ``iris.lock``/``iris.unlock``."""
 
     def __init__(self, iris_module: Any, name: str = ROOT) -> None:
         self._iris = iris_module
@@ -134,7 +142,7 @@ class EmbeddedLock:
     def acquire(self, key: Sequence[Subscript], timeout_s: float) -> None:
         ref = lock_reference(self._name, key)
         try:
-            got = self._iris.lock([ref], max(int(timeout_s), 0), "E")
+            got = self._iris.lock([ref], max(int(timeout_s), 0), LOCK_TYPE)
         except Exception as exc:
             raise StoreUnavailableError(
                 f"could not lock {ref} within {timeout_s:g} s ({exc.__class__.__name__}: {exc}); "
@@ -147,7 +155,7 @@ class EmbeddedLock:
             )
 
     def release(self, key: Sequence[Subscript]) -> None:
-        self._iris.unlock([lock_reference(self._name, key)], 0, "E")
+        self._iris.unlock([lock_reference(self._name, key)], 0, LOCK_TYPE)
 
 
 def embedded_lock(name: str = ROOT) -> EmbeddedLock | None:
@@ -183,7 +191,7 @@ class NativeGlobal:
 
 
 class NativeLock:
-    """``db.lock("E", timeout, name, *subs)`` / ``db.unlock("E", name, *subs)`` of the Native API."""
+    """``db.lock("E", timeout, name, *subs)`` and ``db.unlock("E", name, *subs)`` (exclusive, escalating)."""
 
     def __init__(self, db: Any, name: str = ROOT) -> None:
         self.db = db
@@ -191,7 +199,7 @@ class NativeLock:
 
     def acquire(self, key: Sequence[Subscript], timeout_s: float) -> None:
         try:
-            self.db.lock("E", max(int(timeout_s), 0), self.name, *key)
+            self.db.lock(LOCK_TYPE, max(int(timeout_s), 0), self.name, *key)
         except Exception as exc:  # the SDK raises on <TIMEOUT>
             raise StoreUnavailableError(
                 f"could not lock {lock_reference(self.name, key)} within {timeout_s:g} s "
@@ -199,7 +207,7 @@ class NativeLock:
             ) from exc
 
     def release(self, key: Sequence[Subscript]) -> None:
-        self.db.unlock("E", self.name, *key)
+        self.db.unlock(LOCK_TYPE, self.name, *key)
 
 
 def native_connection(url: str) -> tuple[Any, Any]:
