@@ -126,21 +126,36 @@ def _progress(label: str, enabled: bool) -> Iterator[Any]:
 
 
 @app.command()
-def init() -> None:
-    """Create the durable folders and the feature-store tables (safe to run again)."""
+def init(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the changes to existing tables; change nothing.")
+    ] = False,
+) -> None:
+    """Create the durable folders and the feature-store tables, and bring existing tables up to
+    their definitions (new features become new columns). Safe to run again."""
     from mlpipeline.featurestore.sql import open_store
 
     settings = _settings()
-    for folder in (settings.home, settings.home / "models", settings.home / "mlflow"):
-        folder.mkdir(parents=True, exist_ok=True)
     names = available_featuresets(settings.featuresets_dir)
     definitions = [_definition(n, settings) for n in names]
     store = open_store(settings)
     try:
-        store.create_schema(definitions)
+        plan = store.evolve_schema(definitions, dry_run=dry_run)
+        if not dry_run:
+            for folder in (settings.home, settings.home / "models", settings.home / "mlflow"):
+                folder.mkdir(parents=True, exist_ok=True)
+            store.create_schema(definitions)
     finally:
         store.dispose()
     url = store.engine.url.render_as_string(hide_password=True)
+    changes = plan.describe()
+    if dry_run:
+        out.print(f"dry run on {url}: " + ("nothing to change" if not changes else "would change:"))
+        for line in changes:
+            out.print(f"  {line}")
+        return
+    for line in changes:
+        out.print(f"changed {line}")
     out.print(f"feature store ready at {url}: tables for {', '.join(names)}")
 
 
@@ -148,8 +163,18 @@ def init() -> None:
 def ingest(
     file: Annotated[Path, typer.Argument(help="CSV (UTF-8, comma-separated, header) or Parquet file.")],
     featureset: FeaturesetOption,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse the batch if any row is already stored (generated keys), instead of skipping it.",
+        ),
+    ] = False,
 ) -> None:
-    """Validate FILE against the feature set and write it as one batch, or nothing at all."""
+    """Validate FILE against the feature set and write it as one batch, or nothing at all.
+
+    A file without the target column is stored as unlabelled rows; attach their labels later
+    with 'mlpipeline label'."""
     from mlpipeline.featurestore.ingest import ingest_frame, read_batch_file
     from mlpipeline.featurestore.sql import open_store
 
@@ -163,7 +188,7 @@ def ingest(
             with _progress(
                 f"ingesting {file.name}", len(frame.index) > settings.ingest_chunk_rows
             ) as progress:
-                outcome = ingest_frame(store, d, frame, source=str(file), progress=progress)
+                outcome = ingest_frame(store, d, frame, source=str(file), progress=progress, strict=strict)
             total = store.count_rows(d)
         finally:
             store.dispose()
@@ -175,10 +200,63 @@ def ingest(
             f"'{d.name}' holds {total:,} rows."
         )
     else:
+        skipped = (
+            f" skipped {outcome.skipped_rows:,} rows already stored (batch {outcome.batch.batch_id})."
+            if outcome.skipped_rows
+            else ""
+        )
         out.print(
             f"ingested {outcome.written:,} rows from {file} into '{d.name}' as batch "
-            f"{outcome.batch.batch_id}; '{d.name}' holds {total:,} rows."
+            f"{outcome.batch.batch_id};{skipped} '{d.name}' holds {total:,} rows."
         )
+
+
+@app.command()
+def label(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV, Parquet or JSON-lines file: the key, the target, optionally the label time."
+        ),
+    ],
+    featureset: FeaturesetOption,
+    relabel: Annotated[
+        bool,
+        typer.Option(
+            "--relabel", help="Replace labels that differ from the stored ones (each change is audited)."
+        ),
+    ] = False,
+) -> None:
+    """Attach labels that arrived after their rows, by key, in one transaction (or nothing at all)."""
+    from mlpipeline.featurestore.labels import label_file
+    from mlpipeline.featurestore.sql import open_store
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    with log_context(featureset=d.name):
+        store = open_store(settings)
+        try:
+            store.create_schema([d])
+            outcome = label_file(store, d, file, relabel=relabel)
+        finally:
+            store.dispose()
+    if outcome.duplicate_of is not None:
+        first = outcome.duplicate_of
+        out.print(
+            f"skipped {file}: the same labels were attached as batch {first.batch_id} on "
+            f"{first.ingested_at:%Y-%m-%d %H:%M:%S} UTC; nothing written."
+        )
+    elif outcome.batch is None:
+        out.print(
+            f"nothing to do: all {outcome.rows:,} labels in {file} are already stored; nothing written."
+        )
+    else:
+        parts = [f"labelled {outcome.labelled:,} rows"] if outcome.labelled else []
+        if outcome.relabelled:
+            parts.append(f"relabelled {outcome.relabelled:,} (audited)")
+        if outcome.unchanged:
+            parts.append(f"{outcome.unchanged:,} already had these labels")
+        out.print(f"{', '.join(parts)} of '{d.name}' from {file} as batch {outcome.batch.batch_id}.")
 
 
 @app.command()

@@ -9,8 +9,9 @@ prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
 
     MlpipelineError                      MLP-000  (exit 1)
     ├── ConfigError                      MLP-100  settings or feature-set definition invalid (exit 2)
-    │   └── DefinitionError              MLP-101  a feature-set TOML file is invalid
-    │       └── ExpressionError          MLP-102  a derived-feature expression is invalid
+    │   ├── DefinitionError              MLP-101  a feature-set TOML file is invalid
+    │   │   └── ExpressionError          MLP-102  a derived-feature expression is invalid
+    │   └── SchemaChangeError            MLP-103  a stored table does not match its changed definition
     ├── DataValidationError              MLP-200  a batch or request failed validation (exit 3)
     │   └── EmptyBatchError              MLP-201  a batch holds no rows
     ├── StoreError                       MLP-300  the feature store failed (exit 4)
@@ -40,6 +41,7 @@ __all__ = [
     "NotFoundError",
     "Problem",
     "PromotionError",
+    "SchemaChangeError",
     "StoreError",
     "StoreUnavailableError",
     "TrackingError",
@@ -78,6 +80,17 @@ class ExpressionError(DefinitionError):
     """A derived-feature expression uses something other than arithmetic on known names."""
 
     code = "MLP-102"
+
+
+class SchemaChangeError(ConfigError):
+    """A feature-set table no longer matches its definition.
+
+    Either the change is additive and ``mlpipeline init`` has not applied it yet, or it is one
+    the store cannot make by itself (a type, a removed or renamed column, a new key); the
+    message names the columns and the manual path.
+    """
+
+    code = "MLP-103"
 
 
 class NotFoundError(MlpipelineError):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlpipeline.featurestore.sql import open_store
@@ -124,6 +125,18 @@ def test_every_class_method_runs_through_the_bridge(bridge_env: Path, gref: Fake
     again = ok(run("MLpipeline.FeatureStore.IngestReply", path=str(files[0])))["result"]
     assert (again["written"], again["duplicate_of"], again["rows_in_store"]) == (0, 1, 900)
     assert "skipped" in ok(run("MLpipeline.FeatureStore.RefreshReply"))["result"]
+
+    # labels later: a key that is not stored is refused; the labels already stored change nothing
+    labels = data / "labels.csv"
+    pd.DataFrame({"block_id": [1, 2], "median_house_value": sample["median_house_value"].iloc[:2]}).to_csv(
+        labels, index=False
+    )
+    same = ok(run("MLpipeline.FeatureStore.LabelReply", path=str(labels), relabel=0))["result"]
+    assert (same["batch_id"], same["unchanged"], same["labelled"]) == (None, 2, 0)
+    pd.DataFrame({"block_id": [99999], "median_house_value": [1.0]}).to_csv(labels, index=False)
+    refused = run("MLpipeline.FeatureStore.LabelReply", path=str(labels), relabel=1)
+    assert (refused["ok"], refused["code"]) == (False, "MLP-200")
+    assert "99999" in refused["message"]
 
     # the first model is promoted and published to ^MLpipeline("Production", "housing")
     trained = ok(run("MLpipeline.Pipeline.TrainReply"))["result"]

@@ -50,7 +50,7 @@ __all__ = [
 #: Identifiers are lower-case ASCII so they need no quoting in SQLite, PostgreSQL or IRIS.
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")  # \Z: "$" would accept a final newline
 #: Columns the feature store adds to every feature-set table.
-INTERNAL_COLUMNS = ("_batch_id", "_ingested_at")
+INTERNAL_COLUMNS = ("_batch_id", "_ingested_at", "_labelled_batch", "_row_hash")
 #: Longest categorical value or string key (in characters) a feature set accepts.
 MAX_TEXT_LENGTH = 255
 

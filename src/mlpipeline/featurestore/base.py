@@ -60,11 +60,16 @@ class BatchRecord:
 
 @dataclass(frozen=True)
 class IngestOutcome:
-    """What an ingest did: ``written`` rows in batch ``batch``; ``duplicate_of`` when skipped."""
+    """What an ingest did: ``written`` rows in batch ``batch``; ``duplicate_of`` when skipped.
+
+    ``skipped_rows``: rows of the batch identical to rows an earlier batch stored (feature sets
+    with a generated key only), which were not written again.
+    """
 
     batch: BatchRecord
     written: int
     duplicate_of: BatchRecord | None = None
+    skipped_rows: int = 0
 
     @property
     def skipped(self) -> bool:
@@ -85,8 +90,13 @@ class FeatureStore(Protocol):
         content_sha256: str,
         source: str,
         progress: ProgressCallback | None = None,
+        strict: bool = False,
     ) -> IngestOutcome:
-        """Write a validated batch in one transaction, or nothing at all."""
+        """Write a validated batch in one transaction, or nothing at all.
+
+        With a generated key, rows already stored by an earlier batch are skipped and counted,
+        or, with ``strict``, make the whole batch fail.
+        """
 
     def count_rows(self, d: Definition) -> int: ...
 

@@ -32,7 +32,7 @@ MAX_FILE_BYTES = 4 * 1024**3
 
 
 def read_batch_file(path: Path, d: Definition) -> pd.DataFrame:
-    """Read a CSV (UTF-8, comma-separated, header row) or Parquet file into a raw frame."""
+    """Read a CSV (UTF-8, comma-separated, header row), Parquet or JSON-lines file into a raw frame."""
     source = str(path)
     if not path.is_file():
         raise NotFoundError(f"file '{path}' does not exist or is not a file")
@@ -47,9 +47,11 @@ def read_batch_file(path: Path, d: Definition) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return _read_parquet(path)
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_json_lines(path)
     if suffix not in (".csv", ".txt", ""):
         raise DataValidationError(
-            [Problem("*", "format", f"unknown file type '{suffix}'; give a .csv or .parquet file")],
+            [Problem("*", "format", f"unknown file type '{suffix}'; give a .csv, .parquet or .jsonl file")],
             source=source,
         )
     return _read_csv(path, d)
@@ -121,6 +123,18 @@ def _unique_header(path: Path) -> None:
         )
 
 
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    """One JSON object per line; values keep their JSON types (validation converts them)."""
+    try:
+        return pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise DataValidationError(
+            [Problem("*", "jsonl", f"not JSON lines ({detail}); write one JSON object per line")],
+            source=str(path),
+        ) from exc
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
@@ -157,11 +171,16 @@ def ingest_frame(
     *,
     source: str = "dataframe",
     progress: ProgressCallback | None = None,
+    strict: bool = False,
 ) -> IngestOutcome:
-    """Validate ``frame`` against ``d`` and write it as one batch (or skip a known batch)."""
+    """Validate ``frame`` against ``d`` and write it as one batch (or skip a known batch).
+
+    With a generated key, rows an earlier batch already stored are skipped and counted in
+    ``skipped_rows``; ``strict`` refuses such a batch instead.
+    """
     clean = validate_batch(frame, d, source=source)
     digest = content_hash(d, clean)
-    outcome = store.ingest(d, clean, content_sha256=digest, source=source, progress=progress)
+    outcome = store.ingest(d, clean, content_sha256=digest, source=source, progress=progress, strict=strict)
     if outcome.skipped:
         assert outcome.duplicate_of is not None
         log.info(
@@ -172,8 +191,13 @@ def ingest_frame(
 
 
 def ingest_file(
-    store: FeatureStore, d: Definition, path: Path, *, progress: ProgressCallback | None = None
+    store: FeatureStore,
+    d: Definition,
+    path: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    strict: bool = False,
 ) -> IngestOutcome:
     """Read, validate and ingest one file as a batch."""
     frame = read_batch_file(path, d)
-    return ingest_frame(store, d, frame, source=str(path), progress=progress)
+    return ingest_frame(store, d, frame, source=str(path), progress=progress, strict=strict)

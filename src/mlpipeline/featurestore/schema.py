@@ -43,7 +43,42 @@ class PipelineTables:
             Column("source", String(1024), nullable=False),
             Column("row_count", Integer, nullable=False),
             Column("ingested_at", DateTime, nullable=False),
+            # "rows" (ingest) or "labels" (labels attached to stored rows); NULL: before labels.
+            Column("kind", String(16), nullable=True),
+            # sha256 of the definition the batch was validated with (Definition.content_hash).
+            Column("definition_sha256", String(64), nullable=True),
+            # Rows of the file that were already stored and so not written again.
+            Column("skipped_rows", Integer, nullable=True),
             UniqueConstraint("featureset", "content_sha256", name="uq_mlp_batches_hash"),
+        )
+        # Every label that replaced another one (``mlpipeline label --relabel``).
+        self.label_audit = Table(
+            "mlp_label_audit",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("featureset", String(64), nullable=False),
+            Column("entity_key", String(TEXT_LENGTH), nullable=False),
+            Column("old_value", Double, nullable=True),
+            Column("new_value", Double, nullable=False),
+            Column("batch_id", Integer, nullable=False),
+            Column("relabelled_at", DateTime, nullable=False),
+            Column("source", String(1024), nullable=False),
+            Index("ix_mlp_label_audit_key", "featureset", "entity_key"),
+        )
+        # Labels on their way in: written in bulk, joined to the feature table, then deleted,
+        # all in the transaction of one label batch (see featurestore.labels).
+        self.label_staging = Table(
+            "mlp_label_staging",
+            metadata,
+            Column("batch_id", Integer, nullable=False),
+            Column("position", Integer, nullable=False),
+            Column("key_int", BigInteger, nullable=True),
+            Column("key_text", String(TEXT_LENGTH), nullable=True),
+            Column("target", Double, nullable=False),
+            Column("label_time", DateTime, nullable=True),
+            PrimaryKeyConstraint("batch_id", "position", name="pk_mlp_label_staging"),
+            Index("ix_mlp_label_staging_int", "batch_id", "key_int"),
+            Index("ix_mlp_label_staging_text", "batch_id", "key_text"),
         )
         self.prediction_log = Table(
             "mlp_prediction_log",
@@ -148,5 +183,13 @@ def feature_table(d: Definition, metadata: MetaData) -> Table:
     cols.append(Column(d.target.column, Double, nullable=True))
     cols.append(Column("_batch_id", Integer, nullable=False))
     cols.append(Column("_ingested_at", DateTime, nullable=False))
+    # The batch whose label is the row's current one: its own batch when the label came with
+    # the row, a label batch when it came later (monitoring's watermark reads this).
+    cols.append(Column("_labelled_batch", Integer, nullable=True))
     indexes.append(Index(f"ix_{d.table}_batch", "_batch_id"))
+    indexes.append(Index(f"ix_{d.table}_labelled", "_labelled_batch"))
+    if key.generate:
+        # 64-bit hash of every stored column: a re-sent row (overlapping exports) is skipped.
+        cols.append(Column("_row_hash", BigInteger, nullable=True))
+        indexes.append(Index(f"ix_{d.table}_rowhash", "_row_hash"))
     return Table(d.table, metadata, *cols, *indexes)

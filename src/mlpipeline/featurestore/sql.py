@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import (
     Connection,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     create_engine,
     event,
     func,
@@ -43,6 +45,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from mlpipeline.errors import ConfigError, DataValidationError, Problem, StoreError, StoreUnavailableError
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featurestore.base import BatchRecord, IngestOutcome, ProgressCallback, Watermark
+from mlpipeline.featurestore.evolve import SchemaPlan, apply_schema_plan, plan_schema
+from mlpipeline.featurestore.rowhash import row_hashes
 from mlpipeline.featurestore.schema import PipelineTables, feature_table
 from mlpipeline.settings import Settings
 
@@ -69,6 +73,7 @@ class SqlFeatureStore:
         self.metadata = MetaData()
         self.tables = PipelineTables(self.metadata)
         self._feature_tables: dict[str, Table] = {}
+        self._checked: set[str] = set()  # definitions whose tables were found up to date
 
     # -- schema -------------------------------------------------------------------------
 
@@ -80,11 +85,63 @@ class SqlFeatureStore:
         return table
 
     def create_schema(self, definitions: list[Definition]) -> None:
+        """Create missing tables; an existing table must already match its definition.
+
+        A table that lacks columns its definition (or this version of the package) needs is
+        not changed here: :class:`SchemaChangeError` says to run ``mlpipeline init``, which
+        calls :meth:`evolve_schema`. Checked once per store object and definition.
+        """
         tables = [self.table_for(d) for d in definitions]
         own = [t for t in self.metadata.sorted_tables if t.name.startswith("mlp_")]
         with self.guarded("create the schema"):
             self.metadata.create_all(self.engine, tables=own + tables, checkfirst=True)
+            unchecked = [d for d in definitions if d.content_hash not in self._checked]
+            if unchecked:
+                plan = self.plan_schema(unchecked)
+                plan.raise_pending(", ".join(d.name for d in unchecked))
+                self._checked.update(d.content_hash for d in unchecked)
         log.info("schema ready", extra={"tables": [t.name for t in own + tables]})
+
+    def plan_schema(self, definitions: list[Definition]) -> SchemaPlan:
+        """What :meth:`evolve_schema` would change for ``definitions`` (nothing is written)."""
+        by_table = {self.table_for(d).name: d for d in definitions}
+        own = [t for t in self.metadata.sorted_tables if t.name.startswith("mlp_")]
+        with self.guarded("inspect the schema"):
+            return plan_schema(self.engine, own + [self.table_for(d) for d in definitions], by_table)
+
+    def evolve_schema(self, definitions: list[Definition], *, dry_run: bool = False) -> SchemaPlan:
+        """Apply additive changes (new nullable columns, their indexes and bookkeeping values).
+
+        Refused changes raise :class:`SchemaChangeError` before anything is written; with
+        ``dry_run`` the plan is returned and nothing is changed.
+        """
+        plan = self.plan_schema(definitions)
+        plan.raise_refused()
+        if dry_run or plan.empty:
+            return plan
+        by_table = {self.table_for(d).name: d for d in definitions}
+        with self.guarded("change the schema"), self.transaction() as conn:
+            apply_schema_plan(conn, plan, by_table)
+        for added in plan.added:
+            if added.column.name == "_row_hash" and added.table.name in by_table:
+                self._backfill_row_hashes(by_table[added.table.name])
+        return plan
+
+    def _backfill_row_hashes(self, d: Definition) -> None:
+        """Fingerprint the rows stored before ``_row_hash`` existed, so new batches skip them."""
+        t = self.table_for(d)
+        frame = self._frame(d, select(t), "read rows to fingerprint")
+        if frame.empty:
+            return
+        key = d.entity_key.column
+        hashes = row_hashes(d, frame).tolist()
+        keys = frame[key].astype("int64").tolist()
+        statement = update(t).where(t.c[key] == bindparam("b_key")).values(_row_hash=bindparam("b_hash"))
+        with self.guarded("fingerprint stored rows"), self.transaction() as conn:
+            for lo in range(0, len(keys), self.chunk_rows):
+                chunk = zip(keys[lo : lo + self.chunk_rows], hashes[lo : lo + self.chunk_rows], strict=True)
+                conn.execute(statement, [{"b_key": k, "b_hash": h} for k, h in chunk])
+        log.info("stored rows fingerprinted", extra={"featureset": d.name, "rows": len(keys)})
 
     def has_table(self, d: Definition) -> bool:
         """Whether both the feature-set table and the pipeline tables exist."""
@@ -102,16 +159,28 @@ class SqlFeatureStore:
         content_sha256: str,
         source: str,
         progress: ProgressCallback | None = None,
+        strict: bool = False,
     ) -> IngestOutcome:
         table = self.table_for(d)
         batches = self.tables.batches
         now = utcnow()
+        skipped = 0
         with self.guarded(f"ingest into '{d.table}'"):
             try:
                 with self.transaction() as conn:
                     existing = self._find_batch(conn, d.name, content_sha256)
                     if existing is not None:
                         return IngestOutcome(batch=existing, written=0, duplicate_of=existing)
+                    extra: dict[str, list[Any]] = {}
+                    if d.entity_key.generate:
+                        hashes = row_hashes(d, frame)
+                        stored = self._stored_hashes(conn, table, hashes)
+                        if stored.any():
+                            skipped = int(stored.sum())
+                            if strict:
+                                raise _already_stored(stored, source)
+                            frame, hashes = frame.loc[~stored].reset_index(drop=True), hashes[~stored]
+                        extra["_row_hash"] = hashes.tolist()
                     batch_id = conn.execute(
                         insert(batches).values(
                             featureset=d.name,
@@ -119,6 +188,9 @@ class SqlFeatureStore:
                             source=source[:1024],
                             row_count=len(frame.index),
                             ingested_at=now,
+                            kind="rows",
+                            definition_sha256=d.content_hash,
+                            skipped_rows=skipped,
                         )
                     ).inserted_primary_key[0]  # type: ignore[index]
                     if d.entity_key.generate:
@@ -127,7 +199,9 @@ class SqlFeatureStore:
                         frame = frame.copy()
                         keys = np.arange(start + 1, start + 1 + len(frame.index), dtype=np.int64)
                         frame.insert(0, d.entity_key.column, keys)
-                    self._write_rows(conn, table, frame, batch_id, now, progress)
+                    labelled = frame[d.target.column].notna().tolist()
+                    extra["_labelled_batch"] = [batch_id if has else None for has in labelled]
+                    self._write_rows(conn, table, frame, batch_id, now, progress, extra=extra)
             except IntegrityError as exc:
                 with self.engine.connect() as conn:
                     existing = self._find_batch(conn, d.name, content_sha256)
@@ -137,9 +211,27 @@ class SqlFeatureStore:
             record = BatchRecord(batch_id, d.name, content_sha256, source, len(frame.index), now)
         log.info(
             "batch ingested",
-            extra={"featureset": d.name, "batch_id": batch_id, "rows": len(frame.index), "source": source},
+            extra={
+                "featureset": d.name,
+                "batch_id": batch_id,
+                "rows": len(frame.index),
+                "skipped_rows": skipped,
+                "source": source,
+            },
         )
-        return IngestOutcome(batch=record, written=len(frame.index))
+        return IngestOutcome(batch=record, written=len(frame.index), skipped_rows=skipped)
+
+    def _stored_hashes(self, conn: Connection, table: Table, hashes: npt.NDArray[np.int64]) -> Any:
+        """A boolean mask: which of ``hashes`` an earlier batch already stored."""
+        column = table.c["_row_hash"]
+        unique = np.unique(hashes)
+        found: set[int] = set()
+        for lo in range(0, unique.size, _KEY_LOOKUP_CHUNK):
+            chunk = unique[lo : lo + _KEY_LOOKUP_CHUNK].tolist()
+            found.update(int(v) for v in conn.execute(select(column).where(column.in_(chunk))).scalars())
+        if not found:
+            return np.zeros(hashes.size, dtype=bool)
+        return np.isin(hashes, np.fromiter(found, dtype=np.int64, count=len(found)))
 
     def _write_rows(
         self,
@@ -149,15 +241,37 @@ class SqlFeatureStore:
         batch_id: int,
         now: datetime,
         progress: ProgressCallback | None,
+        *,
+        extra: dict[str, list[Any]] | None = None,
     ) -> None:
-        names = [*list(frame.columns), "_batch_id", "_ingested_at"]
+        """Insert a validated batch plus its bookkeeping columns (``extra``: more columns)."""
         total = len(frame.index)
+        columns: dict[str, Any] = {c: frame[c] for c in frame.columns}
+        columns["_batch_id"] = [batch_id] * total
+        columns["_ingested_at"] = [_sqlite_time(now) if conn.dialect.name == "sqlite" else now] * total
+        columns.update(extra or {})
+        self.bulk_insert(conn, table, columns, total, progress)
+
+    def bulk_insert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: dict[str, Any],
+        total: int,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Insert ``total`` rows given column-wise (Series or lists) by the fastest path per driver.
+
+        SQLite: the driver's executemany on positional tuples; PostgreSQL (psycopg2): COPY;
+        others: SQLAlchemy's executemany. Lists of Python datetimes and Series of any kind
+        are accepted.
+        """
+        names = list(columns)
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             # The driver's executemany on positional tuples: no per-row dict building, and
             # timestamps formatted in one vectorised pass in SQLAlchemy's SQLite text format.
-            columns = [_sqlite_values(frame[c]) for c in frame.columns]
-            columns += [[batch_id] * total, [_sqlite_time(now)] * total]
+            values = [_sqlite_column(columns[n]) for n in names]
             compiled = insert(table).compile(dialect=conn.dialect, column_keys=names)
             for i, name in enumerate(names):
                 kind = table.c[name].type
@@ -165,12 +279,11 @@ class SqlFeatureStore:
                     continue
                 proc = kind.dialect_impl(conn.dialect).bind_processor(conn.dialect)
                 if proc is not None:
-                    columns[i] = [None if v is None else proc(v) for v in columns[i]]
+                    values[i] = [None if v is None else proc(v) for v in values[i]]
             order = [names.index(p) for p in (compiled.positiontup or [])]
-            columns = [columns[i] for i in order]
+            values = [values[i] for i in order]
         else:
-            columns = [_python_values(frame[c]) for c in frame.columns]
-            columns += [[batch_id] * total, [now] * total]
+            values = [_python_column(columns[n]) for n in names]
         copy = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2"
         if copy:
             prep = conn.dialect.identifier_preparer
@@ -183,12 +296,12 @@ class SqlFeatureStore:
         for lo in range(0, total, self.chunk_rows):
             hi = min(lo + self.chunk_rows, total)
             if copy:
-                _copy_rows(cursor, statement, zip(*(c[lo:hi] for c in columns), strict=True))
+                _copy_rows(cursor, statement, zip(*(c[lo:hi] for c in values), strict=True))
             elif sqlite:
-                conn.exec_driver_sql(compiled.string, list(zip(*(c[lo:hi] for c in columns), strict=True)))
+                conn.exec_driver_sql(compiled.string, list(zip(*(c[lo:hi] for c in values), strict=True)))
             else:
                 rows = [
-                    dict(zip(names, r, strict=True)) for r in zip(*(c[lo:hi] for c in columns), strict=True)
+                    dict(zip(names, r, strict=True)) for r in zip(*(c[lo:hi] for c in values), strict=True)
                 ]
                 conn.execute(insert(table), rows)
             done = hi
@@ -268,20 +381,23 @@ class SqlFeatureStore:
     def labelled_since(
         self, d: Definition, watermark: Watermark, *, as_of: datetime | None = None
     ) -> tuple[pd.DataFrame, Watermark]:
+        # A row is new when its current label came in a batch after the watermark's (with the
+        # row, or later through 'mlpipeline label'), or, with a label time, arrived after it.
         t = self.table_for(d)
         as_of = as_of or utcnow()
+        labelled_in = t.c._labelled_batch
         with self.guarded("read the newest batch id"), self.engine.connect() as conn:
-            top_batch = int(conn.execute(select(func.coalesce(func.max(t.c._batch_id), 0))).scalar_one())
-        query = select(t).where(t.c[d.target.column].is_not(None), t.c._batch_id <= top_batch)
+            top_batch = int(conn.execute(select(func.coalesce(func.max(labelled_in), 0))).scalar_one())
+        query = select(t).where(t.c[d.target.column].is_not(None), labelled_in <= top_batch)
         if d.label_time:
             label = t.c[d.label_time]
             query = query.where(label <= as_of)
             if watermark.label_time is not None:
-                query = query.where(or_(label > watermark.label_time, t.c._batch_id > watermark.batch_id))
+                query = query.where(or_(label > watermark.label_time, labelled_in > watermark.batch_id))
             query = query.order_by(label, t.c[d.entity_key.column])
             new_mark = Watermark(batch_id=top_batch, label_time=as_of)
         else:
-            query = query.where(t.c._batch_id > watermark.batch_id).order_by(t.c[d.entity_key.column])
+            query = query.where(labelled_in > watermark.batch_id).order_by(t.c[d.entity_key.column])
             new_mark = Watermark(batch_id=top_batch, label_time=watermark.label_time)
         return self._frame(d, query, "read newly labelled rows"), new_mark
 
@@ -472,6 +588,32 @@ def _copy_rows(cursor: Any, statement: str, rows: Any) -> None:
         raise DBAPIError("COPY", None, exc) from exc
 
 
+def _already_stored(stored: Any, source: str) -> DataValidationError:
+    rows = (np.flatnonzero(stored)[:5] + 1).tolist()
+    return DataValidationError(
+        [
+            Problem(
+                "*",
+                "already stored",
+                f"{int(stored.sum()):,} row(s) are identical to rows an earlier batch stored; "
+                "without --strict they are skipped and counted, or remove them from the file",
+                rows,
+                int(stored.sum()),
+            )
+        ],
+        source=source,
+    )
+
+
+def _sqlite_column(values: Any) -> list[Any]:
+    """A Series converted for SQLite; a list is taken as ready (timestamps already as text)."""
+    return _sqlite_values(values) if isinstance(values, pd.Series) else list(values)
+
+
+def _python_column(values: Any) -> list[Any]:
+    return _python_values(values) if isinstance(values, pd.Series) else list(values)
+
+
 def _python_values(series: pd.Series) -> list[Any]:
     """A column as a list of plain Python values with None for missing, fast for 1M rows."""
     if pd.api.types.is_datetime64_any_dtype(series):
@@ -526,6 +668,8 @@ def _to_frame(
         kinds[d.label_time] = "time"
     kinds["_ingested_at"] = "time"
     kinds["_batch_id"] = "integer"
+    kinds["_labelled_batch"] = "integer"
+    kinds["_row_hash"] = "integer"
     kinds[d.entity_key.column] = "integer" if d.entity_key.type == "integer" else "categorical"
     frame = pd.DataFrame.from_records(list(rows), columns=list(names), coerce_float=True)
     for name in names:

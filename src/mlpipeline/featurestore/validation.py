@@ -17,7 +17,7 @@ import pandas as pd
 from mlpipeline.errors import DataValidationError, EmptyBatchError, Problem
 from mlpipeline.featuresets.definition import INTERNAL_COLUMNS, MAX_TEXT_LENGTH, Definition, Feature
 
-__all__ = ["MAX_ROWS_SHOWN", "expected_columns", "validate_batch"]
+__all__ = ["MAX_ROWS_SHOWN", "expected_columns", "validate_batch", "validate_labels"]
 
 #: How many offending row numbers an error message lists per rule.
 MAX_ROWS_SHOWN = 5
@@ -80,6 +80,57 @@ def validate_batch(
     result = pd.DataFrame(out)
     order = [c for c in d.raw_columns if c in result.columns]
     return result[order]
+
+
+def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels") -> pd.DataFrame:
+    """Validate a labels file: the key, the target and optionally the label time, nothing else.
+
+    Returns the key (as stored), the target (float64) and, when the feature set has a label
+    time, that column (NaT where the file has none: the time of labelling is used).
+    """
+    if len(frame.index) == 0:
+        raise EmptyBatchError(source)
+    key, target = d.entity_key.column, d.target.column
+    names = [str(c) for c in frame.columns]
+    allowed = {key, target} | ({d.label_time} if d.label_time else set())
+    problems: list[Problem] = []
+    missing = [c for c in (key, target) if c not in names]
+    if missing:
+        problems.append(
+            Problem(
+                ", ".join(missing),
+                "required column",
+                f"a labels file needs the key '{key}' and the target '{target}'; add it"
+                + _delimiter_hint(names),
+            )
+        )
+    extra = [c for c in names if c not in allowed]
+    if extra:
+        features = [c for c in extra if c in d.features]
+        kept = [key, target] + ([d.label_time] if d.label_time else [])
+        detail = (
+            f"a labels file holds only {', '.join(kept[:-1])} and {kept[-1]}; remove the other columns"
+            + (", or ingest rows with their features with 'mlpipeline ingest'" if features else "")
+        )
+        problems.append(Problem(", ".join(_clip(c) for c in extra[:10]), "unexpected column", detail))
+    if problems:
+        raise DataValidationError(problems, source=source)
+    frame = frame.reset_index(drop=True)
+    out: dict[str, pd.Series] = {key: _key(frame[key], key, d.entity_key.type, problems)}
+    values = _numeric(frame[target], target, problems)
+    _range(values, target, d.target.min, d.target.max, problems)
+    absent = values.isna().to_numpy(dtype=bool) & ~values.attrs.get("invalid", np.zeros(len(values), bool))
+    _add(problems, target, "not null", "no label; give every row of a labels file its label", absent)
+    out[target] = values.astype("float64")
+    if d.label_time:
+        if d.label_time in frame.columns:
+            times = frame[d.label_time]
+            out[d.label_time] = _timestamp(times, d.label_time, allow_null=True, problems=problems)
+        else:
+            out[d.label_time] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
+    if problems:
+        raise DataValidationError(problems, source=source)
+    return pd.DataFrame(out)
 
 
 def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring: bool) -> None:

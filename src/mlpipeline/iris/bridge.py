@@ -55,7 +55,7 @@ from mlpipeline.iris.pointer_store import (
     entry_to_json,
     pointer_to_json,
 )
-from mlpipeline.iris.projection import refresh_projection
+from mlpipeline.iris.projection import copy_labels, refresh_projection
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
 from mlpipeline.registry.pointer import PointerStore, SqlPointerStore
 from mlpipeline.settings import Settings, load_settings
@@ -68,6 +68,7 @@ __all__ = [
     "create_tables",
     "history",
     "ingest",
+    "label",
     "predict",
     "production",
     "promote",
@@ -281,6 +282,41 @@ def ingest(featureset: str, path: str) -> str:
     return _call("ingest", name, body)
 
 
+def label(featureset: str, path: str, relabel: Any = False) -> str:
+    """Attach the labels in the file at ``path`` (key, target, optionally label time) by key."""
+    name = _name(featureset)
+    replace = str(relabel).strip().lower() in ("1", "true", "yes")
+
+    def body(settings: Settings) -> tuple[str, Any]:
+        from mlpipeline.featurestore.labels import label_file
+
+        d = _definition(settings, name)
+        file = Path(str(path))
+        with _store(settings, d) as store:
+            outcome = label_file(store, d, file, relabel=replace)
+            projection = copy_labels(store, d, outcome.batch.batch_id) if outcome.batch else None
+        result = {
+            "featureset": d.name,
+            "rows": outcome.rows,
+            "labelled": outcome.labelled,
+            "relabelled": outcome.relabelled,
+            "unchanged": outcome.unchanged,
+            "batch_id": outcome.batch.batch_id if outcome.batch else None,
+            "duplicate_of": outcome.duplicate_of.batch_id if outcome.duplicate_of else None,
+            "projection": projection,
+        }
+        if outcome.batch is None:
+            summary = f"nothing to do: the {outcome.rows:,} labels in {file} are already stored"
+        else:
+            summary = (
+                f"labelled {outcome.labelled:,} and relabelled {outcome.relabelled:,} rows of "
+                f"'{d.name}' from {file} as batch {outcome.batch.batch_id}"
+            )
+        return summary, result
+
+    return _call("label", name, body)
+
+
 def refresh_projection_of(featureset: str) -> str:
     """Copy batches the IRIS persistent class of ``featureset`` lacks (``MLpipeline.FeatureStore``)."""
     name = _name(featureset)
@@ -300,7 +336,8 @@ def refresh_projection_of(featureset: str) -> str:
 
 
 def create_tables() -> str:
-    """Create the pipeline's tables and every feature set's table (idempotent)."""
+    """Create the pipeline's tables and every feature set's table, and apply additive changes
+    of the definitions to existing tables, as ``mlpipeline init`` does (idempotent)."""
 
     def body(settings: Settings) -> tuple[str, Any]:
         names = available_featuresets(settings.featuresets_dir)
@@ -308,9 +345,13 @@ def create_tables() -> str:
         for folder in (settings.home, settings.home / "models"):
             folder.mkdir(parents=True, exist_ok=True)
         with _store(settings) as store:
+            changes = store.evolve_schema(definitions).describe()
             store.create_schema(definitions)
             url = store.engine.url.render_as_string(hide_password=True)
-        return f"tables ready in {url} for {', '.join(names)}", {"featuresets": names, "store": url}
+        summary = f"tables ready in {url} for {', '.join(names)}"
+        if changes:
+            summary += "; changed: " + "; ".join(changes)
+        return summary, {"featuresets": names, "store": url, "changed": changes}
 
     return _call("create the tables", None, body)
 

@@ -18,13 +18,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Double, Integer, MetaData, String, Table, inspect, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlpipeline.featuresets.definition import MAX_TEXT_LENGTH, Definition
 from mlpipeline.featurestore.sql import SqlFeatureStore
 
-__all__ = ["PROJECTIONS", "projection_table", "refresh_projection"]
+__all__ = ["PROJECTIONS", "copy_labels", "projection_table", "refresh_projection"]
 
 #: Feature set -> (schema, table) of its persistent class in IRIS.
 PROJECTIONS: dict[str, tuple[str, str]] = {"housing": ("MLpipeline", "FeatureStore")}
@@ -92,3 +104,26 @@ def refresh_projection(store: SqlFeatureStore, d: Definition) -> dict[str, Any]:
             copied.append(int(batch_id))
             rows += max(result.rowcount or 0, 0)
     return {"table": f"{schema}.{name}", "batches": copied, "rows": rows}
+
+
+def copy_labels(store: SqlFeatureStore, d: Definition, batch_id: int) -> dict[str, Any]:
+    """Bring the labels of one label batch into the IRIS class's table (target, label time).
+
+    One ``UPDATE … WHERE key IN (SELECT key … WHERE _labelled_batch = ?)``: rows the copy does
+    not hold yet get their label when :func:`refresh_projection` copies their batch.
+    """
+    target = PROJECTIONS.get(d.name)
+    if target is None:
+        return {"skipped": f"'{d.name}' has no IRIS persistent class"}
+    schema, name = target
+    if not _exists(store, schema, name):
+        return {"skipped": f"table {schema}.{name} does not exist in this store (it is created in IRIS)"}
+    dst = projection_table(d, schema, name)
+    src = store.table_for(d)
+    key = d.entity_key.column
+    columns = [d.target.column] + ([d.label_time] if d.label_time else [])
+    values = {c: select(src.c[c]).where(src.c[key] == dst.c[key]).scalar_subquery() for c in columns}
+    labelled = select(src.c[key]).where(src.c["_labelled_batch"] == batch_id)
+    with store.guarded(f"copy labels into {schema}.{name}"), store.transaction() as conn:
+        result = conn.execute(update(dst).where(dst.c[key].in_(labelled)).values(values))
+    return {"table": f"{schema}.{name}", "labels": max(result.rowcount or 0, 0)}

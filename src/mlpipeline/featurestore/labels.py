@@ -1,0 +1,272 @@
+"""Labels that arrive after their rows: attached by key, in one transaction, corrections audited.
+
+In continuous training the label is known days after the row (was the patient readmitted, did
+the delivery arrive late). :func:`attach_labels` takes a validated labels frame (key, target,
+optionally label time), and in one transaction:
+
+1. records a label batch in the batch ledger (the same file twice is a no-op that says so);
+2. writes the labels into ``mlp_label_staging`` in bulk (COPY on PostgreSQL);
+3. refuses the whole file if any key is not stored, or if a stored label differs and
+   ``relabel`` was not asked for (each refusal names the keys, first rows and count);
+4. with ``relabel``, copies every replaced label (old, new, when, batch) to ``mlp_label_audit``;
+5. updates the rows whose label is missing or replaced with one ``UPDATE … WHERE key IN
+   (SELECT …)``, which costs in proportion to the labels, not to the table; the rows' label
+   batch (``_labelled_batch``) becomes this batch, so monitoring's watermark sees them exactly
+   as it sees labels that came with their rows;
+6. clears its staging rows.
+
+A file whose every label is already stored changes nothing and leaves no batch behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import DateTime, String, and_, cast, delete, func, insert, literal, or_, select, update
+
+from mlpipeline.errors import DataValidationError, Problem
+from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featurestore.base import BatchRecord
+from mlpipeline.featurestore.ingest import content_hash, read_batch_file
+from mlpipeline.featurestore.validation import validate_labels
+
+if TYPE_CHECKING:
+    from mlpipeline.featurestore.sql import SqlFeatureStore
+
+__all__ = ["LabelOutcome", "attach_labels", "label_file"]
+
+log = logging.getLogger(__name__)
+
+#: Keys and rows an error message shows.
+_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class LabelOutcome:
+    """What a labels file did. ``batch`` is ``None`` when nothing changed."""
+
+    batch: BatchRecord | None
+    rows: int
+    labelled: int = 0
+    relabelled: int = 0
+    unchanged: int = 0
+    duplicate_of: BatchRecord | None = None
+
+    @property
+    def changed(self) -> int:
+        return self.labelled + self.relabelled
+
+
+class _NothingChangedError(Exception):
+    def __init__(self, unchanged: int) -> None:
+        super().__init__("every label is already stored")
+        self.unchanged = unchanged
+
+
+def label_file(store: SqlFeatureStore, d: Definition, path: Path, *, relabel: bool = False) -> LabelOutcome:
+    """Read a CSV, Parquet or JSON-lines file of keys and labels, validate it and attach it."""
+    labels = validate_labels(read_batch_file(path, d), d, source=str(path))
+    return attach_labels(store, d, labels, source=str(path), relabel=relabel)
+
+
+def attach_labels(
+    store: SqlFeatureStore,
+    d: Definition,
+    labels: pd.DataFrame,
+    *,
+    source: str,
+    relabel: bool = False,
+    now: datetime | None = None,
+) -> LabelOutcome:
+    """Attach validated ``labels`` (see :func:`~mlpipeline.featurestore.validation.validate_labels`)."""
+    from mlpipeline.featurestore.sql import utcnow
+
+    now = now or utcnow()
+    digest = content_hash(d, labels)
+    n = len(labels.index)
+    try:
+        with store.guarded(f"attach labels to '{d.table}'"), store.transaction() as conn:
+            existing = store._find_batch(conn, d.name, digest)
+            if existing is not None:
+                return LabelOutcome(batch=None, rows=n, unchanged=n, duplicate_of=existing)
+            b = store.tables.batches
+            batch_id = int(
+                conn.execute(
+                    insert(b).values(
+                        featureset=d.name,
+                        content_sha256=digest,
+                        source=source[:1024],
+                        row_count=n,
+                        ingested_at=now,
+                        kind="labels",
+                        definition_sha256=d.content_hash,
+                        skipped_rows=0,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            )
+            _stage(store, conn, d, labels, batch_id, now)
+            counts = _apply(store, conn, d, batch_id, source=source, relabel=relabel, now=now)
+            conn.execute(
+                delete(store.tables.label_staging).where(store.tables.label_staging.c.batch_id == batch_id)
+            )
+            labelled, relabelled, unchanged = counts
+            if labelled + relabelled == 0:
+                raise _NothingChangedError(unchanged)
+    except _NothingChangedError as nothing:
+        return LabelOutcome(batch=None, rows=n, unchanged=nothing.unchanged)
+    record = BatchRecord(batch_id, d.name, digest, source, n, now)
+    log.info(
+        "labels attached",
+        extra={
+            "featureset": d.name,
+            "batch_id": batch_id,
+            "labelled": labelled,
+            "relabelled": relabelled,
+            "unchanged": unchanged,
+            "source": source,
+        },
+    )
+    return LabelOutcome(record, n, labelled, relabelled, unchanged)
+
+
+def _stage(
+    store: SqlFeatureStore, conn: Any, d: Definition, labels: pd.DataFrame, batch_id: int, now: datetime
+) -> None:
+    n = len(labels.index)
+    key = labels[d.entity_key.column]
+    integer = d.entity_key.type == "integer"
+    columns: dict[str, Any] = {
+        "batch_id": [batch_id] * n,
+        "position": list(range(1, n + 1)),
+        "key_int": key if integer else [None] * n,
+        "key_text": [None] * n if integer else key,
+        "target": labels[d.target.column],
+    }
+    if d.label_time:
+        columns["label_time"] = labels[d.label_time].fillna(pd.Timestamp(now)).astype("datetime64[us]")
+    store.bulk_insert(conn, store.tables.label_staging, columns, n)
+
+
+def _apply(
+    store: SqlFeatureStore,
+    conn: Any,
+    d: Definition,
+    batch_id: int,
+    *,
+    source: str,
+    relabel: bool,
+    now: datetime,
+) -> tuple[int, int, int]:
+    """Check the staged labels against the stored rows, audit, update; (labelled, relabelled, unchanged)."""
+    t = store.table_for(d)
+    s = store.tables.label_staging
+    skey = s.c.key_int if d.entity_key.type == "integer" else s.c.key_text
+    tkey = t.c[d.entity_key.column]
+    target = t.c[d.target.column]
+    mine = s.c.batch_id == batch_id
+    joined = s.join(t, tkey == skey)
+
+    unknown = and_(mine, ~select(tkey).where(tkey == skey).exists())
+    n_unknown = conn.execute(select(func.count()).select_from(s).where(unknown)).scalar_one()
+    if n_unknown:
+        shown = conn.execute(
+            select(s.c.position, skey).where(unknown).order_by(s.c.position).limit(_SHOWN)
+        ).all()
+        raise DataValidationError(
+            [
+                Problem(
+                    d.entity_key.column,
+                    "stored key",
+                    f"{n_unknown:,} key(s) are not stored ({', '.join(repr(k) for _, k in shown)}); "
+                    "ingest those rows first, or remove them from the labels file",
+                    [int(p) for p, _ in shown],
+                    int(n_unknown),
+                )
+            ],
+            source=source,
+        )
+    if d.label_time and d.event_time:
+        early = and_(mine, s.c.label_time < t.c[d.event_time])
+        n_early = conn.execute(select(func.count()).select_from(joined).where(early)).scalar_one()
+        if n_early:
+            shown = (
+                conn.execute(
+                    select(s.c.position).select_from(joined).where(early).order_by(s.c.position).limit(_SHOWN)
+                )
+                .scalars()
+                .all()
+            )
+            raise DataValidationError(
+                [
+                    Problem(
+                        d.label_time,
+                        "order",
+                        f"{n_early:,} label(s) arrive before their row's {d.event_time}; fix the times",
+                        [int(p) for p in shown],
+                        int(n_early),
+                    )
+                ],
+                source=source,
+            )
+    conflict = and_(mine, target.is_not(None), target != s.c.target)
+    n_conflict = int(conn.execute(select(func.count()).select_from(joined).where(conflict)).scalar_one())
+    if n_conflict and not relabel:
+        shown = conn.execute(
+            select(s.c.position, skey, target, s.c.target)
+            .select_from(joined)
+            .where(conflict)
+            .order_by(s.c.position)
+            .limit(_SHOWN)
+        ).all()
+        pairs = ", ".join(f"{k!r}: stored {old:g}, file {new:g}" for _, k, old, new in shown)
+        raise DataValidationError(
+            [
+                Problem(
+                    d.target.column,
+                    "relabel",
+                    f"{n_conflict:,} key(s) already have another label ({pairs}); pass --relabel to "
+                    "replace them (each change is audited), or remove them from the file",
+                    [int(p) for p, *_ in shown],
+                    n_conflict,
+                )
+            ],
+            source=source,
+        )
+    unchanged = int(
+        conn.execute(select(func.count()).select_from(joined).where(mine, target == s.c.target)).scalar_one()
+    )
+    missing = int(
+        conn.execute(select(func.count()).select_from(joined).where(mine, target.is_(None))).scalar_one()
+    )
+    if n_conflict:
+        audit = store.tables.label_audit
+        conn.execute(
+            insert(audit).from_select(
+                ["featureset", "entity_key", "old_value", "new_value", "batch_id", "relabelled_at", "source"],
+                select(
+                    literal(d.name, String),
+                    cast(skey, String),
+                    target,
+                    s.c.target,
+                    literal(batch_id),
+                    literal(now, DateTime),
+                    literal(source[:1024], String),
+                )
+                .select_from(joined)
+                .where(conflict),
+            )
+        )
+    staged = select(s.c.target).where(mine, skey == tkey).scalar_subquery()
+    values: dict[str, Any] = {d.target.column: staged, "_labelled_batch": batch_id}
+    if d.label_time:
+        values[d.label_time] = select(s.c.label_time).where(mine, skey == tkey).scalar_subquery()
+    changes: Any = target.is_(None)
+    if relabel:
+        changes = or_(changes, target != staged)
+    conn.execute(update(t).where(tkey.in_(select(skey).where(mine)), changes).values(values))
+    return missing, n_conflict, unchanged
