@@ -251,12 +251,12 @@ def label(
             f"nothing to do: all {outcome.rows:,} labels in {file} are already stored; nothing written."
         )
     else:
-        parts = [f"labelled {outcome.labelled:,} rows"] if outcome.labelled else []
+        parts = [f"labelled {outcome.labelled:,} rows"]
         if outcome.relabelled:
-            parts.append(f"relabelled {outcome.relabelled:,} (audited)")
+            parts.append(f"relabelled {outcome.relabelled:,} (each audited)")
         if outcome.unchanged:
             parts.append(f"{outcome.unchanged:,} already had these labels")
-        out.print(f"{', '.join(parts)} of '{d.name}' from {file} as batch {outcome.batch.batch_id}.")
+        out.print(f"'{d.name}': {', '.join(parts)}; from {file} as batch {outcome.batch.batch_id}.")
 
 
 @app.command()

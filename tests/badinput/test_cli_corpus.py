@@ -634,7 +634,7 @@ ARGUMENTS = [
         "cli-unknown-file-type",
         "cli",
         lambda ctx: ingest(ctx.write("batch.xlsx", ctx.csv_text())),
-        ("unknown file type '.xlsx'", "give a .csv or .parquet file"),
+        ("unknown file type '.xlsx'", "give a .csv, .parquet or .jsonl file"),
         "MLP-200",
         3,
     ),

@@ -32,13 +32,19 @@ PACKAGE = Path(definition_module.__file__).resolve().parents[1]
 # (file, enclosing function, source of the SQL argument) -> why it is safe.
 ALLOWED: dict[tuple[str, str, str], str] = {
     (
+        "featurestore/evolve.py",
+        "apply_schema_plan",
+        "f'ALTER TABLE {prep.format_table(added.table)} ADD COLUMN {spec}'",
+    ): "the table of a validated definition quoted by the dialect's identifier preparer, and the "
+    "column spec compiled by SQLAlchemy's CreateColumn from a Column built from the definition",
+    (
         "featurestore/sql.py",
-        "SqlFeatureStore._write_rows",
+        "SqlFeatureStore.bulk_insert",
         "compiled.string",
     ): "SQLAlchemy's own compilation of insert(table): identifiers quoted by the dialect, values bound",
     (
         "featurestore/sql.py",
-        "SqlFeatureStore._write_rows",
+        "SqlFeatureStore.bulk_insert",
         "f\"COPY {prep.format_table(table)} ({', '.join((prep.quote(n) for n in names))}) "
         'FROM STDIN WITH (FORMAT csv)"',
     ): "table and column names of a validated definition, each quoted by the PostgreSQL dialect's "

@@ -117,19 +117,54 @@ class Feature(_Strict):
         return self.type != "categorical"
 
 
+KeyType = Literal["integer", "string"]
+
+
 class EntityKey(_Strict):
-    column: str = Field(description="column that identifies a row")
-    type: Literal["integer", "string"] = "integer"
+    """The column (or columns, for panel data such as one row per person and year) naming a row."""
+
+    column: str | None = Field(default=None, description="column that identifies a row")
+    columns: tuple[str, ...] | None = Field(
+        default=None, description="columns that together identify a row, e.g. ['id', 'year']"
+    )
+    type: KeyType = "integer"
+    types: dict[str, KeyType] = Field(
+        default_factory=dict, description="type of each key column where it differs from 'type'"
+    )
     generate: bool = Field(
         default=False,
         description="the source has no key: assign increasing integers at ingest",
     )
 
     @model_validator(mode="after")
-    def _generated_is_integer(self) -> EntityKey:
+    def _one_form(self) -> EntityKey:
+        if (self.column is None) == (self.columns is None):
+            raise ValueError("give either column = 'id' or columns = ['id', 'year'], not both or neither")
+        names = self.names
+        if not names:
+            raise ValueError("columns is empty; list the key columns")
+        if len(set(names)) != len(names):
+            raise ValueError("columns lists a column twice")
         if self.generate and self.type != "integer":
             raise ValueError("a generated key is an integer; set type = 'integer' or generate = false")
+        if self.generate and len(names) > 1:
+            raise ValueError("a generated key is one column; use column = '…' with generate = true")
+        unknown = sorted(set(self.types) - set(names))
+        if unknown:
+            raise ValueError(f"types names {', '.join(unknown)}, which is not a key column")
         return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The key columns in order (one for a simple key)."""
+        return (self.column,) if self.column is not None else tuple(self.columns or ())
+
+    @property
+    def composite(self) -> bool:
+        return len(self.names) > 1
+
+    def type_of(self, name: str) -> KeyType:
+        return self.types.get(name, self.type)
 
 
 class Target(_Strict):
@@ -184,10 +219,15 @@ class Definition(_Strict):
     model: ModelSpec = Field(default_factory=ModelSpec)
 
     @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The entity key's columns in order."""
+        return self.entity_key.names
+
+    @property
     def raw_columns(self) -> tuple[str, ...]:
         """Columns of the feature-set table in order (key, times, features, target)."""
-        cols = [self.entity_key.column]
-        cols += [c for c in (self.event_time, self.label_time) if c]
+        cols = list(self.key_columns)
+        cols += [c for c in (self.event_time, self.label_time) if c and c not in cols]
         cols += list(self.features)
         cols.append(self.target.column)
         return tuple(cols)
@@ -247,14 +287,21 @@ def _check_semantics(d: Definition, source: str) -> None:
     ident(d.table, "table")
     if d.table.startswith("mlp_"):
         problems.append(f"table: '{d.table}' uses the reserved prefix 'mlp_'; choose another name")
-    named = {
-        "entity_key.column": d.entity_key.column,
-        "event_time": d.event_time,
-        "label_time": d.label_time,
-        "target.column": d.target.column,
-    }
+    named: list[tuple[str, str | None]] = [
+        ("entity_key.column" if d.entity_key.column else f"entity_key.columns[{i}]", name)
+        for i, name in enumerate(d.key_columns)
+    ]
+    # The event time may also be (part of) the key: one row per day, or per person and day.
+    event_is_key = d.event_time is not None and d.event_time in d.key_columns
+    if event_is_key and d.entity_key.generate:
+        problems.append("event_time: a generated key cannot be the event time; use generate = false")
+    named += [
+        ("event_time", None if event_is_key else d.event_time),
+        ("label_time", d.label_time),
+        ("target.column", d.target.column),
+    ]
     seen: dict[str, str] = {}
-    for key, value in list(named.items()) + [(f"features.{f}", f) for f in d.features]:
+    for key, value in named + [(f"features.{f}", f) for f in d.features]:
         if value is None:
             continue
         ident(value, key)

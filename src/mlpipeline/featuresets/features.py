@@ -67,7 +67,8 @@ def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None =
         features.append(item)
     return {
         "format": FORMAT,
-        "key": d.entity_key.column,
+        # One name, or the list of a composite key's columns (serving reads both forms).
+        "key": d.key_columns[0] if len(d.key_columns) == 1 else list(d.key_columns),
         "features": features,
         "constants": dict(d.constants),
         "derived": [{"name": x.name, "expression": x.expression} for x in d.derived],

@@ -59,10 +59,9 @@ def read_batch_file(path: Path, d: Definition) -> pd.DataFrame:
 
 def _read_csv(path: Path, d: Definition) -> pd.DataFrame:
     text_columns = [n for n, f in d.features.items() if f.type == "categorical"]
-    if d.entity_key.type == "string":
-        text_columns.append(d.entity_key.column)
+    text_columns += [k for k in d.key_columns if d.entity_key.type_of(k) == "string"]
     na_values: dict[str, list[str]] = {}
-    for name in list(d.features) + [d.target.column, d.entity_key.column]:
+    for name in [*d.features, d.target.column, *d.key_columns]:
         na_values[name] = [""] if name in text_columns else NUMERIC_NA
     try:
         frame = pd.read_csv(

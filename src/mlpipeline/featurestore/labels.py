@@ -31,6 +31,7 @@ from sqlalchemy import DateTime, String, and_, cast, delete, func, insert, liter
 
 from mlpipeline.errors import DataValidationError, Problem
 from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.keys import KEY_SEPARATOR
 from mlpipeline.featurestore.base import BatchRecord
 from mlpipeline.featurestore.ingest import content_hash, read_batch_file
 from mlpipeline.featurestore.validation import validate_labels
@@ -111,9 +112,8 @@ def attach_labels(
             )
             _stage(store, conn, d, labels, batch_id, now)
             counts = _apply(store, conn, d, batch_id, source=source, relabel=relabel, now=now)
-            conn.execute(
-                delete(store.tables.label_staging).where(store.tables.label_staging.c.batch_id == batch_id)
-            )
+            staging = store.staging_for(d)
+            conn.execute(delete(staging).where(staging.c.batch_id == batch_id))
             labelled, relabelled, unchanged = counts
             if labelled + relabelled == 0:
                 raise _NothingChangedError(unchanged)
@@ -138,18 +138,21 @@ def _stage(
     store: SqlFeatureStore, conn: Any, d: Definition, labels: pd.DataFrame, batch_id: int, now: datetime
 ) -> None:
     n = len(labels.index)
-    key = labels[d.entity_key.column]
-    integer = d.entity_key.type == "integer"
-    columns: dict[str, Any] = {
-        "batch_id": [batch_id] * n,
-        "position": list(range(1, n + 1)),
-        "key_int": key if integer else [None] * n,
-        "key_text": [None] * n if integer else key,
-        "target": labels[d.target.column],
-    }
+    columns: dict[str, Any] = {"batch_id": [batch_id] * n, "position": list(range(1, n + 1))}
+    for key in d.key_columns:
+        columns[key] = labels[key]
+    columns["target"] = labels[d.target.column]
     if d.label_time:
         columns["label_time"] = labels[d.label_time].fillna(pd.Timestamp(now)).astype("datetime64[us]")
-    store.bulk_insert(conn, store.tables.label_staging, columns, n)
+    store.bulk_insert(conn, store.staging_for(d), columns, n)
+
+
+def key_text_sql(columns: list[Any]) -> Any:
+    """The key as text in SQL, as :func:`mlpipeline.featuresets.keys.key_text` writes it."""
+    text: Any = cast(columns[0], String)
+    for column in columns[1:]:
+        text = text + literal(KEY_SEPARATOR, String) + cast(column, String)
+    return text
 
 
 def _apply(
@@ -164,27 +167,31 @@ def _apply(
 ) -> tuple[int, int, int]:
     """Check the staged labels against the stored rows, audit, update; (labelled, relabelled, unchanged)."""
     t = store.table_for(d)
-    s = store.tables.label_staging
-    skey = s.c.key_int if d.entity_key.type == "integer" else s.c.key_text
-    tkey = t.c[d.entity_key.column]
+    s = store.staging_for(d)
+    keys = list(d.key_columns)
+    same_key = and_(*(s.c[k] == t.c[k] for k in keys))
     target = t.c[d.target.column]
     mine = s.c.batch_id == batch_id
-    joined = s.join(t, tkey == skey)
+    joined = s.join(t, same_key)
+    skeys = [s.c[k] for k in keys]
 
-    unknown = and_(mine, ~select(tkey).where(tkey == skey).exists())
+    def shown_keys(rows: list[Any]) -> str:
+        return ", ".join(repr(r[1] if len(keys) == 1 else tuple(r[1 : 1 + len(keys)])) for r in rows)
+
+    unknown = and_(mine, ~select(t.c[keys[0]]).where(same_key).exists())
     n_unknown = conn.execute(select(func.count()).select_from(s).where(unknown)).scalar_one()
     if n_unknown:
-        shown = conn.execute(
-            select(s.c.position, skey).where(unknown).order_by(s.c.position).limit(_SHOWN)
+        rows = conn.execute(
+            select(s.c.position, *skeys).where(unknown).order_by(s.c.position).limit(_SHOWN)
         ).all()
         raise DataValidationError(
             [
                 Problem(
-                    d.entity_key.column,
+                    ", ".join(keys),
                     "stored key",
-                    f"{n_unknown:,} key(s) are not stored ({', '.join(repr(k) for _, k in shown)}); "
+                    f"{n_unknown:,} key(s) are not stored ({shown_keys(rows)}); "
                     "ingest those rows first, or remove them from the labels file",
-                    [int(p) for p, _ in shown],
+                    [int(r[0]) for r in rows],
                     int(n_unknown),
                 )
             ],
@@ -194,7 +201,7 @@ def _apply(
         early = and_(mine, s.c.label_time < t.c[d.event_time])
         n_early = conn.execute(select(func.count()).select_from(joined).where(early)).scalar_one()
         if n_early:
-            shown = (
+            positions = (
                 conn.execute(
                     select(s.c.position).select_from(joined).where(early).order_by(s.c.position).limit(_SHOWN)
                 )
@@ -207,7 +214,7 @@ def _apply(
                         d.label_time,
                         "order",
                         f"{n_early:,} label(s) arrive before their row's {d.event_time}; fix the times",
-                        [int(p) for p in shown],
+                        [int(p) for p in positions],
                         int(n_early),
                     )
                 ],
@@ -216,14 +223,14 @@ def _apply(
     conflict = and_(mine, target.is_not(None), target != s.c.target)
     n_conflict = int(conn.execute(select(func.count()).select_from(joined).where(conflict)).scalar_one())
     if n_conflict and not relabel:
-        shown = conn.execute(
-            select(s.c.position, skey, target, s.c.target)
+        rows = conn.execute(
+            select(s.c.position, *skeys, target, s.c.target)
             .select_from(joined)
             .where(conflict)
             .order_by(s.c.position)
             .limit(_SHOWN)
         ).all()
-        pairs = ", ".join(f"{k!r}: stored {old:g}, file {new:g}" for _, k, old, new in shown)
+        pairs = ", ".join(f"{shown_keys([r])}: stored {r[-2]:g}, file {r[-1]:g}" for r in rows)
         raise DataValidationError(
             [
                 Problem(
@@ -231,7 +238,7 @@ def _apply(
                     "relabel",
                     f"{n_conflict:,} key(s) already have another label ({pairs}); pass --relabel to "
                     "replace them (each change is audited), or remove them from the file",
-                    [int(p) for p, *_ in shown],
+                    [int(r[0]) for r in rows],
                     n_conflict,
                 )
             ],
@@ -250,7 +257,7 @@ def _apply(
                 ["featureset", "entity_key", "old_value", "new_value", "batch_id", "relabelled_at", "source"],
                 select(
                     literal(d.name, String),
-                    cast(skey, String),
+                    key_text_sql(skeys),
                     target,
                     s.c.target,
                     literal(batch_id),
@@ -261,12 +268,19 @@ def _apply(
                 .where(conflict),
             )
         )
-    staged = select(s.c.target).where(mine, skey == tkey).scalar_subquery()
+    staged = select(s.c.target).where(mine, same_key).scalar_subquery()
     values: dict[str, Any] = {d.target.column: staged, "_labelled_batch": batch_id}
     if d.label_time:
-        values[d.label_time] = select(s.c.label_time).where(mine, skey == tkey).scalar_subquery()
+        values[d.label_time] = select(s.c.label_time).where(mine, same_key).scalar_subquery()
     changes: Any = target.is_(None)
     if relabel:
         changes = or_(changes, target != staged)
-    conn.execute(update(t).where(tkey.in_(select(skey).where(mine)), changes).values(values))
+    # The leading key column narrows the update to the labelled rows through the primary key's
+    # index (cost grows with the labels, not the table); the scalar subquery matches the rest.
+    lead = t.c[keys[0]]
+    conn.execute(
+        update(t)
+        .where(lead.in_(select(s.c[keys[0]]).where(mine)), staged.is_not(None), changes)
+        .values(values)
+    )
     return missing, n_conflict, unchanged

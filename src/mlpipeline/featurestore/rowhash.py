@@ -21,7 +21,7 @@ __all__ = ["hashed_columns", "row_hashes"]
 
 def hashed_columns(d: Definition) -> list[str]:
     """The stored columns a fingerprint covers: everything but the generated key."""
-    return [c for c in d.raw_columns if c != d.entity_key.column]
+    return [c for c in d.raw_columns if c not in d.key_columns]
 
 
 def row_hashes(d: Definition, frame: pd.DataFrame) -> npt.NDArray[np.int64]:

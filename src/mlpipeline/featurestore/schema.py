@@ -7,6 +7,9 @@ the same metadata creates the schema on SQLite, PostgreSQL and IRIS.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -25,7 +28,7 @@ from sqlalchemy.types import TypeEngine
 
 from mlpipeline.featuresets.definition import MAX_TEXT_LENGTH, Definition
 
-__all__ = ["PipelineTables", "feature_table", "pipeline_tables"]
+__all__ = ["PipelineTables", "feature_table", "label_staging_table", "pipeline_tables"]
 
 TEXT_LENGTH = MAX_TEXT_LENGTH
 
@@ -64,21 +67,6 @@ class PipelineTables:
             Column("relabelled_at", DateTime, nullable=False),
             Column("source", String(1024), nullable=False),
             Index("ix_mlp_label_audit_key", "featureset", "entity_key"),
-        )
-        # Labels on their way in: written in bulk, joined to the feature table, then deleted,
-        # all in the transaction of one label batch (see featurestore.labels).
-        self.label_staging = Table(
-            "mlp_label_staging",
-            metadata,
-            Column("batch_id", Integer, nullable=False),
-            Column("position", Integer, nullable=False),
-            Column("key_int", BigInteger, nullable=True),
-            Column("key_text", String(TEXT_LENGTH), nullable=True),
-            Column("target", Double, nullable=False),
-            Column("label_time", DateTime, nullable=True),
-            PrimaryKeyConstraint("batch_id", "position", name="pk_mlp_label_staging"),
-            Index("ix_mlp_label_staging_int", "batch_id", "key_int"),
-            Index("ix_mlp_label_staging_text", "batch_id", "key_text"),
         )
         self.prediction_log = Table(
             "mlp_prediction_log",
@@ -160,20 +148,45 @@ def _column_type(kind: str) -> TypeEngine[object]:
     return String(TEXT_LENGTH)  # type: ignore[return-value]
 
 
+def _key_type(d: Definition, name: str) -> TypeEngine[Any]:
+    if name == d.event_time:  # a date that names the row (one row per day): a timestamp key
+        return DateTime()
+    return BigInteger() if d.entity_key.type_of(name) == "integer" else String(TEXT_LENGTH)
+
+
+def label_staging_table(d: Definition, metadata: MetaData) -> Table:
+    """Labels on their way in (``mlpipeline label``): written in bulk, joined to the feature table
+    on the key, then deleted, all in the transaction of one label batch. One per feature set,
+    so the key columns keep their names and types (and composite keys join column by column)."""
+    name = f"mlp_labels_{d.table}"
+    if len(name) > 63:
+        name = f"mlp_labels_{d.table[:40]}_{hashlib.sha256(d.table.encode()).hexdigest()[:8]}"
+    cols: list[Column[Any]] = [
+        Column("batch_id", Integer, nullable=False),
+        Column("position", Integer, nullable=False),
+    ]
+    cols += [Column(k, _key_type(d, k), nullable=False) for k in d.key_columns]
+    cols.append(Column("target", Double, nullable=False))
+    cols.append(Column("label_time", DateTime, nullable=True))
+    return Table(
+        name,
+        metadata,
+        *cols,
+        PrimaryKeyConstraint("batch_id", "position", name=f"pk_{name}"[:63]),
+        Index(f"ix_{name}_key"[:63], "batch_id", *d.key_columns),
+    )
+
+
 def feature_table(d: Definition, metadata: MetaData) -> Table:
     """The feature-set table: key, times, features, target and two bookkeeping columns."""
     key = d.entity_key
     cols: list[Column[object]] = [
-        Column(
-            key.column,
-            BigInteger if key.type == "integer" else String(TEXT_LENGTH),
-            primary_key=True,
-            autoincrement=False,
-        ),
+        Column(name, _key_type(d, name), primary_key=True, autoincrement=False) for name in d.key_columns
     ]
     indexes: list[Index] = []
     if d.event_time:
-        cols.append(Column(d.event_time, DateTime, nullable=False))
+        if d.event_time not in d.key_columns:
+            cols.append(Column(d.event_time, DateTime, nullable=False))
         indexes.append(Index(f"ix_{d.table}_event", d.event_time))
     if d.label_time:
         cols.append(Column(d.label_time, DateTime, nullable=True))

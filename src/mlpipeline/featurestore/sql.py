@@ -47,7 +47,7 @@ from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featurestore.base import BatchRecord, IngestOutcome, ProgressCallback, Watermark
 from mlpipeline.featurestore.evolve import SchemaPlan, apply_schema_plan, plan_schema
 from mlpipeline.featurestore.rowhash import row_hashes
-from mlpipeline.featurestore.schema import PipelineTables, feature_table
+from mlpipeline.featurestore.schema import PipelineTables, feature_table, label_staging_table
 from mlpipeline.settings import Settings
 
 __all__ = ["SqlFeatureStore", "open_store", "utcnow"]
@@ -72,7 +72,11 @@ class SqlFeatureStore:
         self.engine = _make_engine(url, busy_timeout_s)
         self.metadata = MetaData()
         self.tables = PipelineTables(self.metadata)
+        self._own_tables = list(
+            self.metadata.sorted_tables
+        )  # the pipeline's tables, before any feature set's
         self._feature_tables: dict[str, Table] = {}
+        self._staging_tables: dict[str, Table] = {}
         self._checked: set[str] = set()  # definitions whose tables were found up to date
 
     # -- schema -------------------------------------------------------------------------
@@ -82,7 +86,13 @@ class SqlFeatureStore:
         if table is None:
             table = feature_table(d, self.metadata)
             self._feature_tables[d.name] = table
+            self._staging_tables[d.name] = label_staging_table(d, self.metadata)
         return table
+
+    def staging_for(self, d: Definition) -> Table:
+        """The table that labels pass through on their way to ``d``'s rows."""
+        self.table_for(d)
+        return self._staging_tables[d.name]
 
     def create_schema(self, definitions: list[Definition]) -> None:
         """Create missing tables; an existing table must already match its definition.
@@ -92,7 +102,8 @@ class SqlFeatureStore:
         calls :meth:`evolve_schema`. Checked once per store object and definition.
         """
         tables = [self.table_for(d) for d in definitions]
-        own = [t for t in self.metadata.sorted_tables if t.name.startswith("mlp_")]
+        tables += [self.staging_for(d) for d in definitions]
+        own = self._own_tables
         with self.guarded("create the schema"):
             self.metadata.create_all(self.engine, tables=own + tables, checkfirst=True)
             unchecked = [d for d in definitions if d.content_hash not in self._checked]
@@ -105,7 +116,7 @@ class SqlFeatureStore:
     def plan_schema(self, definitions: list[Definition]) -> SchemaPlan:
         """What :meth:`evolve_schema` would change for ``definitions`` (nothing is written)."""
         by_table = {self.table_for(d).name: d for d in definitions}
-        own = [t for t in self.metadata.sorted_tables if t.name.startswith("mlp_")]
+        own = self._own_tables
         with self.guarded("inspect the schema"):
             return plan_schema(self.engine, own + [self.table_for(d) for d in definitions], by_table)
 
@@ -133,7 +144,7 @@ class SqlFeatureStore:
         frame = self._frame(d, select(t), "read rows to fingerprint")
         if frame.empty:
             return
-        key = d.entity_key.column
+        (key,) = d.key_columns  # generated keys are one column
         hashes = row_hashes(d, frame).tolist()
         keys = frame[key].astype("int64").tolist()
         statement = update(t).where(t.c[key] == bindparam("b_key")).values(_row_hash=bindparam("b_hash"))
@@ -194,11 +205,11 @@ class SqlFeatureStore:
                         )
                     ).inserted_primary_key[0]  # type: ignore[index]
                     if d.entity_key.generate:
-                        keycol = table.c[d.entity_key.column]
+                        keycol = table.c[d.key_columns[0]]
                         start = int(conn.execute(select(func.max(keycol))).scalar() or 0)
                         frame = frame.copy()
                         keys = np.arange(start + 1, start + 1 + len(frame.index), dtype=np.int64)
-                        frame.insert(0, d.entity_key.column, keys)
+                        frame.insert(0, d.key_columns[0], keys)
                     labelled = frame[d.target.column].notna().tolist()
                     extra["_labelled_batch"] = [batch_id if has else None for has in labelled]
                     self._write_rows(conn, table, frame, batch_id, now, progress, extra=extra)
@@ -313,24 +324,31 @@ class SqlFeatureStore:
     ) -> StoreError | DataValidationError:
         """After a failed insert, say which keys of the batch are already stored."""
         table = self.table_for(d)
-        keycol = table.c[d.entity_key.column]
-        keys = frame[d.entity_key.column].tolist()
-        clashes: list[Any] = []
+        names = list(d.key_columns)
+        keys = [
+            tuple(_plain(v) for v in row) for row in zip(*(frame[n].tolist() for n in names), strict=True)
+        ]
+        wanted = set(keys)
+        first = table.c[names[0]]
+        clashes: list[tuple[Any, ...]] = []
         with self.engine.connect() as conn:
-            for lo in range(0, len(keys), _KEY_LOOKUP_CHUNK):
-                chunk = [_plain(k) for k in keys[lo : lo + _KEY_LOOKUP_CHUNK]]
-                clashes += conn.execute(select(keycol).where(keycol.in_(chunk))).scalars().all()
+            leading = list(dict.fromkeys(k[0] for k in keys))
+            for lo in range(0, len(leading), _KEY_LOOKUP_CHUNK):
+                chunk = leading[lo : lo + _KEY_LOOKUP_CHUNK]
+                found = conn.execute(select(*(table.c[n] for n in names)).where(first.in_(chunk))).all()
+                clashes += [tuple(r) for r in found if tuple(r) in wanted]
         if not clashes:
             return StoreError(f"the database refused the batch from {source}; nothing was written")
         position = {k: i for i, k in enumerate(keys)}
         rows = sorted(position[c] + 1 for c in clashes if c in position)[:5]
-        shown = ", ".join(repr(c) for c in sorted(clashes)[:5])
+        shown = ", ".join(repr(c[0] if len(c) == 1 else c) for c in sorted(clashes)[:5])
         return DataValidationError(
             [
                 Problem(
-                    d.entity_key.column,
+                    ", ".join(names),
                     "unique key",
-                    f"key(s) already stored ({shown}); remove those rows or ingest only new ones",
+                    f"key(s) already stored ({shown}); remove those rows or ingest only new ones, "
+                    "or attach late labels with 'mlpipeline label'",
                     rows,
                     len(clashes),
                 )
@@ -371,9 +389,9 @@ class SqlFeatureStore:
                 query = query.where(t.c[d.event_time] >= start)
             if end is not None:
                 query = query.where(t.c[d.event_time] < end)
-            query = query.order_by(t.c[d.event_time], t.c[d.entity_key.column])
+            query = query.order_by(t.c[d.event_time], *_key_order(d, t))
         else:
-            query = query.order_by(t.c[d.entity_key.column])
+            query = query.order_by(*_key_order(d, t))
         if d.label_time and as_of is not None:
             query = query.where(t.c[d.label_time] <= as_of)
         return self._frame(d, query, "read the training window")
@@ -394,18 +412,17 @@ class SqlFeatureStore:
             query = query.where(label <= as_of)
             if watermark.label_time is not None:
                 query = query.where(or_(label > watermark.label_time, labelled_in > watermark.batch_id))
-            query = query.order_by(label, t.c[d.entity_key.column])
+            query = query.order_by(label, *_key_order(d, t))
             new_mark = Watermark(batch_id=top_batch, label_time=as_of)
         else:
-            query = query.where(labelled_in > watermark.batch_id).order_by(t.c[d.entity_key.column])
+            query = query.where(labelled_in > watermark.batch_id).order_by(*_key_order(d, t))
             new_mark = Watermark(batch_id=top_batch, label_time=watermark.label_time)
         return self._frame(d, query, "read newly labelled rows"), new_mark
 
     def rows_to_score(self, d: Definition, *, after_batch: int = 0, limit: int | None = None) -> pd.DataFrame:
         t = self.table_for(d)
         query = select(t).where(t.c[d.target.column].is_(None), t.c._batch_id > after_batch)
-        order = t.c[d.event_time] if d.event_time else t.c[d.entity_key.column]
-        query = query.order_by(order, t.c[d.entity_key.column])
+        query = query.order_by(*([t.c[d.event_time]] if d.event_time else []), *_key_order(d, t))
         if limit is not None:
             query = query.limit(limit)
         return self._frame(d, query, "read rows to score")
@@ -588,6 +605,10 @@ def _copy_rows(cursor: Any, statement: str, rows: Any) -> None:
         raise DBAPIError("COPY", None, exc) from exc
 
 
+def _key_order(d: Definition, t: Table) -> list[Any]:
+    return [t.c[k] for k in d.key_columns if k != d.event_time]
+
+
 def _already_stored(stored: Any, source: str) -> DataValidationError:
     rows = (np.flatnonzero(stored)[:5] + 1).tolist()
     return DataValidationError(
@@ -670,7 +691,9 @@ def _to_frame(
     kinds["_batch_id"] = "integer"
     kinds["_labelled_batch"] = "integer"
     kinds["_row_hash"] = "integer"
-    kinds[d.entity_key.column] = "integer" if d.entity_key.type == "integer" else "categorical"
+    for key in d.key_columns:
+        if key not in (d.event_time, d.label_time):
+            kinds[key] = "integer" if d.entity_key.type_of(key) == "integer" else "categorical"
     frame = pd.DataFrame.from_records(list(rows), columns=list(names), coerce_float=True)
     for name in names:
         kind = kinds.get(name, "categorical")

@@ -33,8 +33,8 @@ def expected_columns(d: Definition, *, for_scoring: bool = False) -> tuple[list[
     """
     required: list[str] = []
     if not d.entity_key.generate:
-        required.append(d.entity_key.column)
-    if d.event_time:
+        required += list(d.key_columns)
+    if d.event_time and d.event_time not in required:
         required.append(d.event_time)
     required += list(d.features)
     optional: list[str] = []
@@ -57,9 +57,8 @@ def validate_batch(
     n = len(frame.index)
     frame = frame.reset_index(drop=True)
 
-    key = d.entity_key
-    if not key.generate:
-        out[key.column] = _key(frame[key.column], key.column, key.type, problems)
+    if not d.entity_key.generate:
+        out.update(_keys(frame, d, problems))
     for col in (d.event_time, d.label_time):
         if col and col in frame.columns:
             out[col] = _timestamp(frame[col], col, allow_null=col == d.label_time, problems=problems)
@@ -90,24 +89,24 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     """
     if len(frame.index) == 0:
         raise EmptyBatchError(source)
-    key, target = d.entity_key.column, d.target.column
+    keys, target = list(d.key_columns), d.target.column
     names = [str(c) for c in frame.columns]
-    allowed = {key, target} | ({d.label_time} if d.label_time else set())
+    allowed = {*keys, target} | ({d.label_time} if d.label_time else set())
     problems: list[Problem] = []
-    missing = [c for c in (key, target) if c not in names]
+    missing = [c for c in (*keys, target) if c not in names]
     if missing:
         problems.append(
             Problem(
                 ", ".join(missing),
                 "required column",
-                f"a labels file needs the key '{key}' and the target '{target}'; add it"
+                f"a labels file needs the key ({', '.join(keys)}) and the target '{target}'; add it"
                 + _delimiter_hint(names),
             )
         )
     extra = [c for c in names if c not in allowed]
     if extra:
         features = [c for c in extra if c in d.features]
-        kept = [key, target] + ([d.label_time] if d.label_time else [])
+        kept = [*keys, target] + ([d.label_time] if d.label_time else [])
         detail = (
             f"a labels file holds only {', '.join(kept[:-1])} and {kept[-1]}; remove the other columns"
             + (", or ingest rows with their features with 'mlpipeline ingest'" if features else "")
@@ -116,7 +115,7 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     if problems:
         raise DataValidationError(problems, source=source)
     frame = frame.reset_index(drop=True)
-    out: dict[str, pd.Series] = {key: _key(frame[key], key, d.entity_key.type, problems)}
+    out: dict[str, pd.Series] = _keys(frame, d, problems)
     values = _numeric(frame[target], target, problems)
     _range(values, target, d.target.min, d.target.max, problems)
     absent = values.isna().to_numpy(dtype=bool) & ~values.attrs.get("invalid", np.zeros(len(values), bool))
@@ -151,7 +150,7 @@ def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring:
             Problem(", ".join(missing), "required column", "missing from the batch; add it" + hint)
         )
     if unexpected:
-        generated = [c for c in unexpected if c == d.entity_key.column]
+        generated = [c for c in unexpected if d.entity_key.generate and c in d.key_columns]
         internal = [c for c in unexpected if c in INTERNAL_COLUMNS]
         detail = "not in the feature-set definition; remove it or add it to the definition"
         if generated:
@@ -303,7 +302,25 @@ def _nulls(series: pd.Series, name: str, spec: Feature, problems: list[Problem])
         )
 
 
-def _key(series: pd.Series, column: str, kind: str, problems: list[Problem]) -> pd.Series:
+def _keys(frame: pd.DataFrame, d: Definition, problems: list[Problem]) -> dict[str, pd.Series]:
+    """Every key column checked on its own; a composite key's combination must be unique."""
+    names = d.key_columns
+    out: dict[str, pd.Series] = {}
+    for name in names:
+        if name == d.event_time:
+            out[name] = _timestamp(frame[name], name, allow_null=False, problems=problems)
+        else:
+            out[name] = _key(frame[name], name, d.entity_key.type_of(name), problems, unique=len(names) == 1)
+    if len(names) > 1:
+        combined = pd.DataFrame(out)
+        dup = (combined.duplicated(keep=False) & combined.notna().all(axis=1)).to_numpy(dtype=bool)
+        _add(problems, ", ".join(names), "unique key", "duplicate key within the batch", dup)
+    return out
+
+
+def _key(
+    series: pd.Series, column: str, kind: str, problems: list[Problem], *, unique: bool = True
+) -> pd.Series:
     if kind == "integer":
         values = _numeric(series, column, problems)
         arr = values.to_numpy()
@@ -316,8 +333,9 @@ def _key(series: pd.Series, column: str, kind: str, problems: list[Problem]) -> 
         _length(result, column, problems)
     missing = result.isna().to_numpy(dtype=bool) & ~result.attrs.get("invalid", np.zeros(len(result), bool))
     _add(problems, column, "not null", "missing key; every row needs one", missing)
-    dup = (result.duplicated(keep=False) & result.notna()).to_numpy(dtype=bool)
-    _add(problems, column, "unique key", f"duplicate key within the batch ({_samples(series, dup)})", dup)
+    if unique:
+        dup = (result.duplicated(keep=False) & result.notna()).to_numpy(dtype=bool)
+        _add(problems, column, "unique key", f"duplicate key within the batch ({_samples(series, dup)})", dup)
     if kind == "string":
         return result.astype(object).where(result.notna(), None)
     return result

@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    and_,
     inspect,
     select,
     update,
@@ -49,8 +50,8 @@ def projection_table(d: Definition, schema: str, name: str) -> Table:
     """
     cols: list[Column[Any]] = []
     for column in d.raw_columns:
-        if column == d.entity_key.column:
-            kind: Any = BigInteger if d.entity_key.type == "integer" else String(MAX_TEXT_LENGTH)
+        if column in d.key_columns and column != d.event_time:
+            kind: Any = BigInteger if d.entity_key.type_of(column) == "integer" else String(MAX_TEXT_LENGTH)
         elif column in (d.event_time, d.label_time):
             kind = DateTime
         elif column in d.features and d.features[column].type == "categorical":
@@ -120,10 +121,11 @@ def copy_labels(store: SqlFeatureStore, d: Definition, batch_id: int) -> dict[st
         return {"skipped": f"table {schema}.{name} does not exist in this store (it is created in IRIS)"}
     dst = projection_table(d, schema, name)
     src = store.table_for(d)
-    key = d.entity_key.column
+    keys = d.key_columns
+    same = and_(*(src.c[k] == dst.c[k] for k in keys))
     columns = [d.target.column] + ([d.label_time] if d.label_time else [])
-    values = {c: select(src.c[c]).where(src.c[key] == dst.c[key]).scalar_subquery() for c in columns}
-    labelled = select(src.c[key]).where(src.c["_labelled_batch"] == batch_id)
+    values = {c: select(src.c[c]).where(same).scalar_subquery() for c in columns}
+    labelled = select(src.c[keys[0]]).where(src.c["_labelled_batch"] == batch_id)
     with store.guarded(f"copy labels into {schema}.{name}"), store.transaction() as conn:
-        result = conn.execute(update(dst).where(dst.c[key].in_(labelled)).values(values))
+        result = conn.execute(update(dst).where(dst.c[keys[0]].in_(labelled)).values(values))
     return {"table": f"{schema}.{name}", "labels": max(result.rowcount or 0, 0)}

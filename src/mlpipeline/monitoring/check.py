@@ -41,6 +41,7 @@ import numpy as np
 
 from mlpipeline.errors import BusyError, MlpipelineError
 from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.keys import key_texts
 from mlpipeline.featuresets.reference import Reference
 from mlpipeline.featurestore.checks import (
     RETRAIN_PENDING_KEY,
@@ -241,7 +242,7 @@ def _measure(
     model = ModelCache(settings.home / "models", tracker_factory).load(pointer.ref)
     names = [f["name"] for f in model.spec["features"]]
     y = frame[d.target.column].to_numpy(dtype=np.float64)
-    keys = [str(k) for k in frame[d.entity_key.column].tolist()]
+    keys = [k or "" for k in key_texts([frame[c].tolist() for c in d.key_columns])]
     logged = records.logged_predictions(keys, pointer.version)
     predictions = np.empty(len(frame), dtype=np.float64)
     have = np.array([k in logged for k in keys], dtype=bool)

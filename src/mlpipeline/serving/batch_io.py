@@ -138,8 +138,9 @@ def _json_columns(text: str, source: str) -> dict[str, Any]:
 
 def _csv_columns(text: str, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
     text_columns = {f["name"] for f in spec["features"] if f["type"] == "categorical"}
-    if spec.get("key"):
-        text_columns.add(spec["key"])
+    key = spec.get("key")
+    if key:
+        text_columns.update([key] if isinstance(key, str) else key)
     try:
         frame = pd.read_csv(
             io.StringIO(text),

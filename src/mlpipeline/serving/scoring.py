@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlpipeline.errors import DataValidationError, Problem
+from mlpipeline.featuresets.keys import key_texts
 
 __all__ = ["MAX_ROWS_SHOWN", "InputContract", "Inputs"]
 
@@ -94,7 +95,8 @@ class InputContract:
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.spec = spec
-        self.key: str | None = spec.get("key")
+        key = spec.get("key")  # one column name, or a composite key's list (older models: a name)
+        self.keys: list[str] = [] if key is None else [key] if isinstance(key, str) else [str(k) for k in key]
         self.numeric: list[_Numeric] = []
         self.categorical: list[_Categorical] = []
         for f in spec["features"]:
@@ -153,7 +155,11 @@ class InputContract:
             present.update(r)
         numeric = [[r.get(n, _ABSENT) for n in self.numeric_names] for r in records]
         categorical = {c.name: [r.get(c.name, _ABSENT) for r in records] for c in self.categorical}
-        keys = [r.get(self.key) for r in records] if self.key in present else None
+        keys = (
+            key_texts([[r.get(k) for r in records] for k in self.keys])
+            if self.keys and set(self.keys) <= present
+            else None
+        )
         return self._rows(numeric, categorical, keys, len(records), present, source)
 
     def from_split(self, payload: object, *, source: str = "request") -> Inputs:
@@ -180,7 +186,11 @@ class InputContract:
             c.name: [row[at[c.name]] for row in data] if c.name in at else [_ABSENT] * len(data)
             for c in self.categorical
         }
-        keys = [row[at[self.key]] for row in data] if self.key in at else None
+        keys = (
+            key_texts([[row[at[k]] for row in data] for k in self.keys])
+            if self.keys and all(k in at for k in self.keys)
+            else None
+        )
         return self._rows(numeric, categorical, keys, len(data), set(names), source)
 
     def from_columns(self, columns: Mapping[str, Any], *, source: str = "request") -> Inputs:
@@ -209,8 +219,8 @@ class InputContract:
                 values[cat.name] = _categorical(cat, columns[cat.name], report)
         report.raise_if_any()
         keys = None
-        if self.key is not None and self.key in columns:
-            keys = [None if _missing(k) else str(k) for k in columns[self.key]]
+        if self.keys and all(k in columns for k in self.keys):
+            keys = key_texts([columns[k] for k in self.keys])
         return Inputs(values, rows, keys)
 
     # -- the rules ---------------------------------------------------------------------------
@@ -241,8 +251,6 @@ class InputContract:
             if cat.name in present:
                 values[cat.name] = _categorical(cat, categorical[cat.name], report)
         report.raise_if_any()
-        if keys is not None:
-            keys = [None if _missing(k) else str(k) for k in keys]
         return Inputs(values, rows, keys)
 
     def _clean(self, m: FloatArray) -> bool:
@@ -264,7 +272,7 @@ class InputContract:
             return
         missing = [n for n in self.names if n not in present]
         if missing:
-            extra = sorted(present - set(self.names) - {self.key})
+            extra = sorted(present - set(self.names) - set(self.keys))
             hints = []
             for name in missing:
                 close = difflib.get_close_matches(name, extra, n=1)

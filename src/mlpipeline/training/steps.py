@@ -139,7 +139,7 @@ def split_holdout(d: Definition, frame: pd.DataFrame) -> Split:
             source="training data",
         )
     if d.event_time:
-        ordered = labelled.sort_values([d.event_time, d.entity_key.column], kind="stable")
+        ordered = labelled.sort_values([d.event_time, *d.key_columns], kind="stable")
         train, holdout = ordered.iloc[: n - n_hold], ordered.iloc[n - n_hold :]
         ts = ordered[d.event_time]
         window = {
@@ -295,7 +295,7 @@ def evaluate(y_true: FloatArray, y_pred: FloatArray) -> Metrics:
 def training_data_hash(d: Definition, frame: pd.DataFrame) -> str:
     """sha256 of the rows a model was trained on (keys, features, target), for lineage."""
     h = hashlib.sha256()
-    for name in (d.entity_key.column, *d.features, d.target.column):
+    for name in (*d.key_columns, *d.features, d.target.column):
         col = frame[name]
         h.update(name.encode() + b"\x1e")
         if pd.api.types.is_numeric_dtype(col):
