@@ -3,7 +3,6 @@ definitions that gain a column, and tables made by an earlier version of the pac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import numpy as np
@@ -107,9 +106,9 @@ def panel_def() -> Definition:
 
 
 @pytest.fixture
-def panel_store(store: SqlFeatureStore, panel_def: Definition) -> Iterator[SqlFeatureStore]:
+def panel_store(store: SqlFeatureStore, panel_def: Definition) -> SqlFeatureStore:
     store.create_schema([panel_def])
-    yield store
+    return store
 
 
 def panel_rows(years: list[int], labelled: bool = True) -> pd.DataFrame:
