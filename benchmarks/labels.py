@@ -102,7 +102,8 @@ def fresh_databases(backend: str, work: Path, pg_url: str | None) -> Iterator[tu
         with admin.connect() as conn:
             for name in names:
                 conn.execute(text(f"CREATE DATABASE {name}"))
-        yield tuple(base.set(database=name).render_as_string(hide_password=False) for name in names)  # type: ignore[misc]
+        ours, loop = (base.set(database=name).render_as_string(hide_password=False) for name in names)
+        yield ours, loop
     finally:
         with admin.connect() as conn:
             for name in names:
@@ -125,8 +126,7 @@ def update_loop(url: str, d: Definition, labels: pd.DataFrame, batch_id: int) ->
     """Per-row UPDATEs in one transaction; (seconds, rows updated). See the module docstring."""
     engine = create_engine(url)
     statement = text(
-        f"UPDATE {d.table} SET {d.target.column} = :y, _labelled_batch = :b "
-        f"WHERE {d.entity_key.column} = :id"
+        f"UPDATE {d.table} SET {d.target.column} = :y, _labelled_batch = :b WHERE {d.entity_key.column} = :id"
     )
     n = len(labels.index)
     done = 0
@@ -135,7 +135,9 @@ def update_loop(url: str, d: Definition, labels: pd.DataFrame, batch_id: int) ->
         keys, values = labels["id"].tolist(), labels["y"].tolist()
         while done < n:
             hi = min(done + LOOP_CHUNK, n)
-            params = [{"y": y, "b": batch_id, "id": k} for k, y in zip(keys[done:hi], values[done:hi])]
+            params = [
+                {"y": y, "b": batch_id, "id": k} for k, y in zip(keys[done:hi], values[done:hi], strict=True)
+            ]
             conn.execute(statement, params)
             done = hi
             if done < n and (time.perf_counter() - started) * n / done > LOOP_BUDGET_S:
@@ -166,7 +168,9 @@ def measure(backend: str, work: Path, n: int, pg_url: str | None = None) -> Figu
         loop_store, ingest_loop = loaded_store(loop_url, d, rows)
         loop_store.dispose()
         loop, loop_rows = update_loop(loop_url, d, labels, batch_id=2)
-    return Figures(backend, n, validate, attach, min(ingest_ours, ingest_loop), loop * n / loop_rows, loop_rows)
+    return Figures(
+        backend, n, validate, attach, min(ingest_ours, ingest_loop), loop * n / loop_rows, loop_rows
+    )
 
 
 def label_cases(work: Path, quick: bool, n: int | None = None) -> list[Row]:

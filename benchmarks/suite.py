@@ -17,6 +17,9 @@ or the housing file when present:
 * B7 ingest 1M rows vs ``DataFrame.to_sql`` (SQLite; PostgreSQL when
   ``MLPIPELINE_TEST_POSTGRES_URL`` is set)
 * B8 reading 1M labelled rows vs ``pandas.read_sql``
+* B9 attaching 1M labels to 1M stored rows (``validate_labels`` + ``attach_labels``) vs a
+  per-row ``UPDATE`` loop and vs ingesting the 1M rows (SQLite; PostgreSQL when
+  ``MLPIPELINE_TEST_POSTGRES_URL`` is set); see :mod:`benchmarks.labels`
 
 Machines are noisy: compare the ratios, not the absolute times.
 
@@ -42,7 +45,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import create_engine, text
 
-from benchmarks import check_scaling, serving, train_vs_naive
+from benchmarks import check_scaling, labels, serving, train_vs_naive
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import load_definition
 from mlpipeline.featurestore.ingest import ingest_frame
@@ -459,6 +462,7 @@ def main() -> None:
             ("through a tracking server (B4)", lambda: stack_cases(work, csv)),
             ("monitoring (B6)", lambda: check_cases(work, args.quick)),
             ("storage (B7, B8)", lambda: storage_cases(work, args.quick)),
+            ("labels later (B9)", lambda: labels.label_cases(work, args.quick)),
         ):
             t0 = time.perf_counter()
             part = fn()

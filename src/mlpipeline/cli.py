@@ -209,6 +209,8 @@ def ingest(
             f"ingested {outcome.written:,} rows from {file} into '{d.name}' as batch "
             f"{outcome.batch.batch_id};{skipped} '{d.name}' holds {total:,} rows."
         )
+        if outcome.ignored_columns:
+            out.print(f"ignored columns not in the definition: {', '.join(outcome.ignored_columns)}")
 
 
 @app.command()

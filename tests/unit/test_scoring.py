@@ -57,6 +57,12 @@ def housing(housing_spec: dict[str, Any]) -> InputContract:
     return InputContract(housing_spec)
 
 
+@pytest.fixture
+def lenient(demo_spec: dict[str, Any]) -> InputContract:
+    """The demo feature set with extra_columns = "ignore"."""
+    return InputContract({**demo_spec, "extra_columns": "ignore"})
+
+
 def record(**changes: Any) -> dict[str, Any]:
     """A valid demo record with ``changes`` applied (``DROP`` removes the field)."""
     out = dict(DEMO_GOOD)
@@ -199,22 +205,51 @@ def test_the_three_shapes_agree(demo: InputContract) -> None:
             same_bits(inputs.values[feature], arr)
 
 
-def test_split_columns_may_come_in_any_order_and_with_extras(demo: InputContract) -> None:
+def test_split_columns_may_come_in_any_order_and_with_extras(lenient: InputContract) -> None:
     recs = [record(), record(hour=3, region="east")]
     split = as_split(recs)
     order = list(reversed(split["columns"])) + ["note"]
     payload = {"columns": order, "data": [[r.get(c, "ignored") for c in order] for r in recs]}
-    got = demo.from_split(payload)
-    want = demo.from_records(recs)
+    got = lenient.from_split(payload)
+    want = lenient.from_records(recs)
     for feature, arr in want.values.items():
         same_bits(got.values[feature], arr)
     assert got.keys == ["17", "17"]
+    assert got.ignored == ("note",)
 
 
-def test_extra_fields_are_ignored(demo: InputContract) -> None:
-    inputs = demo.from_records([record(comment="rush order", region_name="n")])
+def test_extra_fields_are_ignored_and_named_when_the_feature_set_says_so(lenient: InputContract) -> None:
+    inputs = lenient.from_records([record(comment="rush order", region_name="n")])
     assert "comment" not in inputs.values
     assert inputs.values["region"].tolist() == [1.0]
+    assert inputs.ignored == ("comment", "region_name")
+
+
+def test_extra_fields_are_refused_by_default_in_every_shape(shape: Shape, demo: InputContract) -> None:
+    with pytest.raises(DataValidationError, match=r"'comment': unexpected column.*extra_columns = 'ignore'"):
+        shape(demo, [record(comment="rush order")])
+    known = shape(demo, [record(delivery_minutes=30.0, ordered_at="2026-01-01T10:00:00")])
+    assert known.ignored == (), "the target and the times of the feature set are not extra"
+
+
+def test_models_logged_before_the_policy_ignore_extras(demo_spec: dict[str, Any]) -> None:
+    old = {k: v for k, v in demo_spec.items() if k not in ("extra_columns", "accepted", "sources")}
+    inputs = InputContract(old).from_records([record(comment="x")])
+    assert inputs.ignored == ("comment",)
+
+
+def test_source_names_are_accepted_in_every_shape(shape: Shape, demo_spec: dict[str, Any]) -> None:
+    contract = InputContract({**demo_spec, "sources": {"Distance (km)": "distance_km", "Order": "order_id"}})
+    base = record()
+    renamed = {
+        ("Distance (km)" if k == "distance_km" else "Order" if k == "order_id" else k): v
+        for k, v in base.items()
+    }
+    got = shape(contract, [renamed])
+    want = shape(contract, [base])
+    for feature, arr in want.values.items():
+        same_bits(got.values[feature], arr)
+    assert got.keys == want.keys == ["17"]
 
 
 def test_boundaries_are_inclusive(shape: Shape, demo: InputContract) -> None:
@@ -476,9 +511,16 @@ def test_missing_column_with_a_near_miss_hint(shape: Shape, demo: InputContract)
     assert list(problem.rows) == []
 
 
-def test_missing_column_without_a_near_miss(shape: Shape, demo: InputContract) -> None:
-    problem = only_problem(reject(lambda: shape(demo, [record(distance_km=DROP, colour="red")])))
+def test_missing_column_without_a_near_miss(
+    shape: Shape, demo: InputContract, lenient: InputContract
+) -> None:
+    problem = only_problem(reject(lambda: shape(lenient, [record(distance_km=DROP, colour="red")])))
     assert (problem.column, problem.rule) == ("distance_km", "required column")
+    both = reject(lambda: shape(demo, [record(distance_km=DROP, colour="red")])).problems
+    assert [(p.column, p.rule) for p in both] == [
+        ("distance_km", "required column"),
+        ("colour", "unexpected column"),
+    ], "refusing extras: the unrelated column is named too"
 
 
 def test_missing_categorical_column_alone(shape: Shape, demo: InputContract) -> None:

@@ -67,6 +67,9 @@ class Feature(_Strict):
 
     type: FeatureType = Field(description="float, integer or categorical")
     description: str = ""
+    source: str | None = Field(
+        default=None, description="the column's name in the source files, e.g. 'mean radius'"
+    )
     min: float | None = Field(default=None, description="smallest allowed value (numeric only)")
     max: float | None = Field(default=None, description="largest allowed value (numeric only)")
     values: tuple[str, ...] | None = Field(
@@ -131,6 +134,10 @@ class EntityKey(_Strict):
     types: dict[str, KeyType] = Field(
         default_factory=dict, description="type of each key column where it differs from 'type'"
     )
+    source: str | None = Field(default=None, description="the key column's name in the source files")
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="each key column's name in the source files (composite keys)"
+    )
     generate: bool = Field(
         default=False,
         description="the source has no key: assign increasing integers at ingest",
@@ -152,7 +159,17 @@ class EntityKey(_Strict):
         unknown = sorted(set(self.types) - set(names))
         if unknown:
             raise ValueError(f"types names {', '.join(unknown)}, which is not a key column")
+        unknown = sorted(set(self.sources) - set(names))
+        if unknown:
+            raise ValueError(f"sources names {', '.join(unknown)}, which is not a key column")
+        if self.source is not None and self.column is None:
+            raise ValueError(
+                "source goes with column = '…'; for columns = […] use sources = {column = 'name'}"
+            )
         return self
+
+    def source_of(self, name: str) -> str | None:
+        return self.source if name == self.column else self.sources.get(name)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -170,6 +187,7 @@ class EntityKey(_Strict):
 class Target(_Strict):
     column: str
     description: str = ""
+    source: str | None = Field(default=None, description="the column's name in the source files")
     min: float | None = None
     max: float | None = None
 
@@ -217,6 +235,25 @@ class Definition(_Strict):
     constants: dict[str, float] = Field(default_factory=dict)
     derived: tuple[DerivedFeature, ...] = ()
     model: ModelSpec = Field(default_factory=ModelSpec)
+    extra_columns: Literal["error", "ignore"] = Field(
+        default="error",
+        description=(
+            "columns of a batch or request that the feature set does not know: 'error' refuses them "
+            "(a typo is caught), 'ignore' drops them and says which; ingest, predict and the API alike"
+        ),
+    )
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Source column name -> the feature set's column name, for every renamed column."""
+        pairs = [(self.entity_key.source_of(k), k) for k in self.key_columns]
+        pairs += [(f.source, name) for name, f in self.features.items()]
+        pairs.append((self.target.source, self.target.column))
+        return {source: name for source, name in pairs if source is not None and source != name}
+
+    def input_name(self, column: str) -> str:
+        """The name ``column`` has in source files (its ``source``, or itself)."""
+        return {v: k for k, v in self.sources.items()}.get(column, column)
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -310,6 +347,19 @@ def _check_semantics(d: Definition, source: str) -> None:
         seen[value] = key
     if not d.features:
         problems.append("features: define at least one feature, e.g. [features.x] type = 'float'")
+    given = [(d.entity_key.source_of(k), k) for k in d.key_columns]
+    given += [(f.source, name) for name, f in d.features.items()] + [(d.target.source, d.target.column)]
+    taken: dict[str, str] = {}
+    for origin, name in given:
+        if origin is None:
+            continue
+        if not origin.strip():
+            problems.append(f"{name}: source is empty; give the column's name in the files or remove it")
+        elif origin in taken:
+            problems.append(f"{name}: source '{origin}' is already the source of {taken[origin]}")
+        elif origin != name and origin in seen:
+            problems.append(f"{name}: source '{origin}' is the name of another column; rename one of them")
+        taken[origin] = name
     if d.label_time and not d.event_time:
         problems.append("label_time: a label-arrival time needs an event_time column too")
     for name in d.constants:

@@ -69,6 +69,10 @@ def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None =
         "format": FORMAT,
         # One name, or the list of a composite key's columns (serving reads both forms).
         "key": d.key_columns[0] if len(d.key_columns) == 1 else list(d.key_columns),
+        # What a request may carry besides features and key, and how unknown columns are treated.
+        "sources": d.sources,
+        "accepted": [c for c in (d.target.column, d.event_time, d.label_time) if c],
+        "extra_columns": d.extra_columns,
         "features": features,
         "constants": dict(d.constants),
         "derived": [{"name": x.name, "expression": x.expression} for x in d.derived],

@@ -70,6 +70,7 @@ class IngestOutcome:
     written: int
     duplicate_of: BatchRecord | None = None
     skipped_rows: int = 0
+    ignored_columns: tuple[str, ...] = ()  # unknown columns dropped (extra_columns = "ignore")
 
     @property
     def skipped(self) -> bool:

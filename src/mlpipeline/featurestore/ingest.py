@@ -8,6 +8,7 @@ Parquet hashes alike) is recorded, and a batch seen before is skipped with the r
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import logging
 from collections import Counter
@@ -62,7 +63,8 @@ def _read_csv(path: Path, d: Definition) -> pd.DataFrame:
     text_columns += [k for k in d.key_columns if d.entity_key.type_of(k) == "string"]
     na_values: dict[str, list[str]] = {}
     for name in [*d.features, d.target.column, *d.key_columns]:
-        na_values[name] = [""] if name in text_columns else NUMERIC_NA
+        na_values[d.input_name(name)] = [""] if name in text_columns else NUMERIC_NA
+    text_columns = [d.input_name(n) for n in text_columns]
     try:
         frame = pd.read_csv(
             path,
@@ -180,6 +182,9 @@ def ingest_frame(
     clean = validate_batch(frame, d, source=source)
     digest = content_hash(d, clean)
     outcome = store.ingest(d, clean, content_sha256=digest, source=source, progress=progress, strict=strict)
+    ignored = tuple(clean.attrs.get("ignored_columns", ()))
+    if ignored:
+        outcome = dataclasses.replace(outcome, ignored_columns=ignored)
     if outcome.skipped:
         assert outcome.duplicate_of is not None
         log.info(

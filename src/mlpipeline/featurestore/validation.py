@@ -51,7 +51,8 @@ def validate_batch(
     """Validate and normalise ``frame``; raise with every problem if any rule is broken."""
     if len(frame.index) == 0:
         raise EmptyBatchError(source)
-    _check_columns(frame, d, source, for_scoring)
+    frame = _renamed(frame, d)
+    ignored = _check_columns(frame, d, source, for_scoring)
     out: dict[str, pd.Series] = {}
     problems: list[Problem] = []
     n = len(frame.index)
@@ -78,7 +79,9 @@ def validate_batch(
         raise DataValidationError(problems, source=source)
     result = pd.DataFrame(out)
     order = [c for c in d.raw_columns if c in result.columns]
-    return result[order]
+    result = result[order]
+    result.attrs["ignored_columns"] = ignored
+    return result
 
 
 def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels") -> pd.DataFrame:
@@ -89,6 +92,7 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     """
     if len(frame.index) == 0:
         raise EmptyBatchError(source)
+    frame = _renamed(frame, d)
     keys, target = list(d.key_columns), d.target.column
     names = [str(c) for c in frame.columns]
     allowed = {*keys, target} | ({d.label_time} if d.label_time else set())
@@ -132,7 +136,21 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     return pd.DataFrame(out)
 
 
-def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring: bool) -> None:
+def _renamed(frame: pd.DataFrame, d: Definition) -> pd.DataFrame:
+    """Source column names (``source = "mean radius"``) to the feature set's names."""
+    sources = d.sources
+    if not sources or not any(str(c) in sources for c in frame.columns):
+        return frame
+    return frame.rename(columns={c: sources[str(c)] for c in frame.columns if str(c) in sources})
+
+
+def _named(d: Definition, columns: list[str]) -> str:
+    """Columns as the user's files name them: 'mean radius (feature mean_radius)'."""
+    return ", ".join(c if d.input_name(c) == c else f"'{d.input_name(c)}' ({c})" for c in columns)
+
+
+def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring: bool) -> list[str]:
+    """Refuse missing and unknown columns; with ``extra_columns = 'ignore'``, list the unknown ones."""
     required, optional = expected_columns(d, for_scoring=for_scoring)
     names = [str(c) for c in frame.columns]
     problems: list[Problem] = []
@@ -147,12 +165,19 @@ def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring:
     if missing:
         hint = _delimiter_hint(names)
         problems.append(
-            Problem(", ".join(missing), "required column", "missing from the batch; add it" + hint)
+            Problem(_named(d, missing), "required column", "missing from the batch; add it" + hint)
         )
+    generated = [c for c in unexpected if d.entity_key.generate and c in d.key_columns]
+    internal = [c for c in unexpected if c in INTERNAL_COLUMNS]
+    ignored: list[str] = []
+    if d.extra_columns == "ignore":
+        ignored = [c for c in unexpected if c not in generated and c not in internal]
+        unexpected = [c for c in unexpected if c in generated or c in internal]
     if unexpected:
-        generated = [c for c in unexpected if d.entity_key.generate and c in d.key_columns]
-        internal = [c for c in unexpected if c in INTERNAL_COLUMNS]
-        detail = "not in the feature-set definition; remove it or add it to the definition"
+        detail = (
+            "not in the feature-set definition; remove it, add it to the definition, or set "
+            "extra_columns = 'ignore'"
+        )
         if generated:
             detail = "the key is generated at ingest; remove the column from the batch"
         elif internal:
@@ -161,6 +186,7 @@ def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring:
         problems.append(Problem(shown, "unexpected column", detail))
     if problems:
         raise DataValidationError(problems, source=source)
+    return ignored
 
 
 def _delimiter_hint(names: list[str]) -> str:

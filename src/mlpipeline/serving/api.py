@@ -230,6 +230,8 @@ def create_app(
         }
         if result.keys is not None:
             body["keys"] = result.keys
+        if result.ignored_columns:
+            body["ignored_columns"] = list(result.ignored_columns)
         if explain and result.contributions is not None:
             names = result.feature_names
             body["base_value"] = float(result.contributions[0, -1])

@@ -72,6 +72,7 @@ class Prediction:
     keys: list[str | None] | None = None
     contributions: FloatArray | None = None  # rows x (features + 1); the last column is the base value
     feature_names: tuple[str, ...] = ()
+    ignored_columns: tuple[str, ...] = ()  # unknown request columns dropped (extra_columns = "ignore")
 
 
 class Predictor:
@@ -248,6 +249,7 @@ class Predictor:
             inputs.keys,
             contributions,
             serving.feature_names,
+            inputs.ignored,
         )
 
     # -- status ------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class Inputs:
     values: dict[str, FloatArray]
     rows: int
     keys: list[str | None] | None
+    ignored: tuple[str, ...] = ()  # unknown columns dropped (the feature set's extra_columns = "ignore")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,12 @@ class InputContract:
         self.spec = spec
         key = spec.get("key")  # one column name, or a composite key's list (older models: a name)
         self.keys: list[str] = [] if key is None else [key] if isinstance(key, str) else [str(k) for k in key]
+        # Source names map to the feature set's names; columns the feature set knows besides the
+        # features and key (target, times) are accepted; any other follows extra_columns. Models
+        # logged before these fields existed ignore unknown columns, as they always did.
+        self.sources: dict[str, str] = dict(spec.get("sources") or {})
+        self.known = set(self.keys) | set(spec.get("accepted") or ())
+        self.refuse_extra = spec.get("extra_columns", "ignore") == "error"
         self.numeric: list[_Numeric] = []
         self.categorical: list[_Categorical] = []
         for f in spec["features"]:
@@ -153,6 +160,9 @@ class InputContract:
         present: set[str] = set()
         for r in records:
             present.update(r)
+        if self.sources and not present.isdisjoint(self.sources):
+            records = [{self.sources.get(k, k): v for k, v in r.items()} for r in records]
+            present = {self.sources.get(k, k) for k in present}
         numeric = [[r.get(n, _ABSENT) for n in self.numeric_names] for r in records]
         categorical = {c.name: [r.get(c.name, _ABSENT) for r in records] for c in self.categorical}
         keys = (
@@ -169,6 +179,7 @@ class InputContract:
         names, data = payload.get("columns"), payload.get("data")
         if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
             raise _shape(source, "dataframe_split.columns must be a list of column names")
+        names = [self.sources.get(n, n) for n in names] if self.sources else names
         if len(set(names)) != len(names):
             raise _shape(source, "dataframe_split.columns names a column twice")
         if not isinstance(data, list) or not data:
@@ -208,8 +219,10 @@ class InputContract:
         rows = next(iter(lengths.values()))
         if rows == 0:
             raise _shape(source, "no rows: send at least one value per column")
+        if self.sources and not self.sources.keys().isdisjoint(columns):
+            columns = {self.sources.get(k, k): v for k, v in columns.items()}
         report = _Report(source)
-        self._missing_columns(set(columns), report)
+        ignored = self._screen(set(columns), report)
         values: dict[str, FloatArray] = {}
         for rule in self.numeric:
             if rule.name in columns:
@@ -221,7 +234,7 @@ class InputContract:
         keys = None
         if self.keys and all(k in columns for k in self.keys):
             keys = key_texts([columns[k] for k in self.keys])
-        return Inputs(values, rows, keys)
+        return Inputs(values, rows, keys, ignored)
 
     # -- the rules ---------------------------------------------------------------------------
 
@@ -238,7 +251,7 @@ class InputContract:
         matrix = _as_matrix(numeric, rows, len(self.numeric))
         values: dict[str, FloatArray] = {}
         report = _Report(source)
-        self._missing_columns(present, report)
+        ignored = self._screen(present, report)
         if matrix is not None and self._clean(matrix):
             for j, name in enumerate(self.numeric_names):
                 values[name] = matrix[:, j]
@@ -251,7 +264,7 @@ class InputContract:
             if cat.name in present:
                 values[cat.name] = _categorical(cat, categorical[cat.name], report)
         report.raise_if_any()
-        return Inputs(values, rows, keys)
+        return Inputs(values, rows, keys, ignored)
 
     def _clean(self, m: FloatArray) -> bool:
         """True when no numeric rule is broken anywhere in ``m`` (a few whole-matrix operations).
@@ -267,17 +280,40 @@ class InputContract:
             return False
         return not (self.any_integer and ((np.floor(m) != m) & self.integer_mask & ~nan).any())
 
-    def _missing_columns(self, present: set[str], report: _Report) -> None:
+    def _screen(self, present: set[str], report: _Report) -> tuple[str, ...]:
+        """Report missing features and, when the feature set refuses them, unknown columns;
+        return the unknown columns that are ignored."""
+        suggested = self._missing_columns(present, report)
+        if present <= self.name_set:
+            return ()
+        unknown = sorted(present - self.name_set - self.known)
+        named = [c for c in unknown if c not in suggested]  # a misspelling is reported once
+        if named and self.refuse_extra:
+            unknown = named
+            shown = ", ".join(unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
+            report.whole(
+                shown,
+                "unexpected column",
+                "not in the feature set; remove it, or set extra_columns = 'ignore' in the definition",
+            )
+            return ()
+        return tuple(unknown)
+
+    def _missing_columns(self, present: set[str], report: _Report) -> set[str]:
+        """Report missing features; returns the sent columns offered as "did you mean"."""
         if self.name_set <= present:
-            return
+            return set()
         missing = [n for n in self.names if n not in present]
+        suggested: set[str] = set()
         if missing:
             extra = sorted(present - set(self.names) - set(self.keys))
             hints = []
             for name in missing:
                 close = difflib.get_close_matches(name, extra, n=1)
                 hints.append(f"{name} (did you mean '{close[0]}'?)" if close else name)
+                suggested.update(close)
             report.whole(", ".join(hints), "required column", "missing from the request; add it")
+        return suggested
 
 
 _NUMBER_TYPES = frozenset({int, float})
