@@ -56,6 +56,26 @@ def test_labels_attached_later_are_stored_and_seen_by_monitoring(
     assert (new["_labelled_batch"] == outcome.batch.batch_id).all()  # type: ignore[attr-defined]
 
 
+def test_the_standard_sql_update_path_labels_the_same_rows(
+    store: SqlFeatureStore, demo_def: Definition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dialects without UPDATE … FROM (IRIS) take correlated subqueries: same outcome."""
+    from mlpipeline.featurestore import labels
+
+    monkeypatch.setattr(labels, "update_from_supported", lambda dialect: False)
+    ingest_frame(store, demo_def, generate_day(CFG, 0))
+    ingest_frame(store, demo_def, unlabelled_day(1))
+    done = attach(store, demo_def, labels_of(1, 10))
+    assert done.labelled == 10  # type: ignore[attr-defined]
+    changed = labels_of(0, 3).assign(delivery_minutes=lambda f: f["delivery_minutes"] + 2)
+    again = attach(store, demo_def, changed, relabel=True)
+    assert again.relabelled == 3  # type: ignore[attr-defined]
+    window = store.training_window(demo_def).set_index("order_id")
+    for key, value in zip(changed["order_id"], changed["delivery_minutes"], strict=True):
+        assert window.loc[key, "delivery_minutes"] == value
+    assert len(store.rows_to_score(demo_def)) == 40
+
+
 def test_labels_for_unknown_keys_are_refused_and_nothing_is_written(
     store: SqlFeatureStore, demo_def: Definition
 ) -> None:

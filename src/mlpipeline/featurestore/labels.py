@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import DateTime, String, and_, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy import DateTime, String, and_, case, cast, delete, func, insert, literal, or_, select, update
 
 from mlpipeline.errors import DataValidationError, Problem
 from mlpipeline.featuresets.definition import Definition
@@ -112,8 +112,11 @@ def attach_labels(
             )
             _stage(store, conn, d, labels, batch_id, now)
             counts = _apply(store, conn, d, batch_id, source=source, relabel=relabel, now=now)
-            staging = store.staging_for(d)
-            conn.execute(delete(staging).where(staging.c.batch_id == batch_id))
+            # Every label transaction empties the staging table before it commits, so it holds only
+            # this batch's rows (other transactions' uncommitted rows are invisible to it): a plain
+            # DELETE with no condition, which SQLite runs as a truncation and PostgreSQL without
+            # an index lookup per row.
+            conn.execute(delete(store.staging_for(d)))
             labelled, relabelled, unchanged = counts
             if labelled + relabelled == 0:
                 raise _NothingChangedError(unchanged)
@@ -147,6 +150,11 @@ def _stage(
     store.bulk_insert(conn, store.staging_for(d), columns, n)
 
 
+def update_from_supported(dialect: str) -> bool:
+    """Whether ``UPDATE … FROM`` is used (SQLite, PostgreSQL); other dialects get standard SQL."""
+    return dialect in ("sqlite", "postgresql")
+
+
 def key_text_sql(columns: list[Any]) -> Any:
     """The key as text in SQL, as :func:`mlpipeline.featuresets.keys.key_text` writes it."""
     text: Any = cast(columns[0], String)
@@ -178,11 +186,29 @@ def _apply(
     def shown_keys(rows: list[Any]) -> str:
         return ", ".join(repr(r[1] if len(keys) == 1 else tuple(r[1 : 1 + len(keys)])) for r in rows)
 
-    unknown = and_(mine, ~select(t.c[keys[0]]).where(same_key).exists())
-    n_unknown = conn.execute(select(func.count()).select_from(s).where(unknown)).scalar_one()
+    # One pass over the staged labels: how many are unknown, new, the same, or different.
+    outer = s.outerjoin(t, same_key)
+    stored = t.c[keys[0]]
+    tally = conn.execute(
+        select(
+            func.count(),
+            func.sum(case((stored.is_(None), 1), else_=0)),
+            func.sum(case((and_(stored.is_not(None), target.is_(None)), 1), else_=0)),
+            func.sum(case((target == s.c.target, 1), else_=0)),
+            func.sum(case((target != s.c.target, 1), else_=0)),
+        )
+        .select_from(outer)
+        .where(mine)
+    ).one()
+    n_unknown, missing, unchanged, n_conflict = (int(v or 0) for v in tally[1:])
     if n_unknown:
+        unknown = and_(mine, stored.is_(None))
         rows = conn.execute(
-            select(s.c.position, *skeys).where(unknown).order_by(s.c.position).limit(_SHOWN)
+            select(s.c.position, *skeys)
+            .select_from(outer)
+            .where(unknown)
+            .order_by(s.c.position)
+            .limit(_SHOWN)
         ).all()
         raise DataValidationError(
             [
@@ -192,7 +218,7 @@ def _apply(
                     f"{n_unknown:,} key(s) are not stored ({shown_keys(rows)}); "
                     "ingest those rows first, or remove them from the labels file",
                     [int(r[0]) for r in rows],
-                    int(n_unknown),
+                    n_unknown,
                 )
             ],
             source=source,
@@ -221,7 +247,6 @@ def _apply(
                 source=source,
             )
     conflict = and_(mine, target.is_not(None), target != s.c.target)
-    n_conflict = int(conn.execute(select(func.count()).select_from(joined).where(conflict)).scalar_one())
     if n_conflict and not relabel:
         rows = conn.execute(
             select(s.c.position, *skeys, target, s.c.target)
@@ -268,19 +293,29 @@ def _apply(
                 .where(conflict),
             )
         )
-    staged = select(s.c.target).where(mine, same_key).scalar_subquery()
-    values: dict[str, Any] = {d.target.column: staged, "_labelled_batch": batch_id}
-    if d.label_time:
-        values[d.label_time] = select(s.c.label_time).where(mine, same_key).scalar_subquery()
     changes: Any = target.is_(None)
     if relabel:
-        changes = or_(changes, target != staged)
-    # The leading key column narrows the update to the labelled rows through the primary key's
-    # index (cost grows with the labels, not the table); the scalar subquery matches the rest.
-    lead = t.c[keys[0]]
-    conn.execute(
-        update(t)
-        .where(lead.in_(select(s.c[keys[0]]).where(mine)), staged.is_not(None), changes)
-        .values(values)
-    )
+        changes = or_(changes, target != s.c.target)
+    if update_from_supported(conn.dialect.name):
+        # UPDATE … FROM: one join of the staged labels with the rows, each row written once.
+        values: dict[str, Any] = {d.target.column: s.c.target, "_labelled_batch": batch_id}
+        if d.label_time:
+            values[d.label_time] = s.c.label_time
+        conn.execute(update(t).where(mine, same_key, changes).values(values))
+    else:
+        # Standard SQL for the other dialects: the leading key column narrows the update to the
+        # labelled rows through the primary key's index; scalar subqueries fetch the values.
+        staged = select(s.c.target).where(mine, same_key).scalar_subquery()
+        values = {d.target.column: staged, "_labelled_batch": batch_id}
+        if d.label_time:
+            values[d.label_time] = select(s.c.label_time).where(mine, same_key).scalar_subquery()
+        fallback: Any = target.is_(None)
+        if relabel:
+            fallback = or_(fallback, target != staged)
+        lead = t.c[keys[0]]
+        conn.execute(
+            update(t)
+            .where(lead.in_(select(s.c[keys[0]]).where(mine)), staged.is_not(None), fallback)
+            .values(values)
+        )
     return missing, n_conflict, unchanged
