@@ -90,4 +90,4 @@ def test_portable_module_needs_only_numpy() -> None:
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "ast", "collections", "typing", "numpy"}, imported
+    assert imported <= {"__future__", "ast", "collections", "datetime", "typing", "numpy"}, imported

@@ -26,6 +26,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -232,7 +233,10 @@ class Definition(_Strict):
     label_time: str | None = Field(default=None, description="column with the label-arrival timestamp")
     target: Target
     features: dict[str, Feature]
-    constants: dict[str, float] = Field(default_factory=dict)
+    constants: dict[str, float | datetime | date] = Field(
+        default_factory=dict,
+        description="named numbers, or dates (TOML 2020-01-01) for days_since(event_time, start)",
+    )
     derived: tuple[DerivedFeature, ...] = ()
     model: ModelSpec = Field(default_factory=ModelSpec)
     extra_columns: Literal["error", "ignore"] = Field(
@@ -242,6 +246,17 @@ class Definition(_Strict):
             "(a typo is caught), 'ignore' drops them and says which; ingest, predict and the API alike"
         ),
     )
+
+    @property
+    def time_inputs(self) -> tuple[str, ...]:
+        """Timestamp columns derived features read (the event time, through the time functions)."""
+        if not self.event_time:
+            return ()
+        return (self.event_time,) if any(self.event_time in x.compiled.names for x in self.derived) else ()
+
+    def constant_values(self) -> dict[str, float]:
+        """Constants as numbers: a date or datetime becomes seconds since 1970-01-01 UTC."""
+        return {name: _as_number(value) for name, value in self.constants.items()}
 
     @property
     def sources(self) -> dict[str, str]:
@@ -279,6 +294,15 @@ class Definition(_Strict):
         """sha256 of the canonical definition: a model is tied to the exact definition it used."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _as_number(value: float | datetime | date) -> float:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+    return float(value)
 
 
 def parse_definition(data: Mapping[str, Any], *, source: str = "definition") -> Definition:
@@ -367,6 +391,8 @@ def _check_semantics(d: Definition, source: str) -> None:
         if name in seen:
             problems.append(f"constants.{name}: clashes with a column of the same name; rename it")
     available = {f for f, spec in d.features.items() if spec.numeric} | set(d.constants)
+    if d.event_time:
+        available.add(d.event_time)  # seconds since 1970, for hour(), weekday(), days_since(), …
     for item in d.derived:
         key = f"derived.{item.name}"
         ident(item.name, key)
@@ -378,11 +404,12 @@ def _check_semantics(d: Definition, source: str) -> None:
             problems.append(str(exc))
             continue
         for name in sorted(compiled.names - available):
-            hint = (
-                "categorical features cannot be used in arithmetic"
-                if name in d.features
-                else "use a numeric feature, an earlier derived feature or a constant"
-            )
+            if name in d.features:
+                hint = "categorical features cannot be used in arithmetic"
+            elif name == d.label_time:
+                hint = "the label time is not known when a prediction is made; use the event time"
+            else:
+                hint = "use a numeric feature, the event time, an earlier derived feature or a constant"
             problems.append(f"{key}: unknown name '{name}' in '{item.expression}'; {hint}")
         available.add(item.name)
         seen[item.name] = key

@@ -74,7 +74,8 @@ def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None =
         "accepted": [c for c in (d.target.column, d.event_time, d.label_time) if c],
         "extra_columns": d.extra_columns,
         "features": features,
-        "constants": dict(d.constants),
+        "constants": d.constant_values(),
+        "times": list(d.time_inputs),
         "derived": [{"name": x.name, "expression": x.expression} for x in d.derived],
         "order": list(d.model_features),
     }

@@ -16,8 +16,16 @@ The feature spec is plain JSON (format ``mlpipeline-features/1``)::
                    "min": null, "max": null,                  (numeric)
                    "categories": ["a", "b"], "strict": true}], (categorical)
      "constants": {"k": 1.0},
-     "derived": [{"name": "x_per_k", "expression": "x / k"}],
-     "order": ["x", ..., "x_per_k"]}
+     "times": ["ordered_at"],                                 (optional)
+     "derived": [{"name": "x_per_k", "expression": "x / k"},
+                 {"name": "hour", "expression": "hour(ordered_at)"}],
+     "order": ["x", ..., "x_per_k", "hour"]}
+
+``times`` names raw timestamp columns that derived features read (through the time functions
+``hour``, ``weekday`` (Monday 0), ``day``, ``month``, ``dayofyear`` and ``days_since(t, c)``).
+A timestamp enters an expression as seconds since 1970-01-01 UTC, from a datetime64 array, a
+``datetime`` (naive means UTC), an ISO-8601 text or a number of seconds; a date constant (TOML
+``2020-01-01``) is stored the same way.
 
 Categories are encoded as their position in ``categories`` (unknown or missing: NaN).
 ``key``, ``min``, ``max`` and ``strict`` describe the input contract that serving checks
@@ -27,6 +35,7 @@ Categories are encoded as their position in ``categories`` (unknown or missing: 
 from __future__ import annotations
 
 import ast
+import datetime as _dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -36,18 +45,69 @@ import numpy.typing as npt
 __all__ = [
     "FORMAT",
     "FUNCTIONS",
+    "TIME_FUNCTIONS",
     "Arithmetic",
     "assemble",
     "build_matrix",
     "compile_arithmetic",
     "encode_categorical",
     "encode_columns",
+    "epoch_seconds",
+    "input_names",
 ]
 
 FORMAT = "mlpipeline-features/1"
 FloatArray = npt.NDArray[np.float64]
 Value = FloatArray | float
 Evaluator = Callable[[Mapping[str, Value]], Value]
+
+_DAY = 86400.0
+
+
+def _days(t: Value) -> Any:
+    """Whole days since 1970-01-01 as datetime64[D] (NaN seconds become NaT)."""
+    seconds = np.asarray(t, dtype=np.float64)
+    days = np.floor(seconds / _DAY)
+    out = np.where(np.isnan(days), np.iinfo(np.int64).min, days).astype(np.int64).astype("datetime64[D]")
+    return out, np.isnan(days)
+
+
+def _calendar(part: str) -> Callable[[Value], FloatArray]:
+    def compute(t: Value) -> FloatArray:
+        days, missing = _days(t)
+        if part == "month":
+            value = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+        elif part == "day":
+            value = (days - days.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+        else:  # dayofyear
+            value = (days - days.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64) + 1
+        return np.where(missing, np.nan, value.astype(np.float64))
+
+    return compute
+
+
+def _hour(t: Value) -> FloatArray:
+    return np.asarray(np.floor(np.mod(np.asarray(t, dtype=np.float64), _DAY) / 3600.0), dtype=np.float64)
+
+
+def _weekday(t: Value) -> FloatArray:
+    # 1970-01-01 was a Thursday: Monday is 0, as in Python's datetime.weekday().
+    return np.asarray(np.mod(np.floor(np.asarray(t, dtype=np.float64) / _DAY) + 3, 7), dtype=np.float64)
+
+
+def _days_since(t: Value, since: Value) -> FloatArray:
+    return np.asarray((np.asarray(t, dtype=np.float64) - np.asarray(since, dtype=np.float64)) / _DAY)
+
+
+#: Functions over a timestamp (seconds since 1970 UTC) that an expression may call.
+TIME_FUNCTIONS: dict[str, tuple[int, Callable[..., FloatArray]]] = {
+    "hour": (1, _hour),
+    "weekday": (1, _weekday),
+    "day": (1, _calendar("day")),
+    "month": (1, _calendar("month")),
+    "dayofyear": (1, _calendar("dayofyear")),
+    "days_since": (2, _days_since),
+}
 
 #: Element-wise functions an expression may call, with their arity.
 FUNCTIONS: dict[str, tuple[int, Callable[..., FloatArray]]] = {
@@ -58,6 +118,7 @@ FUNCTIONS: dict[str, tuple[int, Callable[..., FloatArray]]] = {
     "exp": (1, np.exp),
     "min": (2, np.minimum),
     "max": (2, np.maximum),
+    **TIME_FUNCTIONS,
 }
 _BINARY: dict[type[ast.operator], tuple[str, Callable[[Value, Value], FloatArray]]] = {
     ast.Add: ("+", np.add),
@@ -215,7 +276,55 @@ def encode_columns(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> dict[
             values[name] = encode_categorical(items, feature.get("categories") or ())
         else:
             values[name] = np.asarray(raw, dtype=np.float64)
+    for name in spec.get("times", ()):
+        values[name] = epoch_seconds(columns[name])
     return values
+
+
+def input_names(spec: Mapping[str, Any]) -> list[str]:
+    """The raw columns the matrix is built from: the features, then any timestamps derived
+    features read (``spec["times"]``)."""
+    return [f["name"] for f in spec["features"]] + [t for t in spec.get("times", ()) if t]
+
+
+def epoch_seconds(values: Any) -> FloatArray:
+    """Timestamps as float seconds since 1970-01-01 UTC; missing or unreadable values are NaN.
+
+    Accepts a datetime64 array (the fast path for whole columns), or any sequence of
+    ``datetime`` (naive means UTC), ISO-8601 text (``Z`` and offsets understood) or numbers
+    of seconds.
+    """
+    arr = np.asarray(values)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        micros = arr.astype("datetime64[us]")
+        out = micros.astype(np.int64).astype(np.float64) / 1e6
+        out[np.isnat(micros)] = np.nan
+        return out
+    if np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        return arr.astype(np.float64)
+    flat = arr.reshape(-1).tolist()
+    return np.fromiter((_one_timestamp(v) for v in flat), dtype=np.float64, count=len(flat))
+
+
+def _one_timestamp(value: Any) -> float:
+    """One value as seconds since 1970 UTC, NaN when missing or unreadable."""
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.strip()) if value.strip() else None
+        except ValueError:
+            value = None
+    elif hasattr(value, "to_pydatetime"):  # pandas' Timestamp
+        value = value.to_pydatetime()
+    elif isinstance(value, np.datetime64):
+        value = None if np.isnat(value) else float(value.astype("datetime64[us]").astype(np.int64)) / 1e6
+    seconds = float("nan")
+    if isinstance(value, _dt.datetime):
+        seconds = (value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)).timestamp()
+    elif isinstance(value, _dt.date):
+        seconds = _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.UTC).timestamp()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    return seconds
 
 
 def assemble(spec: Mapping[str, Any], values: Mapping[str, FloatArray], rows: int) -> FloatArray:

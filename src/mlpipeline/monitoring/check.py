@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from mlpipeline.errors import BusyError, MlpipelineError
+from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.keys import key_texts
 from mlpipeline.featuresets.reference import Reference
@@ -240,7 +241,7 @@ def _measure(
 ) -> None:
     """Metrics and drift of the champion on ``frame`` (served predictions where logged)."""
     model = ModelCache(settings.home / "models", tracker_factory).load(pointer.ref)
-    names = [f["name"] for f in model.spec["features"]]
+    names = portable.input_names(model.spec)
     y = frame[d.target.column].to_numpy(dtype=np.float64)
     keys = [k or "" for k in key_texts([frame[c].tolist() for c in d.key_columns])]
     logged = records.logged_predictions(keys, pointer.version)

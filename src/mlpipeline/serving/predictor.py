@@ -286,6 +286,8 @@ def _probe(spec: dict[str, Any]) -> dict[str, list[Any]]:
             lo, hi = f.get("min"), f.get("max")
             value = lo if lo is not None else (hi if hi is not None else 0.0)
             row[f["name"]] = [float(value)]
+    for name in spec.get("times") or ():
+        row[str(name)] = [0.0]  # 1970-01-01T00:00:00Z
     return row
 
 

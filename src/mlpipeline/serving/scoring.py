@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlpipeline.errors import DataValidationError, Problem
+from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.keys import key_texts
 
 __all__ = ["MAX_ROWS_SHOWN", "InputContract", "Inputs"]
@@ -130,7 +131,9 @@ class InputContract:
                         required,
                     )
                 )
-        self.names = [f["name"] for f in spec["features"]]
+        # Timestamps that derived features read (hour(ordered_at), …): required inputs too.
+        self.times: list[str] = [str(n) for n in spec.get("times") or ()]
+        self.names = [f["name"] for f in spec["features"]] + self.times
         self.numeric_names = [r.name for r in self.numeric]
         self.name_set = frozenset(self.names)
         self.lo = np.array([r.lo for r in self.numeric], dtype=np.float64)
@@ -170,7 +173,8 @@ class InputContract:
             if self.keys and set(self.keys) <= present
             else None
         )
-        return self._rows(numeric, categorical, keys, len(records), present, source)
+        times = {n: [r.get(n) for r in records] for n in self.times if n in present}
+        return self._rows(numeric, categorical, keys, len(records), present, source, times)
 
     def from_split(self, payload: object, *, source: str = "request") -> Inputs:
         """MLflow's ``dataframe_split``: ``{"columns": [...], "data": [[...], ...]}``."""
@@ -202,7 +206,8 @@ class InputContract:
             if self.keys and all(k in at for k in self.keys)
             else None
         )
-        return self._rows(numeric, categorical, keys, len(data), set(names), source)
+        times = {n: [row[at[n]] for row in data] for n in self.times if n in at}
+        return self._rows(numeric, categorical, keys, len(data), set(names), source, times)
 
     def from_columns(self, columns: Mapping[str, Any], *, source: str = "request") -> Inputs:
         """Columns of equal length: lists or numpy arrays (numeric arrays take a vectorised path)."""
@@ -230,6 +235,9 @@ class InputContract:
         for cat in self.categorical:
             if cat.name in columns:
                 values[cat.name] = _categorical(cat, columns[cat.name], report)
+        for name in self.times:
+            if name in columns:
+                values[name] = _timestamps(name, columns[name], report)
         report.raise_if_any()
         keys = None
         if self.keys and all(k in columns for k in self.keys):
@@ -246,6 +254,7 @@ class InputContract:
         rows: int,
         present: set[str],
         source: str,
+        times: Mapping[str, Any] | None = None,
     ) -> Inputs:
         """Row-shaped requests: one vectorised check of the numeric block, details only on failure."""
         matrix = _as_matrix(numeric, rows, len(self.numeric))
@@ -263,6 +272,8 @@ class InputContract:
         for cat in self.categorical:
             if cat.name in present:
                 values[cat.name] = _categorical(cat, categorical[cat.name], report)
+        for name, raw in (times or {}).items():
+            values[name] = _timestamps(name, raw, report)
         report.raise_if_any()
         return Inputs(values, rows, keys, ignored)
 
@@ -417,6 +428,23 @@ def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
     if rule.required:
         report.rows(rule.name, "not null", "missing value; this feature must be given", nulls)
     return out
+
+
+def _timestamps(name: str, raw: Any, report: _Report) -> FloatArray:
+    """A timestamp column as seconds since 1970 UTC; text that is not ISO-8601 is reported."""
+    seconds = portable.epoch_seconds(raw)
+    unread = np.isnan(seconds)
+    if unread.any():
+        items = list(raw)
+        bad = [i for i in np.flatnonzero(unread).tolist() if not _missing(items[i])]
+        if bad:
+            report.rows(
+                name,
+                "timestamp",
+                f"not an ISO-8601 timestamp ({_clip(items[bad[0]])}); write e.g. 2026-01-31T12:00:00Z",
+                bad,
+            )
+    return seconds
 
 
 def _missing(v: object) -> bool:

@@ -85,7 +85,7 @@ def build_model_dir(fitted: FittedModel, example: pd.DataFrame, out: Path) -> Pa
         artifacts["sklearn_trusted"] = str(staging / "trusted.json")
     portable_copy = staging / "mlpipeline_portable.py"
     shutil.copyfile(portable.__file__, portable_copy)
-    names = [f["name"] for f in fitted.spec["features"]]
+    names = portable.input_names(fitted.spec)
     example = example[names].head(5).reset_index(drop=True)
     prediction = fitted.predict(example)
     signature = infer_signature(example, prediction)
@@ -151,7 +151,7 @@ class TreeExplainer:
         return contrib[:, :-1]
 
     def explain_frame(self, frame: pd.DataFrame) -> FloatArray:
-        names = [f["name"] for f in self.spec["features"]]
+        names = portable.input_names(self.spec)
         return self.shap_values(portable.build_matrix(self.spec, columns_of(frame, names)))
 
 

@@ -35,6 +35,7 @@ class MlpipelineModel(PythonModel):
         with open(context.artifacts["features"], encoding="utf-8") as fh:
             self.spec = json.load(fh)
         self.names = [f["name"] for f in self.spec["features"]]
+        self.times = [str(n) for n in self.spec.get("times") or ()]
         if "booster" in context.artifacts:
             import lightgbm
 
@@ -50,7 +51,7 @@ class MlpipelineModel(PythonModel):
     # signature is recorded explicitly at save time.
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        missing = [n for n in self.names if n not in frame.columns]
+        missing = [n for n in self.names + self.times if n not in frame.columns]
         if missing:
             raise ValueError(f"input lacks feature column(s): {', '.join(missing)}")
         columns = {}
@@ -62,6 +63,8 @@ class MlpipelineModel(PythonModel):
                 columns[feature["name"]] = pd.to_numeric(col, errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan
                 )
+        for name in self.times:  # timestamps that derived features read: the portable code parses them
+            columns[name] = frame[name].to_numpy()
         matrix = portable.build_matrix(self.spec, columns)
         return np.asarray(self.model.predict(matrix), dtype=np.float64)
 

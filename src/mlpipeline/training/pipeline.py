@@ -24,6 +24,7 @@ import numpy as np
 
 from mlpipeline import __version__
 from mlpipeline.errors import BusyError
+from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.reference import build_reference
 from mlpipeline.featurestore.checks import CheckRecords
@@ -297,7 +298,7 @@ def _score_champion(
     if pointer is None:
         return None, None
     model = ModelCache(settings.home / "models", lambda: tracker).load(pointer.ref)
-    names = [f["name"] for f in model.spec["features"]]
+    names = portable.input_names(model.spec)
     predictions = model.predict_columns(columns_of(holdout, names))
     return evaluate(y_hold, predictions), pointer.version
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from mlpipeline.errors import ConfigError, DataValidationError, Problem
+from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.features import category_vocabulary, feature_spec
 from mlpipeline.featuresets.portable import build_matrix
@@ -161,11 +162,14 @@ def split_holdout(d: Definition, frame: pd.DataFrame) -> Split:
 
 
 def columns_of(frame: pd.DataFrame, names: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Raw feature columns as numpy arrays (categoricals as object arrays with None)."""
+    """Raw feature columns as numpy arrays (categoricals as object arrays with None, timestamps
+    as datetime64)."""
     out: dict[str, Any] = {}
     for name in names:
         col = frame[name]
-        if pd.api.types.is_numeric_dtype(col):
+        if pd.api.types.is_datetime64_any_dtype(col):
+            out[name] = col.to_numpy(dtype="datetime64[us]")
+        elif pd.api.types.is_numeric_dtype(col):
             out[name] = col.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             out[name] = col.astype(object).where(col.notna(), None).to_numpy()
@@ -186,7 +190,7 @@ class FittedModel:
         return self.estimator_name == "lightgbm"
 
     def matrix(self, frame: pd.DataFrame) -> FloatArray:
-        names = [f["name"] for f in self.spec["features"]]
+        names = portable.input_names(self.spec)
         return build_matrix(self.spec, columns_of(frame, names))
 
     def predict_matrix(self, x: FloatArray) -> FloatArray:
@@ -232,7 +236,7 @@ def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
     }
     spec = feature_spec(d, category_vocabulary(d, observed))
     categorical = [n for n, f in d.features.items() if f.type == "categorical"]
-    names = [f["name"] for f in spec["features"]]
+    names = portable.input_names(spec)
     x = build_matrix(spec, columns_of(train, names))
     y = train[d.target.column].to_numpy(dtype=np.float64)
     name = d.model.estimator
