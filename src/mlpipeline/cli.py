@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mlpipeline import __version__
-from mlpipeline.errors import BusyError, MlpipelineError
+from mlpipeline.errors import BusyError, DataValidationError, MlpipelineError, Problem
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
 from mlpipeline.settings import Settings, load_settings
@@ -645,8 +645,15 @@ def predict(
     ] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add each feature's contribution.")] = False,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write to the prediction log.")] = False,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Copy this input column to the output (repeat for several)."),
+    ] = None,
 ) -> None:
-    """Score a file with the production model (validated first: nothing is written on bad input)."""
+    """Score a file with the production model (validated first: nothing is written on bad input).
+
+    The output has the row's key (when the input has the key columns), any --keep columns, the
+    prediction and the model version."""
     import time
 
     from mlpipeline.errors import NotFoundError
@@ -672,8 +679,15 @@ def predict(
     ) as p:
         serving = p.current()
         columns = read_requests(data, in_fmt, serving.model.spec, source=name)
+        absent = [c for c in keep or [] if c not in columns]
+        if absent:
+            raise DataValidationError(
+                [Problem(", ".join(absent), "--keep", "not a column of the input; check the name")],
+                source=name,
+            )
         result = p.predict_columns(columns, explain=explain, source=name)
-        rendered = render_predictions(result, out_fmt, explain=explain)
+        kept = {c: columns[c] for c in keep or []}
+        rendered = render_predictions(result, out_fmt, explain=explain, keep=kept)
         if output == "-":
             sys.stdout.write(rendered)
             sys.stdout.flush()

@@ -152,3 +152,23 @@ def test_missing_input_and_bad_format(cli_env: Trained, capsys: pytest.CaptureFi
     assert "does not exist" in err
     code, _, err = run(capsys, "predict", "nope.csv", "-f", "demo", "--format", "xml")
     assert code == 2
+
+
+def test_keep_copies_input_columns_beside_each_prediction(
+    cli_env: Trained, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    records = cli_env.records(4)
+    source = tmp_path / "rows.csv"
+    pd.DataFrame(records).to_csv(source, index=False)
+    code, out, err = run(capsys, "predict", str(source), "-f", "demo", "--keep", "region", "--keep", "items")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["key", "region", "items", "prediction", "model_version"]
+    assert [r["region"] for r in rows] == [r["region"] for r in records]
+    assert [int(r["items"]) for r in rows] == [r["items"] for r in records]
+    code, out, err = run(capsys, "predict", str(source), "-f", "demo", "--format", "json", "--keep", "region")
+    assert [json.loads(line)["region"] for line in out.splitlines()] == [r["region"] for r in records]
+    code, out, err = run(capsys, "predict", str(source), "-f", "demo", "--keep", "colour")
+    assert code == 3
+    assert "colour" in err
+    assert "not a column of the input" in err

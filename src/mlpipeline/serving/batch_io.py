@@ -13,7 +13,7 @@ import io
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -176,16 +176,38 @@ def _nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def render_predictions(result: Prediction, fmt: Format, *, explain: bool) -> str:
-    """The predictions as CSV (header + one line per row) or JSON lines, in input order."""
+def _plain(value: Any) -> Any:
+    """A kept input value as JSON and CSV write it: numpy scalars as Python, missing as None."""
+    if value is None or value is pd.NA:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer() and abs(value) < 2**53:  # a CSV reader's float for a whole number
+            return int(value)
+    return value
+
+
+def render_predictions(
+    result: Prediction, fmt: Format, *, explain: bool, keep: Mapping[str, Sequence[Any]] | None = None
+) -> str:
+    """The predictions as CSV (header + one line per row) or JSON lines, in input order.
+
+    ``keep``: input columns copied to the output beside each prediction (``predict --keep``).
+    """
     names = list(result.feature_names)
     contributions = result.contributions if explain else None
+    kept = dict(keep or {})
     if fmt == "json":
         lines = []
         for i, value in enumerate(result.values.tolist()):
             row: dict[str, Any] = {}
             if result.keys is not None:
                 row["key"] = result.keys[i]
+            for column, values in kept.items():
+                row[column] = _plain(values[i])
             row["prediction"] = value
             row["model_version"] = result.version
             if contributions is not None:
@@ -195,12 +217,13 @@ def render_predictions(result: Prediction, fmt: Format, *, explain: bool) -> str
         return "\n".join(lines) + "\n"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = (["key"] if result.keys is not None else []) + ["prediction", "model_version"]
+    header = (["key"] if result.keys is not None else []) + list(kept) + ["prediction", "model_version"]
     if contributions is not None:
         header += ["base_value"] + [f"contribution_{n}" for n in names]
     writer.writerow(header)
     for i, value in enumerate(result.values.tolist()):
         line: list[Any] = [result.keys[i]] if result.keys is not None else []
+        line += ["" if _plain(values[i]) is None else _plain(values[i]) for values in kept.values()]
         line += [repr(value), result.version]
         if contributions is not None:
             line += [repr(float(contributions[i, -1]))] + [repr(float(c)) for c in contributions[i, :-1]]
