@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import DateTime, String, and_, case, cast, delete, func, insert, literal, or_, select, update
 
@@ -141,7 +142,11 @@ def _stage(
     store: SqlFeatureStore, conn: Any, d: Definition, labels: pd.DataFrame, batch_id: int, now: datetime
 ) -> None:
     n = len(labels.index)
-    columns: dict[str, Any] = {"batch_id": [batch_id] * n, "position": list(range(1, n + 1))}
+    # In key order, so the staging index and the join with the feature table's primary key are
+    # walked in order rather than at random (several times faster for a million labels).
+    ordered = labels.assign(_position=np.arange(1, n + 1)).sort_values(list(d.key_columns), kind="stable")
+    labels = ordered.reset_index(drop=True)
+    columns: dict[str, Any] = {"batch_id": [batch_id] * n, "position": labels["_position"].tolist()}
     for key in d.key_columns:
         columns[key] = labels[key]
     columns["target"] = labels[d.target.column]
@@ -269,12 +274,6 @@ def _apply(
             ],
             source=source,
         )
-    unchanged = int(
-        conn.execute(select(func.count()).select_from(joined).where(mine, target == s.c.target)).scalar_one()
-    )
-    missing = int(
-        conn.execute(select(func.count()).select_from(joined).where(mine, target.is_(None))).scalar_one()
-    )
     if n_conflict:
         audit = store.tables.label_audit
         conn.execute(

@@ -168,12 +168,11 @@ def label_staging_table(d: Definition, metadata: MetaData) -> Table:
     cols += [Column(k, _key_type(d, k), nullable=False) for k in d.key_columns]
     cols.append(Column("target", Double, nullable=False))
     cols.append(Column("label_time", DateTime, nullable=True))
+    # Keyed on the entity key (a labels file never names a key twice): the one index both the
+    # join with the feature table and the standard-SQL lookups use. ``position`` is the row in
+    # the file, for error messages.
     return Table(
-        name,
-        metadata,
-        *cols,
-        PrimaryKeyConstraint("batch_id", "position", name=f"pk_{name}"[:63]),
-        Index(f"ix_{name}_key"[:63], "batch_id", *d.key_columns),
+        name, metadata, *cols, PrimaryKeyConstraint("batch_id", *d.key_columns, name=f"pk_{name}"[:63])
     )
 
 
