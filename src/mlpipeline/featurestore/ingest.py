@@ -127,7 +127,7 @@ def _unique_header(path: Path) -> None:
 def _read_json_lines(path: Path) -> pd.DataFrame:
     """One JSON object per line; values keep their JSON types (validation converts them)."""
     try:
-        return pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8")
+        return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
     except (ValueError, UnicodeDecodeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise DataValidationError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,8 +86,12 @@ class Predictor:
         *,
         poll_s: float = 5.0,
         prediction_log: PredictionLog | None = None,
+        known_columns: Iterable[str] = (),
     ) -> None:
         self.featureset = featureset
+        # Columns of the feature set's current definition: never "extra" in a request, even for
+        # a champion trained before the definition gained them.
+        self.known_columns = frozenset(known_columns)
         self.pointers = pointers
         self.cache = cache
         self.poll_s = poll_s
@@ -128,7 +132,7 @@ class Predictor:
             serving = Serving(
                 pointer,
                 model,
-                InputContract(model.spec),
+                InputContract(model.spec, known=self.known_columns),
                 utcnow(),
                 time.perf_counter() - started,
                 tuple(model.spec["order"]),
@@ -291,6 +295,18 @@ def _probe(spec: dict[str, Any]) -> dict[str, list[Any]]:
     return row
 
 
+def _definition_columns(settings: Settings, featureset: str) -> tuple[str, ...]:
+    """The current definition's columns and source names; none when it cannot be read (the
+    model's own contract still applies)."""
+    from mlpipeline.featuresets.definition import load_definition
+
+    try:
+        d = load_definition(featureset, settings.featuresets_dir)
+    except MlpipelineError:
+        return ()
+    return (*d.raw_columns, *d.sources)
+
+
 @contextmanager
 def open_predictor(
     settings: Settings,
@@ -321,6 +337,7 @@ def open_predictor(
         ModelCache(settings.home / "models", tracker),
         poll_s=settings.serve_poll_s,
         prediction_log=plog,
+        known_columns=_definition_columns(settings, featureset),
     )
     try:
         yield predictor

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +95,9 @@ class _Report:
 class InputContract:
     """Validates and encodes request data for one model's feature spec."""
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
+    def __init__(self, spec: Mapping[str, Any], *, known: Iterable[str] = ()) -> None:
+        """``known``: more columns that are not extra, e.g. those the feature set gained after
+        this model was trained (a request may carry them while the old model still serves)."""
         self.spec = spec
         key = spec.get("key")  # one column name, or a composite key's list (older models: a name)
         self.keys: list[str] = [] if key is None else [key] if isinstance(key, str) else [str(k) for k in key]
@@ -103,7 +105,7 @@ class InputContract:
         # features and key (target, times) are accepted; any other follows extra_columns. Models
         # logged before these fields existed ignore unknown columns, as they always did.
         self.sources: dict[str, str] = dict(spec.get("sources") or {})
-        self.known = set(self.keys) | set(spec.get("accepted") or ())
+        self.known = set(self.keys) | set(spec.get("accepted") or ()) | set(known)
         self.refuse_extra = spec.get("extra_columns", "ignore") == "error"
         self.numeric: list[_Numeric] = []
         self.categorical: list[_Categorical] = []
