@@ -201,7 +201,7 @@ def ingest(
         )
     else:
         skipped = (
-            f" skipped {outcome.skipped_rows:,} rows already stored (batch {outcome.batch.batch_id})."
+            f" skipped {outcome.skipped_rows:,} rows already stored by earlier batches."
             if outcome.skipped_rows
             else ""
         )

@@ -3,12 +3,14 @@
 A case says which surface it attacks, how to produce the input, which words the error must
 contain, and the exact outcome: the stable error code and exit code of the CLI, or the HTTP
 status. :func:`snapshot` captures what no bad input may change: the feature table's row count,
-its batch ledger, the tables of the feature store, the production pointer and its history, and
-the MLflow ``champion``/``challenger`` aliases.
+its batch ledger, the tables of the feature store with the columns and content of each (labels,
+label batches and the relabel audit included), the production pointer and its history, and the
+MLflow ``champion``/``challenger`` aliases.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, Table, inspect, select
+from sqlalchemy.engine import Engine
 
 from mlpipeline.cli import main
 from mlpipeline.featuresets.definition import load_definition
@@ -107,16 +110,20 @@ def env_for(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"MLPIPELINE_{name.upper()}", str(getattr(settings, name)))
 
 
-def snapshot(settings: Settings, tracker: Tracker) -> dict[str, Any]:
-    """Everything a bad input must leave exactly as it was."""
+def snapshot(settings: Settings, tracker: Tracker, *, volatile: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Everything a bad input must leave exactly as it was; the content of the ``volatile`` tables
+    is left out (the HTTP corpus serves good requests between cases, which the prediction log
+    records in the background)."""
     d = load_definition("demo")
     store = open_store(settings)
     try:
         pointers = SqlPointerStore(store)
+        tables = sorted(inspect(store.engine).get_table_names())
         return {
             "rows": store.count_rows(d),
             "batches": store.batches(d),
-            "tables": sorted(inspect(store.engine).get_table_names()),
+            "tables": tables,
+            "content": {name: table_state(store.engine, name) for name in tables if name not in volatile},
             "pointer": pointers.get("demo"),
             "history": pointers.history("demo"),
             "champion": tracker.alias_version("demo", CHAMPION),
@@ -124,6 +131,21 @@ def snapshot(settings: Settings, tracker: Tracker) -> dict[str, Any]:
         }
     finally:
         store.dispose()
+
+
+def table_state(engine: Engine, name: str) -> tuple[list[tuple[str, str, bool]], str]:
+    """A table's columns (name, type, nullable) and a digest of every stored row, in key order.
+
+    A refused ``label`` must leave every label, label time and label batch as it was; a refused
+    ``init`` every column of every table.
+    """
+    columns = [(c["name"], str(c["type"]), bool(c["nullable"])) for c in inspect(engine).get_columns(name)]
+    table = Table(name, MetaData(), autoload_with=engine)
+    order = list(table.primary_key.columns) or list(table.columns)
+    with engine.connect() as conn:
+        rows = conn.execute(select(table).order_by(*order)).all()
+    digest = hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
+    return columns, f"{len(rows)} rows, sha256 {digest}"
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:

@@ -1,6 +1,7 @@
-"""Bad input through the real command line: CSV and Parquet ingest, feature-set files, settings
-and arguments. Every case must fail with one line naming the problem, the exact error code and
-exit code, and change nothing (rows, batch ledger, tables, production pointer, aliases).
+"""Bad input through the real command line: CSV and Parquet ingest, labels files, feature-set
+files and their changes at ``init``, settings and arguments. Every case must fail with one line
+naming the problem, the exact error code and exit code, and change nothing (rows, labels, batch
+ledger, tables and their columns, production pointer, aliases).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlpipeline.featuresets.definition import load_definition
+from mlpipeline.featurestore.ingest import ingest_frame
+from mlpipeline.featurestore.sql import open_store
 from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
 from mlpipeline.registry.tracking import Tracker
 from tests.badinput.corpus import USAGE, CliCase, Ctx, copy_home, env_for, run_cli, snapshot
@@ -26,6 +30,12 @@ pytestmark = pytest.mark.slow
 #: Where a stored row's key comes from: day 0 of the template's stream is in the store.
 STORED_KEY = 5
 SQL = "'; DROP TABLE demo_deliveries; --"
+#: The corpus's home also holds one unlabelled day (its labels are still to come), whose first key
+#: is UNLABELLED_KEY, and five housing rows (generated keys), see :func:`seed_lifecycle`.
+UNLABELLED_DAY = 12
+UNLABELLED_KEY = 120_000_000
+UNKNOWN_KEY = 990_000_001
+HOUSING_STORED = 5
 
 
 # -- producing inputs ------------------------------------------------------------------------
@@ -159,6 +169,147 @@ def duplicate_key(ctx: Ctx) -> list[str]:
     return ingest(ctx.write("bad.csv", ctx.csv_text(frame)))
 
 
+# -- labels, re-sent rows, evolving definitions ------------------------------------------------
+
+
+def unlabelled_rows() -> pd.DataFrame:
+    """A day whose orders are stored without their delivery: the labels arrive later."""
+    day = generate_day(StreamConfig(rows_per_day=20, seed=11), UNLABELLED_DAY)
+    return day.assign(delivery_minutes=np.nan, delivered_at=pd.NaT)
+
+
+def housing_rows(first: int, n: int) -> pd.DataFrame:
+    """Housing rows ``first`` .. ``first + n - 1``; equal numbers give identical rows."""
+    i = np.arange(first, first + n)
+    return pd.DataFrame(
+        {
+            "longitude": -122.0 + i / 100,
+            "latitude": 37.5,
+            "housing_median_age": 10.0 + i,
+            "total_rooms": 800.0 + i,
+            "total_bedrooms": 150.0,
+            "population": 400.0 + i,
+            "households": 120.0,
+            "median_income": 3.5,
+            "median_house_value": 150_000.0 + 1_000 * i,
+            "ocean_proximity": "INLAND",
+        }
+    )
+
+
+def seed_lifecycle(trained: Trained) -> None:
+    """Unlabelled demo rows and stored housing rows, for the labels and re-sent-rows cases."""
+    demo, housing = load_definition("demo"), load_definition("housing")
+    store = open_store(trained.settings)
+    try:
+        store.create_schema([demo, housing])
+        rows = unlabelled_rows()
+        assert int(rows["order_id"].iloc[0]) == UNLABELLED_KEY
+        ingest_frame(store, demo, rows, source="unlabelled day")
+        ingest_frame(store, housing, housing_rows(0, HOUSING_STORED), source="housing seed")
+    finally:
+        store.dispose()
+
+
+def label(path: Path, *flags: str) -> list[str]:
+    return ["label", str(path), "--featureset", "demo", *flags]
+
+
+def labels_csv(
+    *lines: str, flags: tuple[str, ...] = (), name: str = "labels.csv"
+) -> Callable[[Ctx], list[str]]:
+    """A labels file written as text; {new} is a stored key without a label, {unknown} no stored key."""
+    keys = {"new": UNLABELLED_KEY, "stored": STORED_KEY, "unknown": UNKNOWN_KEY, "unknown2": UNKNOWN_KEY + 1}
+
+    def make(ctx: Ctx) -> list[str]:
+        return label(ctx.write(name, "\n".join(line.format(**keys) for line in lines) + "\n"), *flags)
+
+    return make
+
+
+def labels_frame(frame: pd.DataFrame, name: str) -> Callable[[Ctx], list[str]]:
+    """A labels file as Parquet or JSON lines (by ``name``'s suffix)."""
+
+    def make(ctx: Ctx) -> list[str]:
+        path = ctx.folder / name
+        if path.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            path.write_text(frame.to_json(orient="records", lines=True, date_format="iso"), encoding="utf-8")
+        return label(path)
+
+    return make
+
+
+def resent_housing(order: list[int], suffix: str = ".csv") -> Callable[[Ctx], list[str]]:
+    """Housing rows by number (those below HOUSING_STORED are stored already), ingested --strict."""
+
+    def make(ctx: Ctx) -> list[str]:
+        frame = pd.concat([housing_rows(i, 1) for i in order], ignore_index=True)
+        path = ctx.folder / f"housing{suffix}"
+        if suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        return ["ingest", str(path), "--featureset", "housing", "--strict"]
+
+    return make
+
+
+def shipped(name: str) -> str:
+    return resources.files("mlpipeline.featuresets").joinpath(f"{name}.toml").read_text("utf-8")
+
+
+def changed(edit: Callable[[str], str], name: str = "demo") -> Callable[[Ctx], str]:
+    """The shipped definition ``name`` with ``edit`` applied, written to the user folder."""
+
+    def write(ctx: Ctx) -> str:
+        original = shipped(name)
+        text = edit(original)
+        assert text != original, "the edit must change the definition"
+        (ctx.featuresets / f"{name}.toml").write_text(text, encoding="utf-8")
+        return name
+
+    return write
+
+
+def init_after(edit: Callable[[str], str], *flags: str, name: str = "demo") -> Callable[[Ctx], list[str]]:
+    """Change the definition, then run ``init`` (which must refuse and change no table)."""
+
+    def make(ctx: Ctx) -> list[str]:
+        changed(edit, name)(ctx)
+        return ["init", *flags]
+
+    return make
+
+
+def sourced(edit: Callable[[str], str], renamed: dict[str, str]) -> Callable[[Ctx], list[str]]:
+    """A definition that maps source columns, and the good batch with columns ``renamed``."""
+
+    def make(ctx: Ctx) -> list[str]:
+        changed(edit)(ctx)
+        return ingest(ctx.write("sourced.csv", ctx.csv_text(ctx.good.rename(columns=renamed))))
+
+    return make
+
+
+def sourced_labels(edit: Callable[[str], str], *lines: str) -> Callable[[Ctx], list[str]]:
+    def make(ctx: Ctx) -> list[str]:
+        changed(edit)(ctx)
+        return labels_csv(*lines)(ctx)
+
+    return make
+
+
+REMOVE_HOUR = (
+    '[features.hour]\ntype = "integer"\nmin = 0\nmax = 23\n'
+    "drift = false  # a day's batch covers every hour; the distribution moves by design\n"
+)
+NEW_FLOOR = '\n[features.floor]\ntype = "integer"\nmin = 0\nmax = 200\n'
+DISTANCE_SOURCE = ("[features.distance_km]\n", '[features.distance_km]\nsource = "Distance (km)"\n')
+TARGET_SOURCE = ('column = "delivery_minutes"\n', 'column = "delivery_minutes"\nsource = "Minutes"\n')
+
+
 # -- the corpus ----------------------------------------------------------------------------
 
 CSV = [
@@ -277,6 +428,22 @@ CSV = [
         3,
     ),
     CliCase(
+        "csv-strict-resent-rows",
+        "csv",
+        resent_housing([3, 4, 5, 6, 7]),
+        ("2 row(s) are identical to rows an earlier batch stored", "without --strict", "rows 1, 2"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "csv-strict-one-resent-row-among-new",
+        "csv",
+        resent_housing([5, 6, 0, 7]),
+        ("1 row(s) are identical to rows an earlier batch stored", "rows 3"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
         "csv-duplicate-column",
         "csv",
         csv_lines(rename_header("hour", "region")),
@@ -383,6 +550,14 @@ PARQUET = [
         "parquet",
         parquet(lambda f: f.assign(order_id=f["order_id"].where(f.index != 9, f["order_id"][3]))),
         ("order_id", "duplicate key within the batch", "rows 4, 10"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "parquet-strict-resent-rows",
+        "parquet",
+        resent_housing([9, 1, 8, 2], suffix=".parquet"),
+        ("2 row(s) are identical to rows an earlier batch stored", "rows 2, 4"),
         "MLP-200",
         3,
     ),
@@ -509,6 +684,33 @@ FEATURESETS = [
         ("demo.toml", "not UTF-8"),
         "MLP-101",
         2,
+    ),
+    CliCase(
+        "featureset-source-missing-from-file",
+        "featureset",
+        sourced(lambda t: t.replace(*DISTANCE_SOURCE), {"distance_km": "distance"}),
+        ("Distance (km) (as distance_km)", "missing from the batch", "'distance'", "unexpected column"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "featureset-key-source-missing-from-file",
+        "featureset",
+        sourced(
+            lambda t: t.replace('column = "order_id"\n', 'column = "order_id"\nsource = "Order ID"\n'),
+            {"order_id": "order"},
+        ),
+        ("Order ID (as order_id)", "missing from the batch"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "featureset-source-and-name-both-in-file",
+        "featureset",
+        sourced(lambda t: t.replace(*DISTANCE_SOURCE), {"items": "Distance (km)"}),
+        ("Distance (km) and distance_km", "under its source name and under its own name; keep one"),
+        "MLP-200",
+        3,
     ),
     CliCase(
         "featureset-deeply-nested",
@@ -746,7 +948,232 @@ ARGUMENTS = [
     ),
 ]
 
-CASES = CSV + PARQUET + FEATURESETS + SETTINGS + ARGUMENTS
+LABELS = [
+    CliCase(
+        "labels-unknown-keys",
+        "labels",
+        labels_csv("order_id,delivery_minutes", "{new},30", "{unknown},31", "{unknown2},32"),
+        ("2 key(s) are not stored", "990000001, 990000002", "ingest those rows first", "rows 2, 3"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-unknown-key-jsonl",
+        "labels",
+        labels_frame(
+            pd.DataFrame({"order_id": [UNLABELLED_KEY, UNKNOWN_KEY], "delivery_minutes": [30.0, 31.0]}),
+            "labels.jsonl",
+        ),
+        ("1 key(s) are not stored (990000001)", "rows 2"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-unknown-key-parquet",
+        "labels",
+        labels_frame(
+            pd.DataFrame({"order_id": [UNKNOWN_KEY, UNLABELLED_KEY], "delivery_minutes": [30.0, 31.0]}),
+            "labels.parquet",
+        ),
+        ("1 key(s) are not stored (990000001)", "rows 1"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-conflict-without-relabel",
+        "labels",
+        labels_csv("order_id,delivery_minutes", "{new},30", "{stored},999"),
+        (
+            "delivery_minutes",
+            "1 key(s) already have another label",
+            "5: stored ",
+            "file 999",
+            "pass --relabel",
+        ),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-relabel-with-an-unknown-key",
+        "labels",
+        labels_csv("order_id,delivery_minutes", "{stored},999", "{unknown},31", flags=("--relabel",)),
+        ("1 key(s) are not stored (990000001)", "rows 2"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-with-feature-columns",
+        "labels",
+        labels_csv("order_id,delivery_minutes,distance_km,items", "{new},30,3.5,2"),
+        (
+            "distance_km, items",
+            "unexpected column",
+            "a labels file holds only order_id, delivery_minutes and delivered_at",
+            "ingest rows with their features with 'mlpipeline ingest'",
+        ),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-key-with-nulls",
+        "labels",
+        labels_csv("order_id,delivery_minutes", "{new},30", ",31", "{unknown},32"),
+        ("order_id", "missing key", "rows 2"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-row-without-label",
+        "labels",
+        labels_csv("order_id,delivery_minutes", "{new},30", "{unknown},"),
+        ("delivery_minutes", "no label; give every row of a labels file its label", "rows 2"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-duplicate-key-in-file",
+        "labels",
+        labels_csv("order_id,delivery_minutes", "{new},30", "{new},31"),
+        ("order_id", "duplicate key within the batch", "rows 1, 2"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-without-target-column",
+        "labels",
+        labels_csv("order_id,delivered_at", "{new},2026-01-14T10:00:00"),
+        ("delivery_minutes", "a labels file needs the key (order_id) and the target (delivery_minutes)"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-label-time-before-event",
+        "labels",
+        labels_csv("order_id,delivery_minutes,delivered_at", "{new},30,2020-01-01T00:00:00"),
+        ("delivered_at", "1 label(s) arrive before their row's ordered_at", "rows 1"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-out-of-range",
+        "labels",
+        labels_csv("order_id,delivery_minutes", "{new},-5"),
+        ("delivery_minutes", "below the minimum 0", "rows 1"),
+        "MLP-200",
+        3,
+    ),
+    CliCase(
+        "labels-header-only",
+        "labels",
+        labels_csv("order_id,delivery_minutes"),
+        ("no data rows",),
+        "MLP-201",
+        3,
+    ),
+    CliCase(
+        "labels-target-source-missing",
+        "labels",
+        sourced_labels(lambda t: t.replace(*TARGET_SOURCE), "order_id,minutes", "{new},30"),
+        ("required column", "column 'minutes': unexpected column"),
+        "MLP-200",
+        3,
+    ),
+]
+
+EVOLVE = [
+    CliCase(
+        "evolve-type-changed",
+        "evolve",
+        init_after(
+            lambda t: t.replace('[features.items]\ntype = "integer"', '[features.items]\ntype = "float"')
+        ),
+        (
+            "column 'items' of table 'demo_deliveries'",
+            "is stored as integer but the definition now says float",
+            'table = "demo_deliveries_v2"',
+            "nothing was changed",
+        ),
+        "MLP-103",
+        2,
+    ),
+    CliCase(
+        "evolve-type-changed-dry-run",
+        "evolve",
+        init_after(
+            lambda t: t.replace(
+                '[features.temperature_c]\ntype = "float"', '[features.temperature_c]\ntype = "integer"'
+            ),
+            "--dry-run",
+        ),
+        (
+            "column 'temperature_c'",
+            "stored as float but the definition now says integer",
+            "nothing was changed",
+        ),
+        "MLP-103",
+        2,
+    ),
+    CliCase(
+        "evolve-feature-removed",
+        "evolve",
+        init_after(lambda t: t.replace(REMOVE_HOUR, "")),
+        (
+            "holds column 'hour' that the definition no longer has (removed or renamed)",
+            "ALTER TABLE demo_deliveries DROP COLUMN hour",
+            "nothing was changed",
+        ),
+        "MLP-103",
+        2,
+    ),
+    CliCase(
+        "evolve-feature-renamed",
+        "evolve",
+        init_after(lambda t: t.replace("[features.hour]", "[features.order_hour]")),
+        ("column 'hour'", "removed or renamed", "feature 'order_hour' is new but may not be missing"),
+        "MLP-103",
+        2,
+    ),
+    CliCase(
+        "evolve-new-feature-not-missing",
+        "evolve",
+        init_after(lambda t: t + NEW_FLOOR),
+        (
+            "feature 'floor' is new but may not be missing (missing = 'error')",
+            "set missing = 'native'",
+            "[features.floor]",
+            "nothing was changed",
+        ),
+        "MLP-103",
+        2,
+    ),
+    CliCase(
+        "evolve-new-key",
+        "evolve",
+        init_after(
+            lambda t: t.replace(
+                'column = "order_id"\ntype = "integer"', 'column = "order_ref"\ntype = "string"'
+            )
+        ),
+        ("the key column is now 'order_ref'", "a key cannot change in place", "nothing was changed"),
+        "MLP-103",
+        2,
+    ),
+    CliCase(
+        "evolve-housing-type-changed",
+        "evolve",
+        init_after(
+            lambda t: t.replace(
+                '[features.total_rooms]\ntype = "float"', '[features.total_rooms]\ntype = "integer"'
+            ),
+            name="housing",
+        ),
+        ("housing: column 'total_rooms'", "stored as float but the definition now says integer"),
+        "MLP-103",
+        2,
+    ),
+]
+
+CASES = CSV + PARQUET + FEATURESETS + SETTINGS + ARGUMENTS + LABELS + EVOLVE
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -754,8 +1181,11 @@ CASES = CSV + PARQUET + FEATURESETS + SETTINGS + ARGUMENTS
 
 @pytest.fixture(scope="module")
 def home(_trained_template: Trained, tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """One private copy of the trained home for the whole corpus (no case may change it)."""
-    return copy_home(_trained_template, tmp_path_factory.mktemp("badinput-cli"))
+    """One private copy of the trained home for the whole corpus (no case may change it), with
+    an unlabelled day and stored housing rows (see :func:`seed_lifecycle`)."""
+    home = copy_home(_trained_template, tmp_path_factory.mktemp("badinput-cli"))
+    seed_lifecycle(home)
+    return home
 
 
 @pytest.fixture(scope="module")
@@ -784,7 +1214,7 @@ def ctx(home: Trained, good: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.M
 
 def test_the_corpus_covers_every_surface() -> None:
     surfaces = {c.surface for c in CASES}
-    assert surfaces == {"csv", "parquet", "featureset", "settings", "cli"}
+    assert surfaces == {"csv", "parquet", "featureset", "settings", "cli", "labels", "evolve"}
     assert len({c.id for c in CASES}) == len(CASES)
     assert all(sum(c.surface == s for c in CASES) >= 5 for s in surfaces)
 
@@ -846,3 +1276,45 @@ def test_the_good_batch_and_definition_do_ingest(
     after = snapshot(trained.settings, tracker)
     assert after["rows"] == before["rows"] + 40
     assert len(after["batches"]) == len(before["batches"]) + 1
+
+
+def test_the_lifecycle_inputs_work_without_their_fault(
+    trained: Trained,
+    good: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The control of the labels, re-sent-rows, source and init cases: without the fault each
+    input is accepted and written (on a private copy, so the corpus's home stays as it was)."""
+    env_for(trained.settings, monkeypatch)
+    trained.settings.featuresets_dir.mkdir(parents=True, exist_ok=True)
+    seed_lifecycle(trained)
+    ctx = Ctx(trained, tmp_path, good, monkeypatch)
+
+    code, out, err = run_cli(capsys, labels_csv("order_id,delivery_minutes", "{new},30")(ctx))
+    assert (code, err) == (0, ""), err
+    assert "labelled 1 rows" in out
+    code, out, err = run_cli(
+        capsys, labels_csv("order_id,delivery_minutes", "{stored},999", flags=("--relabel",))(ctx)
+    )
+    assert (code, err) == (0, ""), err
+    assert "relabelled 1 (each audited)" in out
+
+    args = resent_housing([3, 4, 5, 6, 7])(ctx)
+    code, out, err = run_cli(capsys, args[:-1])  # without --strict: skipped and counted
+    assert (code, err) == (0, ""), err
+    assert "ingested 3 rows" in out
+    assert "skipped 2 rows already stored" in out
+
+    code, out, err = run_cli(
+        capsys, sourced(lambda t: t.replace(*DISTANCE_SOURCE), {"distance_km": "Distance (km)"})(ctx)
+    )
+    assert (code, err) == (0, ""), err
+    assert "ingested 40 rows" in out
+
+    code, out, err = run_cli(
+        capsys, init_after(lambda t: t + NEW_FLOOR.replace("max = 200", "max = 200\nmissing = 'native'"))(ctx)
+    )
+    assert (code, err) == (0, ""), err
+    assert "add column floor" in out

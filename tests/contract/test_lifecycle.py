@@ -285,3 +285,24 @@ def test_tables_of_an_earlier_version_are_brought_up_to_date(
         assert (rows["_labelled_batch"] == rows["_batch_id"]).all()
     finally:
         fresh.dispose()
+
+
+def test_two_feature_sets_may_not_share_a_table(store: SqlFeatureStore, demo_def: Definition) -> None:
+    data = demo_def.model_dump(mode="json")
+    data["derived"] = {x["name"]: x["expression"] for x in data["derived"]}
+    twin = parse_definition(data | {"name": "twin"})
+    with pytest.raises(SchemaChangeError, match=r"'demo' and 'twin' both use table 'demo_deliveries'"):
+        store.create_schema([twin])
+    fresh = SqlFeatureStore(store.url)
+    try:
+        with pytest.raises(SchemaChangeError, match="both use table"):
+            fresh.evolve_schema([demo_def, twin], dry_run=True)
+    finally:
+        fresh.dispose()
+
+
+def test_strict_refuses_a_file_ingested_before(store: SqlFeatureStore, housing_def: Definition) -> None:
+    ingest_frame(store, housing_def, housing_rows(5))
+    with pytest.raises(DataValidationError, match=r"the same content was ingested as batch 1"):
+        ingest_frame(store, housing_def, housing_rows(5), strict=True)
+    assert ingest_frame(store, housing_def, housing_rows(5)).skipped

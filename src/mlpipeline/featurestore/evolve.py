@@ -30,7 +30,7 @@ from sqlalchemy.schema import CreateColumn
 from mlpipeline.errors import SchemaChangeError
 from mlpipeline.featuresets.definition import INTERNAL_COLUMNS, Definition
 
-__all__ = ["AddedColumn", "SchemaPlan", "apply_schema_plan", "plan_schema"]
+__all__ = ["AddedColumn", "SchemaPlan", "apply_schema_plan", "check_tables_unique", "plan_schema"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,18 @@ class SchemaPlan:
             )
 
 
+def check_tables_unique(definitions: Iterable[Definition]) -> None:
+    """Two feature sets may not share a table: each would read the other's rows."""
+    owner: dict[str, str] = {}
+    for d in definitions:
+        if d.table in owner and owner[d.table] != d.name:
+            raise SchemaChangeError(
+                f"feature sets '{owner[d.table]}' and '{d.name}' both use table '{d.table}'; "
+                f'give one of them another table (table = "{d.name}")'
+            )
+        owner[d.table] = d.name
+
+
 def plan_schema(engine: Engine, tables: Iterable[Table], definitions: dict[str, Definition]) -> SchemaPlan:
     """Compare ``tables`` with the database. ``definitions``: the feature set of each feature table."""
     plan = SchemaPlan()
@@ -100,9 +112,11 @@ def plan_schema(engine: Engine, tables: Iterable[Table], definitions: dict[str, 
                 internal = column.name in INTERNAL_COLUMNS or d is None
                 why = "bookkeeping" if internal else "new in the definition"
                 plan.added.append(AddedColumn(table, column, why))
+        new_key = d is not None and any(c.primary_key and c.name not in stored for c in table.columns)
         if d is not None:
+            old_key = set(check.get_pk_constraint(table.name).get("constrained_columns") or ())
             for name in stored:
-                if name not in table.columns:
+                if name not in table.columns and not (new_key and name in old_key):
                     plan.refused.append(_removed(d, table, name))
         present = {ix["name"] for ix in check.get_indexes(table.name)}
         plan.indexes += [ix for ix in table.indexes if ix.name not in present]
@@ -168,7 +182,8 @@ def _not_null(d: Definition | None, table: Table, name: str) -> str:
     if d is None:
         return f"table '{table.name}' lacks the required column '{name}'; recreate it with 'mlpipeline init'"
     return (
-        f"{d.name}: feature '{name}' is new but may not be missing (missing = 'error'), and the "
-        f"rows already in '{table.name}' have no value for it; set missing = 'native' or "
-        f"missing = 'constant' with a fill_value in [features.{name}], then run 'mlpipeline init'"
+        f"{d.name}: feature '{name}' is new but may not be missing (missing = 'error'), and a column "
+        f"added to the existing table '{table.name}' has no value in the rows stored before; set "
+        f"missing = 'native' or missing = 'constant' with a fill_value in [features.{name}], then run "
+        f"'mlpipeline init' (or, if '{table.name}' holds nothing you need, drop it and run init)"
     )

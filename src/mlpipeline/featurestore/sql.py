@@ -45,7 +45,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from mlpipeline.errors import ConfigError, DataValidationError, Problem, StoreError, StoreUnavailableError
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featurestore.base import BatchRecord, IngestOutcome, ProgressCallback, Watermark
-from mlpipeline.featurestore.evolve import SchemaPlan, apply_schema_plan, plan_schema
+from mlpipeline.featurestore.evolve import SchemaPlan, apply_schema_plan, check_tables_unique, plan_schema
 from mlpipeline.featurestore.rowhash import row_hashes
 from mlpipeline.featurestore.schema import PipelineTables, feature_table, label_staging_table
 from mlpipeline.settings import Settings
@@ -77,6 +77,7 @@ class SqlFeatureStore:
         )  # the pipeline's tables, before any feature set's
         self._feature_tables: dict[str, Table] = {}
         self._staging_tables: dict[str, Table] = {}
+        self._definitions: dict[str, Definition] = {}  # the feature set of each table made here
         self._checked: set[str] = set()  # definitions whose tables were found up to date
 
     # -- schema -------------------------------------------------------------------------
@@ -84,6 +85,8 @@ class SqlFeatureStore:
     def table_for(self, d: Definition) -> Table:
         table = self._feature_tables.get(d.name)
         if table is None:
+            check_tables_unique([*self._definitions.values(), d])
+            self._definitions[d.name] = d
             table = feature_table(d, self.metadata)
             self._feature_tables[d.name] = table
             self._staging_tables[d.name] = label_staging_table(d, self.metadata)
@@ -101,6 +104,7 @@ class SqlFeatureStore:
         not changed here: :class:`SchemaChangeError` says to run ``mlpipeline init``, which
         calls :meth:`evolve_schema`. Checked once per store object and definition.
         """
+        check_tables_unique([*self._definitions.values(), *definitions])
         tables = [self.table_for(d) for d in definitions]
         tables += [self.staging_for(d) for d in definitions]
         own = self._own_tables
@@ -115,6 +119,7 @@ class SqlFeatureStore:
 
     def plan_schema(self, definitions: list[Definition]) -> SchemaPlan:
         """What :meth:`evolve_schema` would change for ``definitions`` (nothing is written)."""
+        check_tables_unique([*self._definitions.values(), *definitions])
         by_table = {self.table_for(d).name: d for d in definitions}
         own = self._own_tables
         with self.guarded("inspect the schema"):
@@ -181,6 +186,8 @@ class SqlFeatureStore:
                 with self.transaction() as conn:
                     existing = self._find_batch(conn, d.name, content_sha256)
                     if existing is not None:
+                        if strict:
+                            raise _already_ingested(existing, source)
                         return IngestOutcome(batch=existing, written=0, duplicate_of=existing)
                     extra: dict[str, list[Any]] = {}
                     if d.entity_key.generate:
@@ -609,12 +616,26 @@ def _key_order(d: Definition, t: Table) -> list[Any]:
     return [t.c[k] for k in d.key_columns if k != d.event_time]
 
 
+def _already_ingested(existing: BatchRecord, source: str) -> DataValidationError:
+    return DataValidationError(
+        [
+            Problem(
+                "(every column)",
+                "already stored",
+                f"the same content was ingested as batch {existing.batch_id} on "
+                f"{existing.ingested_at:%Y-%m-%d %H:%M:%S} UTC; without --strict it is skipped",
+            )
+        ],
+        source=source,
+    )
+
+
 def _already_stored(stored: Any, source: str) -> DataValidationError:
     rows = (np.flatnonzero(stored)[:5] + 1).tolist()
     return DataValidationError(
         [
             Problem(
-                "*",
+                "(every column)",
                 "already stored",
                 f"{int(stored.sum()):,} row(s) are identical to rows an earlier batch stored; "
                 "without --strict they are skipped and counted, or remove them from the file",

@@ -51,7 +51,7 @@ def validate_batch(
     """Validate and normalise ``frame``; raise with every problem if any rule is broken."""
     if len(frame.index) == 0:
         raise EmptyBatchError(source)
-    frame = _renamed(frame, d)
+    frame = _renamed(frame, d, source)
     ignored = _check_columns(frame, d, source, for_scoring)
     out: dict[str, pd.Series] = {}
     problems: list[Problem] = []
@@ -92,7 +92,7 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     """
     if len(frame.index) == 0:
         raise EmptyBatchError(source)
-    frame = _renamed(frame, d)
+    frame = _renamed(frame, d, source)
     keys, target = list(d.key_columns), d.target.column
     names = [str(c) for c in frame.columns]
     allowed = {*keys, target} | ({d.label_time} if d.label_time else set())
@@ -101,10 +101,10 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     if missing:
         problems.append(
             Problem(
-                ", ".join(missing),
+                _named(d, missing),
                 "required column",
-                f"a labels file needs the key ({', '.join(keys)}) and the target '{target}'; add it"
-                + _delimiter_hint(names),
+                f"a labels file needs the key ({_named(d, keys)}) and the target ({_named(d, [target])}); "
+                "add it" + _delimiter_hint(names),
             )
         )
     extra = [c for c in names if c not in allowed]
@@ -136,17 +136,30 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     return pd.DataFrame(out)
 
 
-def _renamed(frame: pd.DataFrame, d: Definition) -> pd.DataFrame:
+def _renamed(frame: pd.DataFrame, d: Definition, source: str = "batch") -> pd.DataFrame:
     """Source column names (``source = "mean radius"``) to the feature set's names."""
     sources = d.sources
     if not sources or not any(str(c) in sources for c in frame.columns):
         return frame
+    names = {str(c) for c in frame.columns}
+    both = [f"{s} and {n}" for s, n in sources.items() if s in names and n in names]
+    if both:
+        raise DataValidationError(
+            [
+                Problem(
+                    "; ".join(both),
+                    "unique columns",
+                    "the file has a column under its source name and under its own name; keep one",
+                )
+            ],
+            source=source,
+        )
     return frame.rename(columns={c: sources[str(c)] for c in frame.columns if str(c) in sources})
 
 
 def _named(d: Definition, columns: list[str]) -> str:
-    """Columns as the user's files name them: 'mean radius (feature mean_radius)'."""
-    return ", ".join(c if d.input_name(c) == c else f"'{d.input_name(c)}' ({c})" for c in columns)
+    """Columns as the user's files name them: mean radius (as mean_radius)."""
+    return ", ".join(c if d.input_name(c) == c else f"{d.input_name(c)} (as {c})" for c in columns)
 
 
 def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring: bool) -> list[str]:
