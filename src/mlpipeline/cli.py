@@ -211,6 +211,16 @@ def ingest(
         )
         if outcome.ignored_columns:
             out.print(f"ignored columns not in the definition: {', '.join(outcome.ignored_columns)}")
+        if outcome.unlabelled_rows:
+            where = ""
+            if outcome.generated_keys is not None:
+                lo, hi = outcome.generated_keys
+                key = d.key_columns[0]
+                where = f" (this batch's rows got {key} {lo:,}–{hi:,}, in the order they were written)"
+            out.print(
+                f"{outcome.unlabelled_rows:,} rows have no label yet: attach their labels later with "
+                f"'mlpipeline label FILE -f {d.name}', by key{where}."
+            )
 
 
 @app.command()

@@ -306,3 +306,29 @@ def test_strict_refuses_a_file_ingested_before(store: SqlFeatureStore, housing_d
     with pytest.raises(DataValidationError, match=r"the same content was ingested as batch 1"):
         ingest_frame(store, housing_def, housing_rows(5), strict=True)
     assert ingest_frame(store, housing_def, housing_rows(5)).skipped
+
+
+def test_a_day_may_be_both_the_key_and_the_event_time(store: SqlFeatureStore) -> None:
+    daily = parse_definition(
+        {
+            "name": "daily",
+            "table": "daily",
+            "event_time": "day",
+            "entity_key": {"column": "day"},
+            "target": {"column": "demand"},
+            "features": {"temp": {"type": "float"}},
+            "derived": {"weekday": "weekday(day)"},
+        }
+    )
+    store.create_schema([daily])
+    days = pd.date_range("2026-01-01", periods=6, freq="D")
+    rows = pd.DataFrame({"day": days.strftime("%Y-%m-%d"), "temp": [1.0, 2, 3, 4, 5, 6]})
+    ingest_frame(store, daily, rows.head(4).assign(demand=[10.0, 11, 12, 13]))
+    ingest_frame(store, daily, rows.tail(2))
+    with pytest.raises(DataValidationError, match="already stored"):
+        ingest_frame(store, daily, rows.head(1).assign(demand=[1.0]))
+    labels = pd.DataFrame({"day": ["2026-01-05T00:00:00Z", "2026-01-06"], "demand": [14.0, 15.0]})
+    assert attach(store, daily, labels).labelled == 2  # type: ignore[attr-defined]
+    window = store.training_window(daily)
+    assert window["day"].dt.strftime("%Y-%m-%d").tolist() == list(days.strftime("%Y-%m-%d"))
+    assert window["demand"].tolist() == [10.0, 11, 12, 13, 14, 15]

@@ -71,6 +71,8 @@ class IngestOutcome:
     duplicate_of: BatchRecord | None = None
     skipped_rows: int = 0
     ignored_columns: tuple[str, ...] = ()  # unknown columns dropped (extra_columns = "ignore")
+    unlabelled_rows: int = 0  # written without a label: 'mlpipeline label' attaches it later
+    generated_keys: tuple[int, int] | None = None  # first and last key assigned (generated keys)
 
     @property
     def skipped(self) -> bool:

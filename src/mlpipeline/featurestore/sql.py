@@ -181,6 +181,7 @@ class SqlFeatureStore:
         batches = self.tables.batches
         now = utcnow()
         skipped = 0
+        generated: tuple[int, int] | None = None
         with self.guarded(f"ingest into '{d.table}'"):
             try:
                 with self.transaction() as conn:
@@ -217,6 +218,8 @@ class SqlFeatureStore:
                         frame = frame.copy()
                         keys = np.arange(start + 1, start + 1 + len(frame.index), dtype=np.int64)
                         frame.insert(0, d.key_columns[0], keys)
+                        if len(keys):
+                            generated = (int(keys[0]), int(keys[-1]))
                     labelled = frame[d.target.column].notna().tolist()
                     extra["_labelled_batch"] = [batch_id if has else None for has in labelled]
                     self._write_rows(conn, table, frame, batch_id, now, progress, extra=extra)
@@ -237,7 +240,14 @@ class SqlFeatureStore:
                 "source": source,
             },
         )
-        return IngestOutcome(batch=record, written=len(frame.index), skipped_rows=skipped)
+        unlabelled = int(frame[d.target.column].isna().sum())
+        return IngestOutcome(
+            batch=record,
+            written=len(frame.index),
+            skipped_rows=skipped,
+            unlabelled_rows=unlabelled,
+            generated_keys=generated,
+        )
 
     def _stored_hashes(self, conn: Connection, table: Table, hashes: npt.NDArray[np.int64]) -> Any:
         """A boolean mask: which of ``hashes`` an earlier batch already stored."""
