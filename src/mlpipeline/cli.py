@@ -912,6 +912,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn errors into one line and an exit code."""
     _state.settings = None
     _state.verbose = False
+    # Until the settings configure logging (they may be what failed), records go nowhere rather
+    # than to Python's last-resort handler, which would print a traceback before the one line.
+    quiet = logging.getLogger("mlpipeline")
+    if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+        quiet.addHandler(logging.NullHandler())
     # MLflow draws download progress bars on stderr; the CLI reports its own progress.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

@@ -208,3 +208,24 @@ def test_train_models_promote_rollback_commands(capsys: pytest.CaptureFixture[st
     code, _, err = run(capsys, "approve", "2", "-f", "demo")
     assert code == 2
     assert "not awaiting approval" in err
+
+
+def test_an_invalid_setting_is_one_line_without_a_traceback(tmp_path: Path) -> None:
+    """In a real process: no test harness handler may catch the log record in its place."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPELINE_")}
+    env["MLPIPELINE_RETRAIN_COOLDOWN"] = "0"
+    command = [sys.executable, "-c", "from mlpipeline.cli import main; main()"]
+    done = subprocess.run(
+        [*command, "status"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith("error MLP-100: invalid settings: MLPIPELINE_RETRAIN_COOLDOWN")
+    loud = subprocess.run(
+        [*command, "--verbose", "status"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert "Traceback" in loud.stderr, "--verbose still shows it"
