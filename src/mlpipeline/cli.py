@@ -41,7 +41,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(soft_wrap=True)
+# Piped or redirected, tables get a wide page instead of 80 columns, so nothing is cut.
+_PIPED_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "0") or 0) or 240
+out = Console(soft_wrap=True, width=_PIPED_WIDTH)
 err = Console(stderr=True, soft_wrap=True)
 
 #: Exit code for an unexpected error (a bug): EX_SOFTWARE.
@@ -580,9 +582,9 @@ def models(
         {
             "version": v.version,
             "aliases": list(v.aliases),
-            "r2": v.tags.get("mlpipeline.metric.r2"),
-            "rmse": v.tags.get("mlpipeline.metric.rmse"),
-            "mae": v.tags.get("mlpipeline.metric.mae"),
+            "r2": _number(v.tags.get("mlpipeline.metric.r2")),
+            "rmse": _number(v.tags.get("mlpipeline.metric.rmse")),
+            "mae": _number(v.tags.get("mlpipeline.metric.mae")),
             "decision": v.tags.get("mlpipeline.gate.decision"),
             "reason": v.tags.get("mlpipeline.gate.reason"),
             "trigger": v.tags.get("mlpipeline.trigger"),
@@ -598,13 +600,27 @@ def models(
         table.add_row(
             r["version"],
             ",".join(r["aliases"]) or "-",
-            r["r2"] or "-",
-            r["rmse"] or "-",
-            r["mae"] or "-",
+            "-" if r["r2"] is None else f"{r['r2']:.4f}",
+            "-" if r["rmse"] is None else f"{r['rmse']:.4g}",
+            "-" if r["mae"] is None else f"{r['mae']:.4g}",
             r["decision"] or "-",
-            r["trigger"] or "-",
+            _first_line(r["trigger"], 60),  # whole in --json
         )
     out.print(table)
+
+
+def _number(text: str | None) -> float | None:
+    """A metric tag as a number (tags are text in MLflow); ``None`` when absent or unreadable."""
+    try:
+        return None if text in (None, "") else float(text)
+    except ValueError:
+        return None
+
+
+def _first_line(text: str | None, limit: int) -> str:
+    """The first line of ``text``, cut to ``limit`` characters with an ellipsis."""
+    line = (text or "-").strip().splitlines()[0] if (text or "").strip() else "-"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _moved(action: str, pointer: Any) -> None:

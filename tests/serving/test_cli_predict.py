@@ -172,3 +172,18 @@ def test_keep_copies_input_columns_beside_each_prediction(
     assert code == 3
     assert "colour" in err
     assert "not a column of the input" in err
+
+
+def test_models_lists_one_line_per_version_and_json_numbers(
+    cli_env: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "models", "-f", "demo", "--json")
+    assert code == 0, err
+    versions = json.loads(out)
+    assert len(versions) == 2
+    assert all(isinstance(v["r2"], float) and isinstance(v["rmse"], float) for v in versions)
+    code, out, err = run(capsys, "models", "-f", "demo")
+    assert code == 0, err
+    body = [line for line in out.splitlines() if line.lstrip("│ ").split(" ")[0] in ("1", "2")]
+    assert len(body) == 2, out
+    assert max(len(line) for line in out.splitlines()) < 240, "piped output is never cut, never endless"
