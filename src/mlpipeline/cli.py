@@ -150,7 +150,7 @@ def init(
     finally:
         store.dispose()
     url = store.engine.url.render_as_string(hide_password=True)
-    changes = plan.describe()
+    changes = plan.describe(created=dry_run)
     if dry_run:
         out.print(f"dry run on {url}: " + ("nothing to change" if not changes else "would change:"))
         for line in changes:
@@ -199,6 +199,11 @@ def ingest(
         out.print(
             f"skipped {file}: the same content was ingested as batch {first.batch_id} "
             f"on {first.ingested_at:%Y-%m-%d %H:%M:%S} UTC ({first.row_count:,} rows); nothing written. "
+            f"'{d.name}' holds {total:,} rows."
+        )
+    elif outcome.batch is None:
+        out.print(
+            f"nothing written: all {outcome.skipped_rows:,} rows of {file} are already stored. "
             f"'{d.name}' holds {total:,} rows."
         )
     else:
@@ -667,7 +672,11 @@ def predict(
         str, typer.Option("--output", "-o", help="Where to write the predictions; '-' is stdout.")
     ] = "-",
     fmt: Annotated[
-        str | None, typer.Option("--format", help="Output format: csv or json (default: the input's).")
+        str | None,
+        typer.Option(
+            "--format",
+            help="Output format: csv or json (default: the output file's suffix, else the input's).",
+        ),
     ] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add each feature's contribution.")] = False,
     no_log: Annotated[bool, typer.Option("--no-log", help="Do not write to the prediction log.")] = False,
@@ -698,14 +707,31 @@ def predict(
             raise NotFoundError(f"input file {source} does not exist")
         data, name = path.read_bytes(), path.name
     in_fmt = detect_format(name, data)
-    out_fmt: Any = fmt or in_fmt
+    suffix = Path(output).suffix.lower() if output != "-" else ""
+    by_name = "csv" if suffix == ".csv" else "json" if suffix in (".json", ".jsonl", ".ndjson") else None
+    out_fmt: Any = fmt or by_name or in_fmt
+    if output != "-" and not Path(output).parent.is_dir():
+        raise NotFoundError(f"the folder of {output} does not exist; create it or choose another --output")
     started = time.perf_counter()
     with open_predictor(
         settings, d.name, log_predictions=False if no_log else None, background_log=False
     ) as p:
         serving = p.current()
         columns = read_requests(data, in_fmt, serving.model.spec, source=name)
-        absent = [c for c in keep or [] if c not in columns]
+        spec_key = serving.model.spec.get("key")
+        key_names = [spec_key] if isinstance(spec_key, str) else list(spec_key or [])
+        sources = dict(serving.model.spec.get("sources") or {})
+        named = {sources.get(c, c) for c in columns}
+        if key_names and not set(key_names) <= named:
+            err.print(
+                f"note: the input has no key column ({', '.join(key_names)}): its predictions are logged "
+                "without a key, so monitoring cannot join them to labels",
+                markup=False,
+                highlight=False,
+            )
+        by_source = {v: k for k, v in sources.items()}
+        keep = [c if c in columns else by_source.get(c, c) for c in keep or []]
+        absent = [c for c in keep if c not in columns]
         if absent:
             raise DataValidationError(
                 [Problem(", ".join(absent), "--keep", "not a column of the input; check the name")],

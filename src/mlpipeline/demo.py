@@ -104,6 +104,8 @@ def run_demo(
                 for n in available_featuresets(settings.featuresets_dir)
             ]
         )
+        if train_models:
+            _start_afresh(settings, store, d, say)
         with log_context(featureset=d.name):
             for day in range(days):
                 rows = _land(store, d, folder, config, day, report, say)
@@ -126,6 +128,30 @@ def run_demo(
     return report
 
 
+def _start_afresh(
+    settings: Settings, store: SqlFeatureStore, d: Definition, say: Callable[[str], None]
+) -> None:
+    """A second replay would land on the first one's days and models: empty the demo feature set
+    (rows, records, registered versions, runs, cached models) first. Other feature sets are
+    not touched."""
+    import shutil
+
+    from mlpipeline.registry.tracking import Tracker
+
+    tracker = Tracker(settings)
+    rows = store.count_rows(d)
+    versions = len(tracker.versions(d.name))
+    if not rows and not versions:
+        return
+    tracker.forget(d.name)
+    store.forget(d)
+    shutil.rmtree(settings.home / "models" / tracker.model_name(d.name), ignore_errors=True)
+    say(
+        f"starting '{d.name}' afresh: removed {rows:,} rows and {versions} model version(s) of the "
+        "previous replay (other feature sets are untouched)"
+    )
+
+
 def _land(
     store: SqlFeatureStore,
     d: Definition,
@@ -144,7 +170,7 @@ def _land(
         report.batches_skipped += 1
     else:
         report.batches_written += 1
-    return outcome.batch.row_count
+    return outcome.batch.row_count if outcome.batch else 0
 
 
 def _first_model(

@@ -109,7 +109,12 @@ def test_conflicting_labels_need_relabel_and_are_audited(
     np.testing.assert_allclose([r.new_value for r in rows], expected["delivery_minutes"] + 1)
     assert {r.batch_id for r in rows} == {done.batch.batch_id}  # type: ignore[attr-defined]
     again = attach(store, demo_def, changed, relabel=True)
-    assert again.duplicate_of is not None  # type: ignore[attr-defined]
+    assert (again.batch, again.unchanged) == (None, 2), "the same file again: nothing to do"  # type: ignore[attr-defined]
+    original = labels_of(0, 2)
+    with pytest.raises(DataValidationError, match="already have another label"):
+        attach(store, demo_def, original)
+    back = attach(store, demo_def, original, relabel=True)
+    assert back.relabelled == 2, "after a correction the original file may be sent again"  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -242,7 +247,7 @@ def test_other_changes_are_refused_with_the_manual_path(
     data["derived"] = {x["name"]: x["expression"] for x in data["derived"]}
     if change == "type":
         data["features"]["weekday"] = {"type": "categorical"}
-        expected = r"'weekday' .* stored as integer but the definition now says text.*_v2"
+        expected = r"'weekday' .* stored as integer but the definition now says categorical.*_v2"
     elif change == "removed":
         del data["features"]["courier_rating"]
         expected = r"holds column 'courier_rating'.*ALTER TABLE demo_deliveries DROP COLUMN courier_rating"
@@ -332,3 +337,14 @@ def test_a_day_may_be_both_the_key_and_the_event_time(store: SqlFeatureStore) ->
     window = store.training_window(daily)
     assert window["day"].dt.strftime("%Y-%m-%d").tolist() == list(days.strftime("%Y-%m-%d"))
     assert window["demand"].tolist() == [10.0, 11, 12, 13, 14, 15]
+
+
+def test_a_row_labelled_later_and_sent_again_with_its_label_is_skipped(
+    store: SqlFeatureStore, housing_def: Definition
+) -> None:
+    rows = housing_rows(6)
+    ingest_frame(store, housing_def, rows.drop(columns=["median_house_value"]))
+    labels = pd.DataFrame({"block_id": [1, 2, 3], "median_house_value": rows["median_house_value"].head(3)})
+    attach(store, housing_def, labels)
+    again = ingest_frame(store, housing_def, rows.head(4))
+    assert (again.written, again.skipped_rows) == (1, 3), "rows 1-3 now match; row 4 is new (labelled)"

@@ -123,7 +123,7 @@ def test_predict_needs_no_unpickling(trained: Trained, tmp_path: Path) -> None:
     env = guarded_env(trained, tmp_path / "guard")
     rows = tmp_path / "rows.json"
     rows.write_text("\n".join(json.dumps(r) for r in trained.records(30)), encoding="utf-8")
-    out = tmp_path / "out.csv"
+    out = tmp_path / "out.jsonl"
     done = subprocess.run(
         [CLI, "predict", str(rows), "-f", "demo", "-o", str(out), "--explain"],
         env=env,

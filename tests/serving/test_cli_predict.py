@@ -187,3 +187,30 @@ def test_models_lists_one_line_per_version_and_json_numbers(
     body = [line for line in out.splitlines() if line.lstrip("│ ").split(" ")[0] in ("1", "2")]
     assert len(body) == 2, out
     assert max(len(line) for line in out.splitlines()) < 240, "piped output is never cut, never endless"
+
+
+def test_parquet_in_and_output_format_from_the_file_name(
+    cli_env: Trained, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    records = cli_env.records(3)
+    source = tmp_path / "rows.parquet"
+    pd.DataFrame(records).to_parquet(source)
+    target = tmp_path / "out.jsonl"
+    code, _out, err = run(capsys, "predict", str(source), "-f", "demo", "-o", str(target))
+    assert code == 0, err
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [line["prediction"] for line in lines] == expected(cli_env, records)
+
+
+def test_an_output_folder_that_does_not_exist_is_refused_before_predicting(
+    cli_env: Trained, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "rows.csv"
+    pd.DataFrame(cli_env.records(3)).to_csv(source, index=False)
+    before = logged(cli_env)
+    code, _out, err = run(
+        capsys, "predict", str(source), "-f", "demo", "-o", str(tmp_path / "no" / "out.csv")
+    )
+    assert code == 2
+    assert "does not exist; create it" in err
+    assert logged(cli_env) == before, "nothing predicted, nothing logged"

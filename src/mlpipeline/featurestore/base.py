@@ -66,7 +66,7 @@ class IngestOutcome:
     with a generated key only), which were not written again.
     """
 
-    batch: BatchRecord
+    batch: BatchRecord | None  # None when every row was already stored: no batch is recorded
     written: int
     duplicate_of: BatchRecord | None = None
     skipped_rows: int = 0

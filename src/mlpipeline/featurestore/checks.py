@@ -100,14 +100,24 @@ class CheckRecords:
             key = result.inserted_primary_key
         return int(key[0]) if key else 0
 
-    def training_done(self, at: datetime, top_batch: int, *, simulated: bool = False) -> None:
-        """A training finished at ``at``: the new-data count restarts; a never-checked store
-        starts monitoring after the rows this first model learned from."""
+    def training_done(
+        self, at: datetime, top_batch: int, *, simulated: bool = False, promoted: bool = True
+    ) -> None:
+        """A training finished at ``at`` on the rows up to batch ``top_batch``.
+
+        The new-data count restarts. When the new version became the champion, its age starts
+        now and monitoring moves past the rows it learned from (a champion is never judged on
+        its own training rows); a version that was held changes neither.
+        """
+        self.store.set_state(self.featureset, ROWS_SINCE_TRAINING_KEY, "0")
+        if not promoted and self.store.get_state(self.featureset, WATERMARK_KEY) is not None:
+            return
         self.store.set_state(self.featureset, TRAINED_AT_KEY, at.isoformat())
         self.store.set_state(self.featureset, SIMULATED_NOW_KEY, at.isoformat() if simulated else "")
-        self.store.set_state(self.featureset, ROWS_SINCE_TRAINING_KEY, "0")
-        if self.store.get_state(self.featureset, WATERMARK_KEY) is None:
-            self.store.set_state(self.featureset, WATERMARK_KEY, Watermark(top_batch, at).to_json())
+        current = self.watermark()
+        if self.store.get_state(self.featureset, WATERMARK_KEY) is None or top_batch > current.batch_id:
+            label_time = max(at, current.label_time) if current.label_time is not None else at
+            self.store.set_state(self.featureset, WATERMARK_KEY, Watermark(top_batch, label_time).to_json())
 
     def update_details(self, check_id: int, details: dict[str, Any]) -> None:
         """Add what happened after the check (MLflow logging, the retrain) to its record."""

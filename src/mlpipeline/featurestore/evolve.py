@@ -53,12 +53,18 @@ class SchemaPlan:
     indexes: list[Index] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
 
+    created: list[str] = field(default_factory=list)  # tables that do not exist yet
+
     @property
     def empty(self) -> bool:
         return not (self.added or self.indexes or self.refused)
 
-    def describe(self) -> list[str]:
-        lines = [a.describe() for a in self.added]
+    def describe(self, *, created: bool = False) -> list[str]:
+        """One line per change; ``created`` adds the feature-set tables that will be created."""
+        lines = [
+            f"{name}: create the table" for name in self.created if created and not name.startswith("mlp_")
+        ]
+        lines += [a.describe() for a in self.added]
         lines += [f"{ix.table.name}: create index {ix.name}" for ix in self.indexes if ix.table is not None]
         return lines
 
@@ -95,14 +101,16 @@ def plan_schema(engine: Engine, tables: Iterable[Table], definitions: dict[str, 
     check = inspect(engine)
     for table in tables:
         if not check.has_table(table.name):
-            continue  # create_all makes it whole
+            plan.created.append(table.name)  # create_all makes it whole
+            continue
         stored = {c["name"]: c for c in check.get_columns(table.name)}
         d = definitions.get(table.name)
         for column in table.columns:
             if column.name in stored:
                 kind, was = _kind(column.type), _kind(stored[column.name]["type"])
                 if d is not None and kind != was and "?" not in (kind, was):
-                    plan.refused.append(_type_change(d, table, column.name, was, kind))
+                    said = d.features[column.name].type if column.name in d.features else kind
+                    plan.refused.append(_type_change(d, table, column.name, was, said))
                 continue
             if d is not None and column.primary_key:
                 plan.refused.append(_new_key(d, table, column.name))

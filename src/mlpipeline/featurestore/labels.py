@@ -4,7 +4,7 @@ In continuous training the label is known days after the row (was the patient re
 the delivery arrive late). :func:`attach_labels` takes a validated labels frame (key, target,
 optionally label time), and in one transaction:
 
-1. records a label batch in the batch ledger (the same file twice is a no-op that says so);
+1. records a label batch in the batch ledger;
 2. writes the labels into ``mlp_label_staging`` in bulk (COPY on PostgreSQL);
 3. refuses the whole file if any key is not stored, or if a stored label differs and
    ``relabel`` was not asked for (each refusal names the keys, first rows and count);
@@ -15,11 +15,13 @@ optionally label time), and in one transaction:
    as it sees labels that came with their rows;
 6. clears its staging rows.
 
-A file whose every label is already stored changes nothing and leaves no batch behind.
+A file whose every label is already stored (the same file again, say) changes nothing, leaves no
+batch behind and says so; after a correction, the original file is a conflict like any other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,13 +30,28 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, String, and_, case, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    DateTime,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from mlpipeline.errors import DataValidationError, Problem
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.keys import KEY_SEPARATOR
 from mlpipeline.featurestore.base import BatchRecord
 from mlpipeline.featurestore.ingest import content_hash, read_batch_file
+from mlpipeline.featurestore.rowhash import row_hashes
 from mlpipeline.featurestore.validation import validate_labels
 
 if TYPE_CHECKING:
@@ -89,13 +106,12 @@ def attach_labels(
     from mlpipeline.featurestore.sql import utcnow
 
     now = now or utcnow()
-    digest = content_hash(d, labels)
+    # Labels are compared with what is stored, never skipped by their file's hash: the same file
+    # may rightly be sent again after a correction. The ledger entry is unique per attachment.
+    digest = hashlib.sha256(f"{content_hash(d, labels)}:{now.isoformat()}".encode()).hexdigest()
     n = len(labels.index)
     try:
         with store.guarded(f"attach labels to '{d.table}'"), store.transaction() as conn:
-            existing = store._find_batch(conn, d.name, digest)
-            if existing is not None:
-                return LabelOutcome(batch=None, rows=n, unchanged=n, duplicate_of=existing)
             b = store.tables.batches
             batch_id = int(
                 conn.execute(
@@ -113,6 +129,8 @@ def attach_labels(
             )
             _stage(store, conn, d, labels, batch_id, now)
             counts = _apply(store, conn, d, batch_id, source=source, relabel=relabel, now=now)
+            if d.entity_key.generate:
+                _refingerprint(store, conn, d, batch_id)
             # Every label transaction empties the staging table before it commits, so it holds only
             # this batch's rows (other transactions' uncommitted rows are invisible to it): a plain
             # DELETE with no condition, which SQLite runs as a truncation and PostgreSQL without
@@ -153,6 +171,26 @@ def _stage(
     if d.label_time:
         columns["label_time"] = labels[d.label_time].fillna(pd.Timestamp(now)).astype("datetime64[us]")
     store.bulk_insert(conn, store.staging_for(d), columns, n)
+
+
+def _refingerprint(store: SqlFeatureStore, conn: Any, d: Definition, batch_id: int) -> None:
+    """A row's fingerprint covers its label: refresh it for the rows just labelled, so an
+    export that re-sends them with their label is recognised as already stored."""
+    from mlpipeline.featurestore.sql import frame_of_rows
+
+    t = store.table_for(d)
+    key = d.key_columns[0]
+    result = conn.execute(select(t).where(t.c._labelled_batch == batch_id))
+    frame = frame_of_rows(d, list(result.keys()), result.all())
+    if frame.empty:
+        return
+    hashes = row_hashes(d, frame).tolist()
+    statement = update(t).where(t.c[key] == bindparam("b_key")).values(_row_hash=bindparam("b_hash"))
+    keys = frame[key].astype("int64").tolist()
+    chunk = store.chunk_rows
+    for lo in range(0, len(keys), chunk):
+        pairs = zip(keys[lo : lo + chunk], hashes[lo : lo + chunk], strict=True)
+        conn.execute(statement, [{"b_key": k, "b_hash": h} for k, h in pairs])
 
 
 def update_from_supported(dialect: str) -> bool:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -159,6 +160,31 @@ class SqlFeatureStore:
                 conn.execute(statement, [{"b_key": k, "b_hash": h} for k, h in chunk])
         log.info("stored rows fingerprinted", extra={"featureset": d.name, "rows": len(keys)})
 
+    def forget(self, d: Definition) -> int:
+        """Delete every row and record of feature set ``d`` (its table stays); returns the rows.
+
+        For starting a feature set afresh (``mlpipeline demo`` run again); one transaction, so
+        a failure leaves everything as it was.
+        """
+        own = self.tables
+        records = [
+            own.batches,
+            own.monitoring,
+            own.state,
+            own.production_pointer,
+            own.promotion_history,
+            own.prediction_log,
+            own.label_audit,
+        ]
+        table = self.table_for(d)
+        with self.guarded(f"remove the data of '{d.name}'"), self.transaction() as conn:
+            rows = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            conn.execute(delete(table))
+            for record in records:
+                conn.execute(delete(record).where(record.c.featureset == d.name))
+        log.info("feature set emptied", extra={"featureset": d.name, "rows": rows})
+        return rows
+
     def has_table(self, d: Definition) -> bool:
         """Whether both the feature-set table and the pipeline tables exist."""
         with self.guarded("inspect the schema"):
@@ -199,6 +225,8 @@ class SqlFeatureStore:
                             if strict:
                                 raise _already_stored(stored, source)
                             frame, hashes = frame.loc[~stored].reset_index(drop=True), hashes[~stored]
+                            if frame.empty:  # every row is stored already: record no empty batch
+                                return IngestOutcome(batch=None, written=0, skipped_rows=skipped)
                         extra["_row_hash"] = hashes.tolist()
                     batch_id = conn.execute(
                         insert(batches).values(
@@ -701,6 +729,12 @@ def _batch(row: Any) -> BatchRecord:
         row_count=int(row.row_count),
         ingested_at=row.ingested_at,
     )
+
+
+def frame_of_rows(d: Definition, names: Sequence[str], rows: Sequence[Any]) -> pd.DataFrame:
+    """Rows fetched through ``Connection.execute`` on a caller's connection as a typed frame
+    (timestamps arrive parsed on every dialect; see :func:`_to_frame`)."""
+    return _to_frame(d, names, rows)
 
 
 def _to_frame(

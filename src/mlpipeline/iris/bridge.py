@@ -264,6 +264,7 @@ def ingest(featureset: str, path: str) -> str:
             "written": outcome.written,
             "batch_id": outcome.batch.batch_id if outcome.batch else None,
             "duplicate_of": outcome.duplicate_of.batch_id if outcome.duplicate_of else None,
+            "skipped_rows": outcome.skipped_rows,
             "rows_in_store": total,
             "projection": projection,
         }
@@ -272,6 +273,8 @@ def ingest(featureset: str, path: str) -> str:
                 f"skipped {file}: already ingested as batch {outcome.duplicate_of.batch_id}; "
                 f"'{d.name}' holds {total:,} rows"
             )
+        elif outcome.batch is None:
+            summary = f"nothing written: every row of {file} is already stored; '{d.name}' holds {total:,}"
         else:
             summary = (
                 f"ingested {outcome.written:,} rows from {file} into '{d.name}' as batch "

@@ -282,6 +282,26 @@ class Tracker:
             raise
         return _info(mv)
 
+    def forget(self, featureset: str) -> int:
+        """Delete the feature set's registered model and mark its runs deleted; returns the versions.
+
+        For starting a feature set afresh (``mlpipeline demo`` run again). The experiments stay
+        (MLflow keeps a deleted experiment's name taken), empty of live runs.
+        """
+        versions = len(self.versions(featureset))
+        if versions:
+            name = self.model_name(featureset)
+            self._call("delete the registered model", self.client.delete_registered_model, name)
+        for suffix in ("", "-monitoring"):
+            name = f"{self.settings.registry_prefix}{featureset}{suffix}"
+            found = self._call("look up the experiment", self.client.get_experiment_by_name, name)
+            if found is None:
+                continue
+            runs = self._call("list runs", self.client.search_runs, [found.experiment_id], max_results=50_000)
+            for run in runs:
+                self._call("delete a run", self.client.delete_run, run.info.run_id)
+        return versions
+
     def versions(self, featureset: str) -> list[ModelVersionInfo]:
         name = self.model_name(featureset)
         found = self._call("list model versions", self.client.search_model_versions, f"name = '{name}'")

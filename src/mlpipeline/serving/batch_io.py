@@ -87,7 +87,16 @@ def _bad(source: str, detail: str, rows: tuple[int, ...] = ()) -> DataValidation
 
 
 def read_requests(data: bytes, fmt: Format, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Columns of the requests in ``data`` (validation happens in the model's input contract)."""
+    """Columns of the requests in ``data`` (validation happens in the model's input contract).
+
+    CSV, JSON (lines or an array) or Parquet (recognised by its magic bytes, whatever ``fmt``).
+    """
+    if data[:4] == b"PAR1":
+        try:
+            frame = pd.read_parquet(io.BytesIO(data))
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise _bad(source, f"not a readable Parquet file ({exc.__class__.__name__})") from exc
+        return {str(c): frame[c].tolist() for c in frame.columns}
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

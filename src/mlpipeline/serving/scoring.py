@@ -321,9 +321,12 @@ class InputContract:
         if missing:
             extra = sorted(present - set(self.names) - set(self.keys))
             hints = []
+            shown_as = {v: k for k, v in self.sources.items()}  # the name the sender's files use
             for name in missing:
-                close = difflib.get_close_matches(name, extra, n=1)
-                hints.append(f"{name} (did you mean '{close[0]}'?)" if close else name)
+                label = f"{shown_as[name]} (as {name})" if name in shown_as else name
+                close = difflib.get_close_matches(shown_as.get(name, name), extra, n=1)
+                close = close or difflib.get_close_matches(name, extra, n=1)
+                hints.append(f"{label} (did you mean '{close[0]}'?)" if close else label)
                 suggested.update(close)
             report.whole(", ".join(hints), "required column", "missing from the request; add it")
         return suggested

@@ -146,8 +146,12 @@ def _train_locked(
             try:
                 result = _run(settings, store, d, tracker, promoter, pointers, timer, run_id, reason, as_of)
                 batches = store.batches(d)
+                promoted = result.decision is not None and result.decision.action == "promote"
                 CheckRecords(store, d.name).training_done(
-                    as_of or utcnow(), batches[-1].batch_id if batches else 0, simulated=as_of is not None
+                    as_of or utcnow(),
+                    batches[-1].batch_id if batches else 0,
+                    simulated=as_of is not None,
+                    promoted=promoted,
                 )
             except BaseException as exc:
                 tracker.log(run_id, tags={"mlpipeline.failure": f"{exc.__class__.__name__}: {exc}"[:4000]})
