@@ -393,7 +393,8 @@ def featuresets(
     if name is None:
         for n in available_featuresets(settings.featuresets_dir):
             d = _definition(n, settings)
-            out.print(f"{n}: {d.description} (table {d.table}, {len(d.model_features)} model features)")
+            about = f"{d.description} " if d.description else ""
+            out.print(f"{n}: {about}(table {d.table}, {len(d.model_features)} model features)")
         return
     d = _definition(name, settings)
     out.print_json(json.dumps(d.model_dump(mode="json")))

@@ -348,3 +348,18 @@ def test_a_row_labelled_later_and_sent_again_with_its_label_is_skipped(
     attach(store, housing_def, labels)
     again = ingest_frame(store, housing_def, rows.head(4))
     assert (again.written, again.skipped_rows) == (1, 3), "rows 1-3 now match; row 4 is new (labelled)"
+
+
+def test_an_event_time_cannot_be_added_to_a_table_with_rows(
+    store: SqlFeatureStore, housing_def: Definition
+) -> None:
+    ingest_frame(store, housing_def, housing_rows(3))
+    data = housing_def.model_dump(mode="json")
+    data["derived"] = {x["name"]: x["expression"] for x in data["derived"]}
+    timed = parse_definition(data | {"event_time": "surveyed_at"})
+    fresh = SqlFeatureStore(store.url)
+    try:
+        with pytest.raises(SchemaChangeError, match=r"'surveyed_at' is new as the event time.*housing_v2"):
+            fresh.evolve_schema([timed], dry_run=True)
+    finally:
+        fresh.dispose()

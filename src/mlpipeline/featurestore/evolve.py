@@ -189,6 +189,13 @@ def _new_key(d: Definition, table: Table, name: str) -> str:
 def _not_null(d: Definition | None, table: Table, name: str) -> str:
     if d is None:
         return f"table '{table.name}' lacks the required column '{name}'; recreate it with 'mlpipeline init'"
+    if name not in d.features:  # the event time: every stored row would need one
+        return (
+            f"{d.name}: '{name}' is new as the event time, and the rows already in '{table.name}' have "
+            f"no time; an event time cannot be added to a table that holds rows: give the feature set "
+            f"a new table (table = \"{table.name}_v2\"), run 'mlpipeline init' and ingest the data "
+            "again with the time column"
+        )
     return (
         f"{d.name}: feature '{name}' is new but may not be missing (missing = 'error'), and a column "
         f"added to the existing table '{table.name}' has no value in the rows stored before; set "

@@ -196,6 +196,8 @@ def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring:
         elif internal:
             detail = "reserved for the feature store's own bookkeeping; remove it"
         shown = ", ".join(_clip(c) for c in unexpected[:10])
+        if len(unexpected) > 10:
+            shown += f" (+{len(unexpected) - 10} more)"
         problems.append(Problem(shown, "unexpected column", detail))
     if problems:
         raise DataValidationError(problems, source=source)
