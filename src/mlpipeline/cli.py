@@ -813,6 +813,13 @@ def _say_check(result: Any) -> None:
     )
     if m is not None and not result.verdict:
         measured += " (below the minimum sample: no verdict)"
+    if result.window:
+        measured += f"; rows from {result.window[0][:19]} to {result.window[1][:19]}"
+    if result.waiting:
+        measured = (
+            f"{result.waiting:,} newly labelled rows wait for more (fewer than min_samples); "
+            "they are judged with the next ones, or on their own once the window is max_window_age old"
+        )
     out.print(
         f"check of '{result.featureset}' (version {result.model_version or '-'}): {measured}", markup=False
     )

@@ -191,6 +191,13 @@ class Settings(BaseSettings):
     max_model_age: str = Field(
         default="7d", description="Schedule trigger: retrain when the champion is older (e.g. 12h, 7d)."
     )
+    max_window_age: str = Field(
+        default="7d",
+        description=(
+            "Newly labelled rows fewer than min_samples wait for more (none is passed over); once "
+            "the window has waited this long it is judged with the rows it has (e.g. 3d, 7d)."
+        ),
+    )
     new_data_rows: int = Field(
         default=10_000,
         ge=0,
@@ -234,7 +241,9 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("max_model_age", "retrain_cooldown", "lock_ttl", "watch_interval", "training_window")
+    @field_validator(
+        "max_model_age", "max_window_age", "retrain_cooldown", "lock_ttl", "watch_interval", "training_window"
+    )
     @classmethod
     def _duration(cls, value: str, info: ValidationInfo) -> str:
         if info.field_name == "training_window" and not value.strip():

@@ -115,7 +115,7 @@ def test_check_is_incremental_and_matches_reference_metrics(trained: Settings, d
     again = run_check(trained, store, demo_def, as_of=start + timedelta(days=5), allow_retrain=False)
     assert again.n_rows == 0, "rows are counted once"
     later = run_check(trained, store, demo_def, as_of=start + timedelta(days=8), allow_retrain=False)
-    assert later.n_rows > 0, "labels that arrived after the first check are picked up"
+    assert later.waiting > 0, "labels that arrived after the first check are picked up (and wait: < 200)"
 
     # The metrics equal scikit-learn's on the same rows and predictions.
     # The new rows: labelled by day 5 and not already known when the model was trained (day 3),
@@ -198,3 +198,41 @@ def test_two_checks_at_once_retrain_exactly_once(trained: Settings, demo_def: De
     assert len([r for r in results if r.skipped]) == 1
     assert len([r for r in results if r.retrain.get("version")]) == 1
     assert len(Tracker(trained).versions("demo")) == 2
+
+
+def test_small_batches_wait_until_they_can_be_judged_and_none_is_passed_over(
+    trained: Settings, demo_def: Definition
+) -> None:
+    store = open_store(trained)
+    start = StreamConfig().start
+    run_check(trained, store, demo_def, as_of=start + timedelta(days=5), allow_retrain=False)
+    day = generate_day(StreamConfig(rows_per_day=600), 6)
+    later = start + timedelta(days=30)  # every label of day 6 is known by then
+    ingest_frame(store, demo_def, day.iloc[:100])  # with the late labels of days 3-4: over 200
+    drained = run_check(trained, store, demo_def, as_of=later, allow_retrain=False)
+    assert drained.n_rows >= 200
+    assert drained.waiting == 0
+    judged, waiting = [], []
+    for i in range(7):  # 7 batches of 31 rows: 217 >= min_samples (200) only with the last one
+        ingest_frame(store, demo_def, day.iloc[100 + i * 31 : 100 + (i + 1) * 31])
+        result = run_check(trained, store, demo_def, as_of=later, allow_retrain=False)
+        judged.append(result.n_rows)
+        waiting.append(result.waiting)
+    assert waiting == [31, 62, 93, 124, 155, 186, 0]
+    assert judged == [0, 0, 0, 0, 0, 0, 217], "judged once, all together"
+    last = CheckRecords(store, "demo").history(1)[0]
+    assert last.n_rows == 217
+    assert last.details["window"] is not None
+
+    # A window that stays small is judged on its own once it has waited max_window_age (7d).
+    ingest_frame(store, demo_def, day.iloc[317:348])
+    assert run_check(trained, store, demo_def, as_of=later, allow_retrain=False).waiting == 31
+    assert (
+        run_check(trained, store, demo_def, as_of=later + timedelta(days=6), allow_retrain=False).waiting
+        == 31
+    )
+    overdue = run_check(trained, store, demo_def, as_of=later + timedelta(days=7), allow_retrain=False)
+    assert (overdue.n_rows, overdue.waiting) == (31, 0)
+    assert overdue.metrics is not None
+    assert not overdue.verdict, "measured and recorded, but too few rows for a trigger verdict"
+    store.dispose()

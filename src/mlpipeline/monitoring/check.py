@@ -7,8 +7,10 @@ One check, in order:
 2. Read the rows labelled since the watermark (incremental: the cost follows the new rows,
    not the table). Join the predictions the champion actually served (prediction log);
    score the rest with the champion from the verified cache.
-3. R², RMSE and MAE with the sample size (no verdict below ``min_samples``); PSI per
-   feature and of the target against the histograms stored with the champion at training.
+3. R², RMSE and MAE with the sample size; PSI per feature and of the target against the
+   histograms stored with the champion at training. Fewer new rows than ``min_samples`` are not
+   judged yet: the watermark stays, so they wait for the next check's rows (none is passed
+   over), until the window has waited ``max_window_age``; then it is judged with what it has.
 4. Decide with the trigger policy (:mod:`mlpipeline.monitoring.triggers`).
 5. Store the check and advance the watermark in one transaction. Only now are the rows
    "read": a failure before this point leaves the watermark where it was.
@@ -68,6 +70,8 @@ __all__ = ["CheckResult", "policy_from", "run_check"]
 log = logging.getLogger(__name__)
 
 MLFLOW_RUN_KEY = "monitor.mlflow_run"
+#: When the current window of too few labelled rows started waiting ("" when none waits).
+WINDOW_SINCE_KEY = "monitor.window_since"
 TARGET_PSI = "target"
 
 
@@ -88,6 +92,8 @@ class CheckResult:
     retrain: dict[str, Any] = field(default_factory=dict)
     check_id: int | None = None
     mlflow_error: str | None = None
+    waiting: int = 0  # labelled rows held over until the window reaches min_samples
+    window: tuple[str, str] | None = None  # time span of the judged rows (event or label time)
 
 
 def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
@@ -173,7 +179,22 @@ def _check(
     mark = records.watermark()
     frame, new_mark = store.labelled_since(d, mark, as_of=now)
     pointer = SqlPointerStore(store).get(d.name)
-    result = CheckResult(d.name, now, model_version=pointer.version if pointer else None, n_rows=len(frame))
+    waiting_since = _state_time(store, d, WINDOW_SINCE_KEY)
+    small = pointer is not None and 0 < len(frame) < settings.min_samples
+    overdue = waiting_since is not None and now - waiting_since >= (
+        settings.duration("max_window_age") or timedelta(0)
+    )
+    held = small and not overdue
+    if held:  # too few to judge: keep them (and the watermark) for the next check
+        result = CheckResult(
+            d.name, now, model_version=pointer.version if pointer else None, waiting=len(frame)
+        )
+        frame, new_mark = frame.iloc[0:0], mark
+    else:
+        result = CheckResult(
+            d.name, now, model_version=pointer.version if pointer else None, n_rows=len(frame)
+        )
+        result.window = _span(d, frame)
     if pointer is not None and len(frame):
         _measure(settings, d, frame, pointer, records, tracker_factory, result)
     result.verdict = result.metrics is not None and result.n_rows >= settings.min_samples
@@ -204,8 +225,15 @@ def _check(
         details,
     )
     clock = now.isoformat() if simulated else ""
+    window_since = (waiting_since or now).isoformat() if held else ""
     result.check_id = records.record(
-        check, new_mark, state={ROWS_SINCE_TRAINING_KEY: str(rows_since), SIMULATED_NOW_KEY: clock}
+        check,
+        new_mark,
+        state={
+            ROWS_SINCE_TRAINING_KEY: str(rows_since),
+            SIMULATED_NOW_KEY: clock,
+            WINDOW_SINCE_KEY: window_since,
+        },
     )
     log.info(
         "check recorded",
@@ -283,6 +311,15 @@ def _champion_trained_at(store: SqlFeatureStore, d: Definition, pointer: Pointer
     return _state_time(store, d, TRAINED_AT_KEY) or pointer.promoted_at
 
 
+def _span(d: Definition, frame: Any) -> tuple[str, str] | None:
+    """First and last time of the judged rows: their event time, else their label time."""
+    column = d.event_time or d.label_time
+    if column is None or frame.empty or column not in frame:
+        return None
+    times = frame[column].dropna()
+    return None if times.empty else (times.min().isoformat(), times.max().isoformat())
+
+
 def _state_time(store: SqlFeatureStore, d: Definition, key: str) -> datetime | None:
     text = store.get_state(d.name, key)
     return datetime.fromisoformat(text) if text else None
@@ -297,6 +334,8 @@ def _details(result: CheckResult) -> dict[str, Any]:
     return {
         "n_logged": result.n_logged,
         "verdict": result.verdict,
+        "waiting": result.waiting,
+        "window": list(result.window) if result.window else None,
         "psi": dict(result.psi),
         "decision": decision.action if decision else None,
         "reasons": list(decision.reasons) if decision else [],
