@@ -355,10 +355,13 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         out.print(f"  challenger awaiting approval: {s['challenger']}", markup=False, highlight=False)
     pending = s.get("retrain_pending")
     if pending:
+        why = "+".join(pending.get("reasons") or [])
+        if pending.get("deferred"):
+            when = f"the first check from {pending.get('allowed_at')} (after the cooldown) runs it"
+        else:
+            when = f"{pending.get('error', '')[:120]}; the next check retries it"
         out.print(
-            f"  retrain pending since {pending.get('decided_at')} "
-            f"({'+'.join(pending.get('reasons') or [])}): "
-            f"{pending.get('error', '')[:120]}; the next check retries it",
+            f"  retrain pending since {pending.get('decided_at')} ({why}): {when}",
             markup=False,
             highlight=False,
         )

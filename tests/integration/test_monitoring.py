@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from mlpipeline.demo import DayRow, run_demo
 from mlpipeline.errors import MlpipelineError
 from mlpipeline.featuresets.definition import Definition, load_definition
-from mlpipeline.featurestore.checks import CheckRecords
+from mlpipeline.featurestore.checks import RETRAIN_PENDING_KEY, CheckRecords
 from mlpipeline.featurestore.ingest import ingest_frame
 from mlpipeline.featurestore.sql import open_store
 from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
@@ -235,4 +236,33 @@ def test_small_batches_wait_until_they_can_be_judged_and_none_is_passed_over(
     assert (overdue.n_rows, overdue.waiting) == (31, 0)
     assert overdue.metrics is not None
     assert not overdue.verdict, "measured and recorded, but too few rows for a trigger verdict"
+    store.dispose()
+
+
+def test_a_retrain_deferred_by_the_cooldown_runs_when_the_cooldown_allows(
+    trained: Settings, demo_def: Definition
+) -> None:
+    settings = trained.model_copy(update={"r2_threshold": 0.999})  # the performance trigger always fires
+    store = open_store(settings)
+    start = StreamConfig().start
+    t1 = start + timedelta(days=30)
+    first = run_check(settings, store, demo_def, as_of=t1)
+    assert first.decision is not None
+    assert first.decision.action == "retrain"
+    ingest_frame(store, demo_def, generate_day(StreamConfig(rows_per_day=600), 20))
+    soon = run_check(settings, store, demo_def, as_of=t1 + timedelta(minutes=10))
+    assert soon.decision is not None
+    assert soon.decision.action == "deferred"
+    pending = json.loads(store.get_state("demo", RETRAIN_PENDING_KEY) or "null")
+    assert pending["deferred"] is True
+    assert pending["allowed_at"].startswith((t1 + timedelta(hours=1)).isoformat()[:16])
+    waiting = run_check(settings, store, demo_def, as_of=t1 + timedelta(minutes=30))
+    assert waiting.decision is not None
+    assert waiting.decision.action == "deferred", "still in the cooldown, with no new rows: kept"
+    later = run_check(settings, store, demo_def, as_of=t1 + timedelta(hours=2))
+    assert later.n_rows == 0, "no new rows, and still the deferred retrain runs"
+    assert later.decision is not None
+    assert later.decision.action == "retrain"
+    assert later.retrain.get("version"), later.retrain
+    assert not store.get_state("demo", RETRAIN_PENDING_KEY), "done: nothing pending any more"
     store.dispose()

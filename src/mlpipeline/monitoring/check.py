@@ -212,7 +212,10 @@ def _check(
     result.decision = _with_pending(
         decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC)),
         store.get_state(d.name, RETRAIN_PENDING_KEY),
+        now.replace(tzinfo=UTC),
     )
+    if result.decision.action == "deferred":
+        _record_deferred(store, d, result.decision, now)
     details = _details(result)
     check = CheckRecord(
         d.name,
@@ -289,11 +292,34 @@ def _measure(
         result.psi[TARGET_PSI] = report.target
 
 
-def _with_pending(decision: TriggerDecision, pending: str | None) -> TriggerDecision:
-    """A retrain that could not run earlier is due now, unless this check retrains anyway."""
+def _with_pending(decision: TriggerDecision, pending: str | None, now: datetime) -> TriggerDecision:
+    """A retrain decided earlier and not run (it failed, or the cooldown deferred it) is due now,
+    unless this check retrains anyway; one deferred by the cooldown waits until it allows."""
     if not pending or decision.action != "none":
         return decision
     data = json.loads(pending)
+    allowed = datetime.fromisoformat(data["allowed_at"]) if data.get("allowed_at") else None
+    if allowed is not None and now < allowed:
+        return replace(
+            decision,
+            action="deferred",
+            reasons=tuple(data.get("reasons") or ()),
+            explanation=(
+                f"the retrain decided at {data.get('decided_at')} waits for the cooldown until "
+                f"{allowed.isoformat()}: {data.get('explanation', '')}"
+            )[:900],
+            allowed_at=allowed,
+        )
+    if data.get("deferred"):
+        return replace(
+            decision,
+            action="retrain",
+            reasons=tuple(data.get("reasons") or ()),
+            explanation=(
+                f"running the retrain decided at {data.get('decided_at')} and deferred by the cooldown: "
+                f"{data.get('explanation', '')}"
+            )[:900],
+        )
     return replace(
         decision,
         action="retrain",
@@ -381,6 +407,27 @@ def _retrain(
         outcome["pending"] = True
         _record_pending(store, d, decision, now, started_before, outcome["error"])
     return outcome
+
+
+def _record_deferred(store: SqlFeatureStore, d: Definition, decision: TriggerDecision, now: datetime) -> None:
+    """Keep a retrain the cooldown deferred: it runs at the first check the cooldown allows,
+    with or without new rows (the earliest such decision is kept)."""
+    current = store.get_state(d.name, RETRAIN_PENDING_KEY)
+    if current and json.loads(current).get("deferred"):
+        return
+    store.set_state(
+        d.name,
+        RETRAIN_PENDING_KEY,
+        json.dumps(
+            {
+                "reasons": list(decision.reasons),
+                "decided_at": now.isoformat(),
+                "explanation": decision.explanation[:500],
+                "deferred": True,
+                "allowed_at": decision.allowed_at.isoformat() if decision.allowed_at else None,
+            }
+        ),
+    )
 
 
 def _record_pending(
