@@ -246,7 +246,7 @@ def test_min_samples_gates_performance_and_drift_together_but_not_the_others() -
         pytest.param(
             {"labelled_rows_since_training": 200},
             ("no_model",),
-            ["no champion and 200 labelled rows ≥ min_training_rows 200"],
+            ["no champion and 200 labelled rows stored ≥ min_training_rows 200"],
             id="enough-rows",
         ),
         pytest.param(
@@ -681,3 +681,19 @@ def test_public_surface() -> None:
     assert [n for n in triggers.__all__ if not hasattr(triggers, n)] == []
     assert set(REASONS) == {"manual", "no_model", "schedule", "new_data", "performance", "drift"}
     assert len(REASONS) == len(set(REASONS))
+
+
+@pytest.mark.parametrize(
+    ("stored", "since", "action"),
+    [
+        (500, 31, "retrain"),  # a held first model: new rows, and enough stored, so try again
+        (500, 0, "none"),  # nothing changed since the last attempt: do not retrain on the same rows
+        (150, 31, "none"),  # still too few rows for a first model
+    ],
+)
+def test_without_a_champion_all_stored_rows_count_once_something_changed(
+    stored: int, since: int, action: str
+) -> None:
+    state = TriggerState(labelled_rows_since_training=since, labelled_rows_stored=stored)
+    decision = decide_retrain(state, POLICY, NOW)
+    assert decision.action == action, decision.explanation

@@ -413,6 +413,15 @@ class SqlFeatureStore:
         with self.guarded(f"count rows of '{d.table}'"), self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
+    def count_labelled(self, d: Definition) -> int:
+        """Rows that have a label (a full count: used only while a feature set has no champion)."""
+        table = self.table_for(d)
+        target = table.c[d.target.column]
+        with self.guarded(f"count labelled rows of '{d.table}'"), self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(table).where(target.is_not(None))).scalar_one()
+            )
+
     def batches(self, d: Definition) -> list[BatchRecord]:
         b = self.tables.batches
         with self.guarded("list batches"), self.engine.connect() as conn:

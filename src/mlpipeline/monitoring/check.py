@@ -208,6 +208,8 @@ def _check(
         sample_size=result.n_rows if result.metrics else 0,
         psi=result.psi,
         last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
+        # Without a champion, a held first model is tried again on everything stored.
+        labelled_rows_stored=store.count_labelled(d) if pointer is None else None,
     )
     result.decision = _with_pending(
         decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC)),

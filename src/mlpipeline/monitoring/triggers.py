@@ -16,12 +16,13 @@ Reasons, in the order they are always listed (:data:`REASONS`):
     them wait would only push them to work around the system. It is the only reason that
     does not need a champion or enough rows; training itself refuses too few rows.
 ``no_model``
-    There is no champion and at least ``min_training_rows`` labelled rows have arrived since
-    the last training (all labelled rows when there never was one). Counting since the last
-    training means a model the gate held back is not retrained on the same rows at every
-    check, only once as many new rows as a first training needs have come in. Without a
-    champion there is no model to age, score or compare, so ``schedule``, ``new_data``,
-    ``performance`` and ``drift`` never fire then.
+    There is no champion, the store holds at least ``min_training_rows`` labelled rows
+    (``labelled_rows_stored``; when the caller does not say, the rows since the last training
+    count), and something changed since the last attempt: labelled rows arrived since the last
+    training. So a first model the gate held back is tried again as soon as new rows come, on
+    all the rows stored, but not again and again on the same rows. Without a champion there
+    is no model to age, score or compare, so ``schedule``, ``new_data``, ``performance`` and
+    ``drift`` never fire then.
 ``schedule``
     The champion is older than ``max_model_age`` (age > limit; a model exactly that old is
     still fresh).
@@ -140,6 +141,7 @@ class TriggerState:
     sample_size: int = 0
     psi: Mapping[str, float | None] = field(default_factory=dict)
     last_retrain_started_at: datetime | None = None
+    labelled_rows_stored: int | None = None  # every labelled row of the feature set, when known
 
     def __post_init__(self) -> None:
         # The state is built by code, not typed by a person: a bad value is a programming
@@ -190,10 +192,16 @@ def decide_retrain(state: TriggerState, policy: TriggerPolicy, now: datetime) ->
         notes["manual"] = "retrain requested by hand"
 
     if state.champion_trained_at is None:
-        rows, need = state.labelled_rows_since_training, policy.min_training_rows
-        if rows >= need:
+        since, need = state.labelled_rows_since_training, policy.min_training_rows
+        rows = since if state.labelled_rows_stored is None else state.labelled_rows_stored
+        if rows >= need and since > 0:
             fired.append("no_model")
-            notes["no_model"] = f"no champion and {rows:,} labelled rows ≥ min_training_rows {need:,}"
+            notes["no_model"] = (
+                f"no champion and {rows:,} labelled rows stored ≥ min_training_rows {need:,} "
+                f"({since:,} new since the last attempt)"
+            )
+        elif rows >= need:
+            quiet.append(f"no champion; {rows:,} labelled rows stored, none new since the last attempt")
         else:
             quiet.append(f"no champion, but only {rows:,} labelled rows < min_training_rows {need:,}")
     else:
