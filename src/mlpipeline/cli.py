@@ -353,6 +353,11 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         )
     if s.get("challenger"):
         out.print(f"  challenger awaiting approval: {s['challenger']}", markup=False, highlight=False)
+    quality = s.get("quality") or {}
+    defined = {k: v for k, v in quality.items() if v["source"] != "default"}
+    if defined:
+        shown = ", ".join(f"{k} {v['value']} ({v['source']})" for k, v in defined.items())
+        out.print(f"  quality in force (others: defaults): {shown}", markup=False, highlight=False)
     pending = s.get("retrain_pending")
     if pending:
         why = "+".join(pending.get("reasons") or [])

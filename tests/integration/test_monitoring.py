@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from mlpipeline.demo import DayRow, run_demo
 from mlpipeline.errors import MlpipelineError
-from mlpipeline.featuresets.definition import Definition, load_definition
+from mlpipeline.featuresets.definition import Definition, load_definition, parse_definition
 from mlpipeline.featurestore.checks import RETRAIN_PENDING_KEY, CheckRecords
 from mlpipeline.featurestore.ingest import ingest_frame
 from mlpipeline.featurestore.sql import open_store
@@ -265,4 +265,25 @@ def test_a_retrain_deferred_by_the_cooldown_runs_when_the_cooldown_allows(
     assert later.decision.action == "retrain"
     assert later.retrain.get("version"), later.retrain
     assert not store.get_state("demo", RETRAIN_PENDING_KEY), "done: nothing pending any more"
+    store.dispose()
+
+
+def test_the_feature_sets_quality_threshold_decides_and_an_explicit_one_wins(
+    trained: Settings, demo_def: Definition
+) -> None:
+    data = demo_def.model_dump(mode="json")
+    data["derived"] = {x["name"]: x["expression"] for x in data["derived"]}
+    strict = parse_definition(data | {"quality": {"threshold": 0.999}})
+    store = open_store(trained)
+    at = StreamConfig().start + timedelta(days=5)
+    result = run_check(trained, store, strict, as_of=at, allow_retrain=False)
+    assert result.decision is not None
+    assert "performance" in result.decision.reasons, result.decision.explanation
+    assert "0.9990" in result.decision.explanation
+    ingest_frame(store, demo_def, generate_day(StreamConfig(rows_per_day=600), 20))
+    task = run_check(
+        trained, store, strict, as_of=at + timedelta(days=30), allow_retrain=False, r2_threshold=-1
+    )
+    assert task.decision is not None
+    assert "performance" not in task.decision.reasons, "the IRIS task's own setting has the last word"
     store.dispose()

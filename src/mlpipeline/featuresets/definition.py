@@ -34,8 +34,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mlpipeline.errors import DefinitionError, ExpressionError, NotFoundError
+from mlpipeline.errors import ConfigError, DefinitionError, ExpressionError, NotFoundError
 from mlpipeline.featuresets.expressions import CompiledExpression, compile_expression
+from mlpipeline.settings import parse_duration
 
 __all__ = [
     "INTERNAL_COLUMNS",
@@ -211,6 +212,34 @@ class ModelSpec(_Strict):
     holdout: Holdout = Field(default_factory=Holdout)
 
 
+class Quality(_Strict):
+    """What "good" means for this feature set; each key overrides its MLPIPELINE_* default."""
+
+    floor: float | None = Field(default=None, description="the R² a first model must reach (r2_floor)")
+    min_improvement: float | None = Field(
+        default=None, ge=0, description="by how much a challenger must beat the champion"
+    )
+    threshold: float | None = Field(default=None, description="retrain when the champion's R² falls below")
+    psi_threshold: float | None = Field(
+        default=None, gt=0, description="retrain when a feature's PSI exceeds"
+    )
+    min_samples: int | None = Field(default=None, ge=1, description="fewest new rows for a verdict")
+    max_window_age: str | None = Field(default=None, description="judge a small window once it is this old")
+    cooldown: str | None = Field(default=None, description="shortest time between two retrains")
+    max_model_age: str | None = Field(default=None, description="retrain a champion older than this")
+
+    @model_validator(mode="after")
+    def _durations(self) -> Quality:
+        for name in ("max_window_age", "cooldown", "max_model_age"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    parse_duration(value)
+                except ConfigError as exc:
+                    raise ValueError(f"{name}: {exc}") from exc
+        return self
+
+
 class DerivedFeature(_Strict):
     """A feature computed from raw columns and constants by one expression."""
 
@@ -239,6 +268,7 @@ class Definition(_Strict):
     )
     derived: tuple[DerivedFeature, ...] = ()
     model: ModelSpec = Field(default_factory=ModelSpec)
+    quality: Quality = Field(default_factory=Quality)
     extra_columns: Literal["error", "ignore"] = Field(
         default="error",
         description=(

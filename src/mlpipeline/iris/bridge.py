@@ -505,17 +505,18 @@ def _check_reply(result: Any) -> tuple[str, dict[str, Any]]:
     return summary, out
 
 
-def _run_check(settings: Settings, name: str) -> tuple[str, Any]:
+def _run_check(settings: Settings, name: str, r2_threshold: float | None = None) -> tuple[str, Any]:
+    from mlpipeline.featuresets.quality import settings_for
     from mlpipeline.monitoring.check import run_check
 
     d = _definition(settings, name)
     with _store(settings, d) as store:
-        result = run_check(settings, store, d)
+        result = run_check(settings, store, d, r2_threshold=r2_threshold)
         with _pointers(settings, store) as pointers:
             published = _published(pointers, d.name)
     summary, out = _check_reply(result)
     out["published"] = published
-    out["r2_threshold"] = settings.r2_threshold
+    out["r2_threshold"] = r2_threshold if r2_threshold is not None else settings_for(settings, d).r2_threshold
     return summary, out
 
 
@@ -557,8 +558,12 @@ def check_performance(featureset: str, r2_threshold: Any, fallback: Any) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        threshold = effective_r2_threshold(settings, r2_threshold, fallback)
-        return _run_check(settings.model_copy(update={"r2_threshold": threshold}), name)
+        explicit = _number(r2_threshold, "the R² threshold")
+        if explicit is None and _definition(settings, name).quality.threshold is None:
+            threshold = effective_r2_threshold(settings, None, fallback)
+            settings = settings.model_copy(update={"r2_threshold": threshold})
+        # The task's own setting has the last word, over the feature set's [quality] too.
+        return _run_check(settings, name, r2_threshold=explicit)
 
     return _call("performance check", name, body)
 

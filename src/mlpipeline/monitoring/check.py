@@ -45,6 +45,7 @@ from mlpipeline.errors import BusyError, MlpipelineError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.keys import key_texts
+from mlpipeline.featuresets.quality import quality_in_force, settings_for
 from mlpipeline.featuresets.reference import Reference
 from mlpipeline.featurestore.checks import (
     RETRAIN_PENDING_KEY,
@@ -118,8 +119,16 @@ def run_check(
     manual: bool = False,
     allow_retrain: bool = True,
     tracker_factory: Callable[[], Any] | None = None,
+    r2_threshold: float | None = None,
 ) -> CheckResult:
-    """One check of ``d`` (see the module docstring). ``as_of`` is naive UTC (default now)."""
+    """One check of ``d`` (see the module docstring). ``as_of`` is naive UTC (default now).
+
+    The feature set's ``[quality]`` values apply over ``settings``; ``r2_threshold``, when
+    given (the IRIS task's own setting), has the last word over both.
+    """
+    settings = settings_for(settings, d)
+    if r2_threshold is not None:
+        settings = settings.model_copy(update={"r2_threshold": r2_threshold})
     now = as_of or utcnow()
     ttl = settings.duration("lock_ttl")
     assert ttl is not None
@@ -535,7 +544,10 @@ NEXT_CHECK_KEY = "watch.next_check_at"
 def status_of(
     settings: Settings, store: SqlFeatureStore, d: Definition, *, with_registry: bool = True
 ) -> dict[str, Any]:
-    """Champion and its age, recent checks, the pending challenger, trigger state, next check."""
+    """Champion and its age, recent checks, the pending challenger, trigger state, next check,
+    and the quality values in force with where each comes from."""
+    quality = quality_in_force(settings, d)
+    settings = settings_for(settings, d)
     pointer = SqlPointerStore(store).get(d.name)
     simulated = store.get_state(d.name, SIMULATED_NOW_KEY)
     now = datetime.fromisoformat(simulated) if simulated else utcnow()
@@ -562,6 +574,7 @@ def status_of(
         "next_check_at": store.get_state(d.name, NEXT_CHECK_KEY),
         "challenger": None,
         "clock": "simulated" if simulated else "wall",
+        "quality": quality,
     }
     if pointer is not None:
         trained = _champion_trained_at(store, d, pointer)

@@ -26,6 +26,7 @@ from mlpipeline import __version__
 from mlpipeline.errors import BusyError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.quality import settings_for
 from mlpipeline.featuresets.reference import build_reference
 from mlpipeline.featurestore.checks import CheckRecords
 from mlpipeline.featurestore.lease import LeaseHolder, new_owner
@@ -98,8 +99,10 @@ def train(
 
     ``as_of`` (naive UTC, default now) is the moment the training sees: only labels known by
     then, and with ``training_window`` set, only rows whose event time falls in the window
-    before it. Replays and tests pass a simulated time.
+    before it. Replays and tests pass a simulated time. The feature set's ``[quality]`` values
+    (floor, min_improvement) apply over ``settings``.
     """
+    settings = settings_for(settings, d)
     leases = LeaseHolder(store, d.name)
     owner = new_owner()
     ttl = settings.duration("lock_ttl")
