@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -808,6 +809,20 @@ def serve(
         )
 
 
+def _as_of(text: str | None) -> datetime | None:
+    """``--as-of``: an ISO-8601 moment as naive UTC (a time without an offset is taken as UTC)."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"'{text}' is not an ISO-8601 time; write e.g. 2024-03-31 or 2024-03-31T23:59:59Z",
+            param_hint="--as-of",
+        ) from exc
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 def _say_check(result: Any) -> None:
     if result.skipped:
         out.print(f"skipped: {result.skipped}", markup=False, highlight=False)
@@ -862,6 +877,14 @@ def check(
     force: Annotated[
         bool, typer.Option("--force", help="Retrain now whatever the triggers say (manual).")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Check as of this moment (ISO-8601, e.g. 2024-03-31T23:59:59Z): labels known by then, "
+            "cooldown, ages and schedule on that clock. For replays and backfills.",
+        ),
+    ] = None,
 ) -> None:
     """Measure the champion on newly labelled rows, check drift, and retrain if a trigger fires.
 
@@ -871,11 +894,12 @@ def check(
     from mlpipeline.featurestore.sql import open_store
     from mlpipeline.monitoring.check import run_check
 
+    moment = _as_of(as_of)
     settings = _settings()
     d = _definition(featureset, settings)
     store = open_store(settings)
     try:
-        result = run_check(settings, store, d, manual=force, allow_retrain=retrain)
+        result = run_check(settings, store, d, as_of=moment, manual=force, allow_retrain=retrain)
     finally:
         store.dispose()
     _say_check(result)

@@ -915,10 +915,10 @@ ARGUMENTS = [
         2,
     ),
     CliCase(
-        "cli-as-of-not-an-option",
+        "cli-as-of-not-a-time",
         "cli",
         command("check", "-f", "demo", "--as-of", "yesterday"),
-        ("No such option", "--as-of"),
+        ("not an ISO-8601 time", "--as-of"),
         USAGE,
         2,
     ),

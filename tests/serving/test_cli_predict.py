@@ -214,3 +214,19 @@ def test_an_output_folder_that_does_not_exist_is_refused_before_predicting(
     assert code == 2
     assert "does not exist; create it" in err
     assert logged(cli_env) == before, "nothing predicted, nothing logged"
+
+
+def test_check_as_of_runs_on_the_datas_clock_and_status_says_which(
+    cli_env: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "check", "-f", "demo", "--as-of", "yesterday")
+    assert code == 2
+    assert "not an ISO-8601 time" in err
+    code, out, err = run(capsys, "check", "-f", "demo", "--no-retrain", "--as-of", "2026-01-09T00:00:00Z")
+    assert code == 0, err
+    code, out, err = run(capsys, "status", "-f", "demo", "--json")
+    assert json.loads(out)[0]["serving"]["clock"] == "simulated", out
+    code, out, err = run(capsys, "check", "-f", "demo", "--no-retrain")
+    assert code == 0, err
+    code, out, err = run(capsys, "status", "-f", "demo", "--json")
+    assert json.loads(out)[0]["serving"]["clock"] == "wall"

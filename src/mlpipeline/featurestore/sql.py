@@ -461,12 +461,14 @@ class SqlFeatureStore:
         with self.guarded("read the newest batch id"), self.engine.connect() as conn:
             top_batch = int(conn.execute(select(func.coalesce(func.max(labelled_in), 0))).scalar_one())
         query = select(t).where(t.c[d.target.column].is_not(None), labelled_in <= top_batch)
-        if d.label_time:
-            label = t.c[d.label_time]
-            query = query.where(label <= as_of)
+        # When a label became known: its label time, else (replays, backfills) its row's event time.
+        known_at = d.label_time or d.event_time
+        if known_at:
+            known = t.c[known_at]
+            query = query.where(known <= as_of)
             if watermark.label_time is not None:
-                query = query.where(or_(label > watermark.label_time, labelled_in > watermark.batch_id))
-            query = query.order_by(label, *_key_order(d, t))
+                query = query.where(or_(known > watermark.label_time, labelled_in > watermark.batch_id))
+            query = query.order_by(known, *_key_order(d, t))
             new_mark = Watermark(batch_id=top_batch, label_time=as_of)
         else:
             query = query.where(labelled_in > watermark.batch_id).order_by(*_key_order(d, t))

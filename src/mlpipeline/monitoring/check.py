@@ -260,7 +260,7 @@ def _check(
         },
     )
     if result.decision.retrain and allow_retrain:
-        result.retrain = _retrain(settings, store, d, result.decision, now)
+        result.retrain = _retrain(settings, store, d, result.decision, now, simulated)
         details["retrain"] = result.retrain
         records.update_details(result.check_id, details)
     result.mlflow_error = _publish(
@@ -388,6 +388,7 @@ def _retrain(
     d: Definition,
     decision: TriggerDecision,
     now: datetime,
+    simulated: bool = False,
 ) -> dict[str, Any]:
     """Train once (``train`` holds the feature set's training lease); the outcome or the error."""
     from mlpipeline.training.pipeline import train
@@ -397,7 +398,8 @@ def _retrain(
     try:
         store.set_state(d.name, RETRAIN_STARTED_KEY, now.isoformat())
         reason = f"{decision.label}: {decision.explanation}"[:480]
-        trained = train(settings, store, d, reason=reason, as_of=now)
+        # A live check trains on the wall clock; a replay (--as-of) on its own clock.
+        trained = train(settings, store, d, reason=reason, as_of=now if simulated else None)
         store.set_state(d.name, RETRAIN_PENDING_KEY, "")
         outcome.update(
             version=trained.version,
