@@ -8,9 +8,11 @@ the traceback and INFO-level logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -973,16 +975,67 @@ def ui(
     if uri.startswith(("http://", "https://")):
         out.print(f"MLflow runs as a server: open {redact(uri)}", markup=False)
         return
+    workers = str(max(1, min(2, os.cpu_count() or 1)))  # MLflow's default of 4 overloads a laptop
     command = [
         sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-        "--host", host, "--port", str(port),
+        "--host", host, "--port", str(port), "--workers", workers,
     ]  # fmt: skip
-    err.print(f"MLflow UI on http://{host}:{port} (Ctrl-C stops)", markup=False)
+    # Its own process group, so stopping the UI stops every worker it started.
+    child = subprocess.Popen(command, start_new_session=True)  # noqa: S603 (argument list, no shell)
+
+    def stop(*_: object) -> None:
+        # Only unwind here: waiting inside a signal handler could deadlock with the interrupted
+        # wait() below (both need the same lock); the finally clause stops the group.
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        code = subprocess.call(command)  # noqa: S603 (argument list, no shell; the URI comes from settings)
+        err.print(f"starting the MLflow UI on http://{host}:{port} …", markup=False)
+        if not _wait_for_port(child, host, port, timeout_s=180.0):
+            _stop_group(child)
+            raise typer.Exit(child.returncode or EXIT_BUG)
+        err.print(f"MLflow UI ready on http://{host}:{port} (Ctrl-C stops)", markup=False)
+        code = child.wait()
     except KeyboardInterrupt:
         code = 0
+    finally:
+        _stop_group(child)
+        signal.signal(signal.SIGTERM, previous)
     raise typer.Exit(code)
+
+
+def _wait_for_port(child: Any, host: str, port: int, *, timeout_s: float) -> bool:
+    """Whether ``host:port`` answers before ``child`` exits or the time is up."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            err.print(f"the MLflow UI exited with code {child.returncode} before it was ready", markup=False)
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return True
+        except OSError:
+            time.sleep(0.25)
+    err.print(f"the MLflow UI did not answer on {host}:{port} within {timeout_s:.0f} s", markup=False)
+    return False
+
+
+def _stop_group(child: Any) -> None:
+    """SIGTERM to the UI's process group, then SIGKILL to what is left after 10 s."""
+    if child.poll() is not None:
+        return
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=10)
+    except ProcessLookupError:
+        return
+    except Exception:  # still running after the grace period
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
 
 
 def _one_line(exc: BaseException) -> str:
