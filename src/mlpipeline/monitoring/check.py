@@ -60,7 +60,13 @@ from mlpipeline.featurestore.lease import LeaseHolder, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
 from mlpipeline.monitoring.drift import drift_report
-from mlpipeline.monitoring.triggers import TriggerDecision, TriggerPolicy, TriggerState, decide_retrain
+from mlpipeline.monitoring.triggers import (
+    Action,
+    TriggerDecision,
+    TriggerPolicy,
+    TriggerState,
+    decide_retrain,
+)
 from mlpipeline.registry.model_cache import ModelCache
 from mlpipeline.registry.pointer import Pointer, SqlPointerStore
 from mlpipeline.settings import Settings
@@ -309,36 +315,25 @@ def _with_pending(decision: TriggerDecision, pending: str | None, now: datetime)
     if not pending or decision.action != "none":
         return decision
     data = json.loads(pending)
+    decided = f"the retrain decided at {data.get('decided_at')}"
     allowed = datetime.fromisoformat(data["allowed_at"]) if data.get("allowed_at") else None
+    action: Action
+    allowed_at: datetime | None
     if allowed is not None and now < allowed:
-        return replace(
-            decision,
-            action="deferred",
-            reasons=tuple(data.get("reasons") or ()),
-            explanation=(
-                f"the retrain decided at {data.get('decided_at')} waits for the cooldown until "
-                f"{allowed.isoformat()}: {data.get('explanation', '')}"
-            )[:900],
-            allowed_at=allowed,
-        )
-    if data.get("deferred"):
-        return replace(
-            decision,
-            action="retrain",
-            reasons=tuple(data.get("reasons") or ()),
-            explanation=(
-                f"running the retrain decided at {data.get('decided_at')} and deferred by the cooldown: "
-                f"{data.get('explanation', '')}"
-            )[:900],
-        )
+        action, allowed_at = "deferred", allowed
+        why = f"{decided} waits for the cooldown until {allowed.isoformat()}"
+    elif data.get("deferred"):
+        action, allowed_at = "retrain", decision.allowed_at
+        why = f"running {decided} and deferred by the cooldown"
+    else:
+        action, allowed_at = "retrain", decision.allowed_at
+        why = f"retrying {decided} that could not run ({data.get('error', 'unknown error')})"
     return replace(
         decision,
-        action="retrain",
+        action=action,
         reasons=tuple(data.get("reasons") or ()),
-        explanation=(
-            f"retrying the retrain decided at {data.get('decided_at')} that could not run "
-            f"({data.get('error', 'unknown error')}): {data.get('explanation', '')}"
-        )[:900],
+        explanation=f"{why}: {data.get('explanation', '')}"[:900],
+        allowed_at=allowed_at,
     )
 
 
