@@ -346,7 +346,11 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         out.print(f"'{name}': no champion yet (mlpipeline train -f {name})", markup=False, highlight=False)
     else:
         age = champion["age_hours"]
-        replay = " on the replay's simulated clock" if s.get("clock") == "simulated" else ""
+        replay = (
+            f" on the data's clock (the last check ran as of {str(s.get('clock_at'))[:19]})"
+            if s.get("clock") == "simulated"
+            else ""
+        )
         out.print(
             f"'{name}': champion version {champion['version']}, promoted {champion['promoted_at']} "
             f"by {champion['promoted_by']} ({champion['reason'][:80]})"
@@ -381,14 +385,27 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         highlight=False,
     )
     if s["checks"]:
-        table = Table("checked at (UTC)", "version", "rows", "R²", "RMSE", "decision", "reasons", title=None)
+        table = Table(
+            "checked at (UTC)",
+            "version",
+            "rows",
+            "waiting",
+            "R²",
+            "RMSE",
+            "out of range",
+            "decision",
+            "reasons",
+        )
         for c in s["checks"]:
+            outside = c.get("out_of_range")
             table.add_row(
                 c["checked_at"][:19],
                 c["model_version"] or "-",
                 f"{c['rows']:,}",
+                f"{c.get('waiting') or 0:,}",
                 "-" if c["r2"] is None else f"{c['r2']:.3f}",
                 "-" if c["rmse"] is None else f"{c['rmse']:.3f}",
+                "-" if not outside else f"{outside['share']:.1%}",
                 c["decision"] or "-",
                 ",".join(c["reasons"]) or "-",
             )
@@ -766,6 +783,15 @@ def predict(
         markup=False,
         highlight=False,
     )
+    for warning in result.warnings():
+        more = ", …" if warning["count"] > len(warning["rows"]) else ""
+        err.print(
+            f"warning: {warning['column']}: {warning.get('message') or warning['count']} "
+            f"(rows {', '.join(map(str, warning['rows']))}{more})"
+            + ("" if explain else "; --explain names them per row"),
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
@@ -852,6 +878,14 @@ def _say_check(result: Any) -> None:
     if drifted:
         worst = sorted(drifted.items(), key=lambda kv: -kv[1])[:3]
         out.print("  PSI: " + ", ".join(f"{k} {v:.3f}" for k, v in worst), markup=False, highlight=False)
+    if result.outside is not None and result.outside.flagged:
+        columns = ", ".join(f"{k} {v:,}" for k, v in list(result.outside.by_column.items())[:5])
+        out.print(
+            f"  outside the training ranges: {result.outside.flagged:,} of {result.outside.rows:,} rows "
+            f"({result.outside.share:.1%}; {columns})",
+            markup=False,
+            highlight=False,
+        )
     if result.decision is not None:
         out.print(f"  decision: {result.decision.action}: {result.decision.explanation}", markup=False)
     if result.retrain:

@@ -188,6 +188,15 @@ class Settings(BaseSettings):
     min_samples: int = Field(
         default=200, ge=1, description="Fewest newly labelled rows for a performance or drift verdict."
     )
+    out_of_range_share: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Out-of-range trigger: retrain when more than this share of a check's rows have an input "
+            "outside the champion's training ranges or categories; 1: off."
+        ),
+    )
     max_model_age: str = Field(
         default="7d", description="Schedule trigger: retrain when the champion is older (e.g. 12h, 7d)."
     )

@@ -227,3 +227,16 @@ def test_without_a_champion_the_api_says_so(trained: Trained, store: SqlFeatureS
         response = c.post("/predict", json=[{"a": 1}])
         assert response.status_code == 503
         assert "no production model yet" in response.json()["error"]["message"]
+
+
+def test_inputs_outside_training_are_served_with_a_warning(client: TestClient, trained: Trained) -> None:
+    usual, far = trained.records(2)
+    far["distance_km"] = 99.5  # valid (the definition allows up to 100), never seen in training
+    body = client.post("/predict", json=[usual, far]).json()
+    assert len(body["predictions"]) == 2
+    [warning] = body["warnings"]
+    assert warning["column"] == "distance_km"
+    assert warning["rows"] == [2]
+    assert warning["count"] == 1
+    assert "outside the training range" in warning["message"]
+    assert client.post("/predict", json=[usual]).json()["warnings"] == []

@@ -230,3 +230,18 @@ def test_check_as_of_runs_on_the_datas_clock_and_status_says_which(
     assert code == 0, err
     code, out, err = run(capsys, "status", "-f", "demo", "--json")
     assert json.loads(out)[0]["serving"]["clock"] == "wall"
+
+
+def test_explain_names_inputs_outside_training_and_the_run_warns(
+    cli_env: Trained, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    records = cli_env.records(3)
+    records[1]["distance_km"] = 99.5
+    source = tmp_path / "rows.csv"
+    pd.DataFrame(records).to_csv(source, index=False)
+    code, out, err = run(capsys, "predict", str(source), "-f", "demo", "--explain", "--no-log")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["outside_training"] for r in rows] == ["", "distance_km", ""]
+    assert "warning: distance_km: 1 row(s) outside the training range" in err
+    assert "(rows 2)" in err

@@ -370,11 +370,13 @@ def test_csv_with_explanations_round_trips() -> None:
         "contribution_distance_km",
         "contribution_items",
         "contribution_region",
+        "outside_training",
     ]
     for i, line in enumerate(table[1:]):
         assert float(line[1]) == result.values[i]
         assert float(line[3]) == result.contributions[i, -1]
-        assert [float(v) for v in line[4:]] == result.contributions[i, :-1].tolist()
+        assert [float(v) for v in line[4:-1]] == result.contributions[i, :-1].tolist()
+        assert line[-1] == ""  # no input outside the training ranges
 
 
 def test_csv_without_keys() -> None:

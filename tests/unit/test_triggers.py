@@ -679,7 +679,15 @@ def test_triggers_imports_only_the_standard_library_errors_and_durations() -> No
 
 def test_public_surface() -> None:
     assert [n for n in triggers.__all__ if not hasattr(triggers, n)] == []
-    assert set(REASONS) == {"manual", "no_model", "schedule", "new_data", "performance", "drift"}
+    assert set(REASONS) == {
+        "manual",
+        "no_model",
+        "schedule",
+        "new_data",
+        "performance",
+        "drift",
+        "out_of_range",
+    }
     assert len(REASONS) == len(set(REASONS))
 
 

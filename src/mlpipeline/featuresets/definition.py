@@ -227,6 +227,9 @@ class Quality(_Strict):
     max_window_age: str | None = Field(default=None, description="judge a small window once it is this old")
     cooldown: str | None = Field(default=None, description="shortest time between two retrains")
     max_model_age: str | None = Field(default=None, description="retrain a champion older than this")
+    out_of_range_share: float | None = Field(
+        default=None, ge=0, le=1, description="retrain when more rows fall outside the training ranges"
+    )
 
     @model_validator(mode="after")
     def _durations(self) -> Quality:

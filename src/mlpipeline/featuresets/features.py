@@ -42,12 +42,19 @@ def category_vocabulary(
     return vocab
 
 
-def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+def feature_spec(
+    d: Definition,
+    vocabulary: Mapping[str, Sequence[str]] | None = None,
+    seen: Mapping[str, list[float] | None] | None = None,
+) -> dict[str, Any]:
     """The portable JSON feature spec of ``d`` (see :mod:`mlpipeline.featuresets.portable`).
 
     Beyond what the matrix needs, it records the input contract the model was trained
     under (ranges, whether categories were declared, the entity key), so a served model
-    validates requests by its own rules even after the definition file changes.
+    validates requests by its own rules even after the definition file changes. ``seen``
+    records the model's envelope, so serving and monitoring can flag inputs outside it
+    (:mod:`mlpipeline.featuresets.envelope`): the training range of each watched numeric
+    feature, and ``None`` for each watched categorical one (its vocabulary is what was seen).
     """
     vocab = vocabulary if vocabulary is not None else category_vocabulary(d)
     features = []
@@ -64,8 +71,10 @@ def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None =
         else:
             item["min"] = f.min
             item["max"] = f.max
+        if seen is not None and name in seen:  # watched: flag values outside what training saw
+            item["seen"] = seen[name]
         features.append(item)
-    return {
+    spec: dict[str, Any] = {
         "format": FORMAT,
         # One name, or the list of a composite key's columns (serving reads both forms).
         "key": d.key_columns[0] if len(d.key_columns) == 1 else list(d.key_columns),
@@ -79,6 +88,9 @@ def feature_spec(d: Definition, vocabulary: Mapping[str, Sequence[str]] | None =
         "derived": [{"name": x.name, "expression": x.expression} for x in d.derived],
         "order": list(d.model_features),
     }
+    if seen is not None:
+        spec["envelope"] = 1
+    return spec
 
 
 def feature_matrix(

@@ -4,7 +4,8 @@ A definition may say, for its use case alone, how good a first model must be (``
 how much a challenger must beat the champion (``min_improvement``), when performance or drift
 triggers a retrain (``threshold``, ``psi_threshold``), how many rows a verdict needs
 (``min_samples``, ``max_window_age``), the ``cooldown`` between retrains and the
-``max_model_age``. :func:`settings_for` applies them to the settings every stage reads, so
+``max_model_age``, and the share of rows outside the training ranges that is drift of its
+own (``out_of_range_share``). :func:`settings_for` applies them to the settings every stage reads, so
 training, the gate and monitoring agree; :func:`quality_in_force` says where each value comes
 from (the definition, the environment, or the default). In IRIS the scheduled task's
 ``R2Threshold`` still has the last word on the threshold, as documented there.
@@ -29,6 +30,7 @@ QUALITY_SETTINGS: dict[str, str] = {
     "max_window_age": "max_window_age",
     "cooldown": "retrain_cooldown",
     "max_model_age": "max_model_age",
+    "out_of_range_share": "out_of_range_share",
 }
 
 

@@ -8,7 +8,8 @@ One check, in order:
    not the table). Join the predictions the champion actually served (prediction log);
    score the rest with the champion from the verified cache.
 3. R², RMSE and MAE with the sample size; PSI per feature and of the target against the
-   histograms stored with the champion at training. Fewer new rows than ``min_samples`` are not
+   histograms stored with the champion at training; the share of rows with an input outside
+   the champion's training ranges or categories. Fewer new rows than ``min_samples`` are not
    judged yet: the watermark stays, so they wait for the next check's rows (none is passed
    over), until the window has waited ``max_window_age``; then it is judged with what it has.
 4. Decide with the trigger policy (:mod:`mlpipeline.monitoring.triggers`).
@@ -44,6 +45,7 @@ import numpy as np
 from mlpipeline.errors import BusyError, MlpipelineError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.envelope import Envelope, OutsideSummary, summarise
 from mlpipeline.featuresets.keys import key_texts
 from mlpipeline.featuresets.quality import quality_in_force, settings_for
 from mlpipeline.featuresets.reference import Reference
@@ -101,6 +103,7 @@ class CheckResult:
     mlflow_error: str | None = None
     waiting: int = 0  # labelled rows held over until the window reaches min_samples
     window: tuple[str, str] | None = None  # time span of the judged rows (event or label time)
+    outside: OutsideSummary | None = None  # judged rows with inputs outside the training envelope
 
 
 def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
@@ -113,6 +116,7 @@ def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
         min_samples=settings.min_samples,
         min_training_rows=d.model.min_training_rows,
         cooldown=settings.duration("retrain_cooldown") or timedelta(0),
+        out_of_range_share=settings.out_of_range_share if settings.out_of_range_share < 1 else None,
     )
 
 
@@ -225,6 +229,8 @@ def _check(
         last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
         # Without a champion, a held first model is tried again on everything stored.
         labelled_rows_stored=store.count_labelled(d) if pointer is None else None,
+        out_of_range_share=result.outside.share if result.outside else None,
+        out_of_range_columns=tuple(result.outside.by_column) if result.outside else (),
     )
     result.decision = _with_pending(
         decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC)),
@@ -302,6 +308,9 @@ def _measure(
         predictions[~have] = model.predict_columns(columns_of(rest, names))
     result.n_logged = int(have.sum())
     result.metrics = evaluate(y, predictions)
+    envelope = Envelope.of(model.spec)
+    if envelope is not None:
+        result.outside = summarise(envelope.flags(columns_of(frame, names)), len(frame))
     if model.reference is not None:
         reference = Reference.from_dict(model.reference)
         report = drift_report(reference, columns_of(frame, list(reference.features)), target=y)
@@ -374,6 +383,13 @@ def _details(result: CheckResult) -> dict[str, Any]:
         "explanation": decision.explanation if decision else "",
         "drifted": list(decision.drifted) if decision else [],
         "allowed_at": decision.allowed_at.isoformat() if decision and decision.allowed_at else None,
+        "out_of_range": None
+        if result.outside is None
+        else {
+            "share": round(result.outside.share, 6),
+            "rows": result.outside.flagged,
+            "columns": dict(result.outside.by_column),
+        },
     }
 
 
@@ -562,6 +578,8 @@ def status_of(
                 "decision": c.details.get("decision"),
                 "reasons": c.details.get("reasons", []),
                 "retrain": c.details.get("retrain"),
+                "out_of_range": c.details.get("out_of_range"),
+                "waiting": c.details.get("waiting", 0),
             }
             for c in checks
         ],
@@ -571,6 +589,7 @@ def status_of(
         "next_check_at": store.get_state(d.name, NEXT_CHECK_KEY),
         "challenger": None,
         "clock": "simulated" if simulated else "wall",
+        "clock_at": now.isoformat(),
         "quality": quality,
     }
     if pointer is not None:

@@ -39,6 +39,12 @@ Reasons, in the order they are always listed (:data:`REASONS`):
     sample is biased upwards (noise alone gives about ``(buckets - 1) / rows``) and would
     otherwise retrain on every quiet day. ``None`` and NaN entries are no verdict. Whether
     the target's PSI counts is the caller's choice: include it in ``psi`` under its name.
+``out_of_range``
+    More than ``out_of_range_share`` of the check's rows (strictly) have an input outside the
+    champion's training envelope (a number beyond its training range, a category it never
+    saw; see :mod:`mlpipeline.featuresets.envelope`). Drift of its own kind: PSI folds a new
+    region into the outer bucket, while the model can only extrapolate flat there. Gated by
+    ``min_samples`` like ``drift``; ``None`` (a model that recorded no ranges) is no verdict.
 
 Cooldown: when a retrain is wanted and the last retrain *started* less than ``cooldown``
 ago, the decision is ``deferred`` with ``allowed_at = last start + cooldown`` (elapsed ==
@@ -75,11 +81,19 @@ __all__ = [
     "decide_retrain",
 ]
 
-Reason = Literal["manual", "no_model", "schedule", "new_data", "performance", "drift"]
+Reason = Literal["manual", "no_model", "schedule", "new_data", "performance", "drift", "out_of_range"]
 Action = Literal["retrain", "deferred", "none"]
 
 #: Every reason, in the order a decision lists them.
-REASONS: tuple[Reason, ...] = ("manual", "no_model", "schedule", "new_data", "performance", "drift")
+REASONS: tuple[Reason, ...] = (
+    "manual",
+    "no_model",
+    "schedule",
+    "new_data",
+    "performance",
+    "drift",
+    "out_of_range",
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ class TriggerPolicy:
     min_samples: int = 200
     min_training_rows: int = 200
     cooldown: timedelta = timedelta(hours=1)
+    out_of_range_share: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.max_model_age is not None:
@@ -113,6 +128,10 @@ class TriggerPolicy:
             value = _finite("r2_threshold", self.r2_threshold)
             if value > 1.0:
                 raise ConfigError(f"r2_threshold must be at most 1 (R² never exceeds 1), got {value}")
+        if self.out_of_range_share is not None:
+            value = _finite("out_of_range_share", self.out_of_range_share)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"out_of_range_share must be a share between 0 and 1, got {value}")
         if self.psi_threshold is not None:
             value = _finite("psi_threshold", self.psi_threshold)
             if value <= 0.0:
@@ -142,6 +161,9 @@ class TriggerState:
     psi: Mapping[str, float | None] = field(default_factory=dict)
     last_retrain_started_at: datetime | None = None
     labelled_rows_stored: int | None = None  # every labelled row of the feature set, when known
+    # Share of the check's rows outside the champion's training envelope, and the columns.
+    out_of_range_share: float | None = None
+    out_of_range_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The state is built by code, not typed by a person: a bad value is a programming
@@ -211,6 +233,7 @@ def decide_retrain(state: TriggerState, policy: TriggerPolicy, now: datetime) ->
         enough = state.sample_size >= policy.min_samples
         _performance(state, policy, enough, fired, notes, quiet)
         drifted = _drift(state, policy, enough, fired, notes, quiet)
+        _out_of_range(state, policy, enough, fired, notes, quiet)
 
     reasons = tuple(r for r in REASONS if r in fired)
     details = "; ".join(notes[r] for r in reasons)
@@ -334,6 +357,36 @@ def _drift(
     listed = ", ".join(f"{name} {value:.3f}" for name, value in over)
     notes["drift"] = f"PSI > psi_threshold {limit:.3f} on {listed}"
     return tuple(name for name, _ in over)
+
+
+def _out_of_range(
+    state: TriggerState,
+    policy: TriggerPolicy,
+    enough: bool,
+    fired: list[Reason],
+    notes: dict[Reason, str],
+    quiet: list[str],
+) -> None:
+    limit, share = policy.out_of_range_share, state.out_of_range_share
+    if limit is None:
+        quiet.append("out-of-range trigger disabled")
+    elif share is None:
+        return  # a model trained before ranges were recorded: nothing to say
+    elif not enough:
+        if share > 0:
+            quiet.append(
+                f"{share:.1%} of rows out of range on {state.sample_size:,} rows: "
+                f"no verdict below min_samples {policy.min_samples:,}"
+            )
+    elif share > limit:
+        fired.append("out_of_range")
+        columns = f" ({', '.join(state.out_of_range_columns)})" if state.out_of_range_columns else ""
+        notes["out_of_range"] = (
+            f"{share:.1%} of {state.sample_size:,} rows outside the training ranges{columns} "
+            f"> out_of_range_share {limit:.1%}"
+        )
+    else:
+        quiet.append(f"{share:.1%} of rows out of range ≤ out_of_range_share {limit:.1%}")
 
 
 # -- validation helpers ------------------------------------------------------------------------

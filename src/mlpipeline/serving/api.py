@@ -232,6 +232,7 @@ def create_app(
             body["keys"] = result.keys
         if result.ignored_columns:
             body["ignored_columns"] = list(result.ignored_columns)
+        body["warnings"] = result.warnings()
         if explain and result.contributions is not None:
             names = result.feature_names
             body["base_value"] = float(result.contributions[0, -1])

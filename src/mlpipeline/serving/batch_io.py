@@ -205,9 +205,12 @@ def render_predictions(
     """The predictions as CSV (header + one line per row) or JSON lines, in input order.
 
     ``keep``: input columns copied to the output beside each prediction (``predict --keep``).
+    With ``explain``, each row also names its inputs outside the model's training envelope
+    (``outside_training``: columns joined by ``|`` in CSV, a list in JSON; empty when none).
     """
     names = list(result.feature_names)
     contributions = result.contributions if explain else None
+    outside = result.outside_by_row() if contributions is not None else None
     kept = dict(keep or {})
     if fmt == "json":
         lines = []
@@ -222,6 +225,8 @@ def render_predictions(
             if contributions is not None:
                 row["base_value"] = float(contributions[i, -1])
                 row["contributions"] = dict(zip(names, contributions[i, :-1].tolist(), strict=True))
+            if outside is not None:
+                row["outside_training"] = outside[i].split("|") if outside[i] else []
             lines.append(json.dumps(row, separators=(",", ":")))
         return "\n".join(lines) + "\n"
     buffer = io.StringIO()
@@ -229,6 +234,8 @@ def render_predictions(
     header = (["key"] if result.keys is not None else []) + list(kept) + ["prediction", "model_version"]
     if contributions is not None:
         header += ["base_value"] + [f"contribution_{n}" for n in names]
+    if outside is not None:
+        header.append("outside_training")
     writer.writerow(header)
     for i, value in enumerate(result.values.tolist()):
         line: list[Any] = [result.keys[i]] if result.keys is not None else []
@@ -236,5 +243,7 @@ def render_predictions(
         line += [repr(value), result.version]
         if contributions is not None:
             line += [repr(float(contributions[i, -1]))] + [repr(float(c)) for c in contributions[i, :-1]]
+        if outside is not None:
+            line.append(outside[i])
         writer.writerow(line)
     return buffer.getvalue()

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +31,12 @@ import numpy.typing as npt
 
 from mlpipeline.errors import MlpipelineError, NotFoundError, UnsupportedError
 from mlpipeline.featuresets import portable
+from mlpipeline.featuresets.envelope import Envelope
 from mlpipeline.registry.model_cache import LoadedModel, ModelCache
 from mlpipeline.registry.pointer import Pointer, PointerStore, SqlPointerStore
 from mlpipeline.serving.fast_booster import SingleRowPredictor
 from mlpipeline.serving.prediction_log import PredictionLog
-from mlpipeline.serving.scoring import InputContract, Inputs
+from mlpipeline.serving.scoring import MAX_ROWS_SHOWN, InputContract, Inputs
 from mlpipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,6 +74,36 @@ class Prediction:
     contributions: FloatArray | None = None  # rows x (features + 1); the last column is the base value
     feature_names: tuple[str, ...] = ()
     ignored_columns: tuple[str, ...] = ()  # unknown request columns dropped (extra_columns = "ignore")
+    # Rows whose inputs lie outside the model's training envelope, per column that has any.
+    outside: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    envelope: Envelope | None = None
+
+    def warnings(self) -> list[dict[str, Any]]:
+        """One warning per column with inputs outside the training envelope: the column, how
+        many rows, the first rows (1-based) and what the model saw."""
+        out = []
+        for name, mask in self.outside.items():
+            rows = np.flatnonzero(mask)
+            item: dict[str, Any] = {
+                "column": name,
+                "rule": "outside training",
+                "count": int(rows.size),
+                "rows": [int(i) + 1 for i in rows[:MAX_ROWS_SHOWN]],
+            }
+            if self.envelope is not None:
+                seen = self.envelope.describe(name)
+                item["message"] = f"{rows.size} row(s) {seen}: the prediction extrapolates"
+            out.append(item)
+        return out
+
+    def outside_by_row(self) -> list[str]:
+        """Per row, the columns outside the training envelope joined by '|' ('' when none)."""
+        rows = len(self.values)
+        if not self.outside:
+            return [""] * rows
+        names = list(self.outside)
+        stacked = np.stack([self.outside[n] for n in names], axis=1)
+        return ["|".join(n for n, hit in zip(names, row, strict=True) if hit) for row in stacked]
 
 
 class Predictor:
@@ -254,6 +285,8 @@ class Predictor:
             contributions,
             serving.feature_names,
             inputs.ignored,
+            inputs.outside,
+            serving.contract.envelope,
         )
 
     # -- status ------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ in (JSON records, MLflow's ``dataframe_split``, and columns of arrays) and check
 rule at once: missing columns, wrong types, non-finite numbers, values out of range,
 fractional integers, missing values where the definition forbids them, and unknown
 categories where the categories were declared. Every broken rule is reported in one
-:class:`~mlpipeline.errors.DataValidationError` with its column, rule and first rows.
+:class:`~mlpipeline.errors.DataValidationError` with its column, rule and first rows. Valid
+values outside what the model saw in training (a number beyond the training range, a
+category it never met) are not errors: they are flagged in :attr:`Inputs.outside`.
 
 Pure numpy and the standard library: one row costs a few microseconds, a million rows a
 few vectorised passes.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ import numpy.typing as npt
 
 from mlpipeline.errors import DataValidationError, Problem
 from mlpipeline.featuresets import portable
+from mlpipeline.featuresets.envelope import Envelope
 from mlpipeline.featuresets.keys import key_texts
 
 __all__ = ["MAX_ROWS_SHOWN", "InputContract", "Inputs"]
@@ -45,6 +48,8 @@ class Inputs:
     rows: int
     keys: list[str | None] | None
     ignored: tuple[str, ...] = ()  # unknown columns dropped (the feature set's extra_columns = "ignore")
+    # Rows outside the training envelope, per column that has any (see featuresets.envelope).
+    outside: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class InputContract:
         self.integer_mask = np.array([r.integer for r in self.numeric], dtype=bool)
         self.any_integer = bool(self.integer_mask.any())
         self.optional_mask = np.array([not r.required for r in self.numeric], dtype=bool)
+        self.envelope = Envelope.of(spec)
+        self.bounds = self.envelope.bounds_for(self.numeric_names) if self.envelope else None
 
     # -- the three request shapes ------------------------------------------------------------
 
@@ -231,12 +238,13 @@ class InputContract:
         report = _Report(source)
         ignored = self._screen(set(columns), report)
         values: dict[str, FloatArray] = {}
+        unseen: dict[str, npt.NDArray[np.bool_]] = {}
         for rule in self.numeric:
             if rule.name in columns:
                 values[rule.name] = _numeric(rule, columns[rule.name], report)
         for cat in self.categorical:
             if cat.name in columns:
-                values[cat.name] = _categorical(cat, columns[cat.name], report)
+                values[cat.name] = _categorical(cat, columns[cat.name], report, unseen)
         for name in self.times:
             if name in columns:
                 values[name] = _timestamps(name, columns[name], report)
@@ -244,7 +252,7 @@ class InputContract:
         keys = None
         if self.keys and all(k in columns for k in self.keys):
             keys = key_texts([columns[k] for k in self.keys])
-        return Inputs(values, rows, keys, ignored)
+        return Inputs(values, rows, keys, ignored, self._outside(values, None, unseen))
 
     # -- the rules ---------------------------------------------------------------------------
 
@@ -261,9 +269,12 @@ class InputContract:
         """Row-shaped requests: one vectorised check of the numeric block, details only on failure."""
         matrix = _as_matrix(numeric, rows, len(self.numeric))
         values: dict[str, FloatArray] = {}
+        unseen: dict[str, npt.NDArray[np.bool_]] = {}
         report = _Report(source)
         ignored = self._screen(present, report)
-        if matrix is not None and self._clean(matrix):
+        clean = matrix is not None and self._clean(matrix)
+        if clean:
+            assert matrix is not None
             for j, name in enumerate(self.numeric_names):
                 values[name] = matrix[:, j]
         else:
@@ -273,11 +284,27 @@ class InputContract:
                     values[rule.name] = _numeric(rule, raw, report)
         for cat in self.categorical:
             if cat.name in present:
-                values[cat.name] = _categorical(cat, categorical[cat.name], report)
+                values[cat.name] = _categorical(cat, categorical[cat.name], report, unseen)
         for name, raw in (times or {}).items():
             values[name] = _timestamps(name, raw, report)
         report.raise_if_any()
-        return Inputs(values, rows, keys, ignored)
+        return Inputs(values, rows, keys, ignored, self._outside(values, matrix if clean else None, unseen))
+
+    def _outside(
+        self,
+        values: Mapping[str, FloatArray],
+        matrix: FloatArray | None,
+        unseen: dict[str, npt.NDArray[np.bool_]],
+    ) -> dict[str, npt.NDArray[np.bool_]]:
+        """Rows outside the model's training envelope (none for a model that recorded none)."""
+        if self.envelope is None:
+            return {}
+        if matrix is not None and self.bounds is not None:
+            flags = self.envelope.matrix_flags(self.numeric_names, matrix, self.bounds)
+        else:
+            flags = self.envelope.numeric_flags(values)
+        flags.update(unseen)
+        return flags
 
     def _clean(self, m: FloatArray) -> bool:
         """True when no numeric rule is broken anywhere in ``m`` (a few whole-matrix operations).
@@ -391,12 +418,19 @@ def _numeric(rule: _Numeric, raw: Any, report: _Report) -> FloatArray:
     return arr
 
 
-def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
+def _categorical(
+    rule: _Categorical, raw: Any, report: _Report, unseen: dict[str, npt.NDArray[np.bool_]]
+) -> FloatArray:
+    """Codes of one categorical column; categories the model never saw are noted in ``unseen``
+    (refused instead when the feature declares its values)."""
     if len(raw) > 64 and all(type(v) is str and v for v in raw):
         # The common batch: every value is text. One dict lookup per value; the detailed
         # loop below runs only when something needs reporting.
         codes = np.fromiter((rule.lookup.get(v, math.nan) for v in raw), dtype=np.float64, count=len(raw))
         if not (rule.strict and np.isnan(codes).any()):
+            nan = np.isnan(codes)
+            if nan.any():
+                unseen[rule.name] = nan
             return codes
     out = np.empty(len(raw), dtype=np.float64)
     absent: list[int] = []
@@ -408,8 +442,7 @@ def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
             code = rule.lookup.get(v)
             if code is None:
                 code = math.nan
-                if rule.strict:
-                    unknown.append(i)
+                unknown.append(i)
             out[i] = code
             continue
         if v is _ABSENT:
@@ -426,7 +459,11 @@ def _categorical(rule: _Categorical, raw: Any, report: _Report) -> FloatArray:
     if wrong:
         shown = ", ".join(_show(raw[i]) for i in wrong[:3])
         report.rows(rule.name, "type", f"not text ({shown}); send the category as a JSON string", wrong)
-    if unknown:
+    if unknown and not rule.strict:
+        mask = np.zeros(len(raw), dtype=bool)
+        mask[unknown] = True
+        unseen[rule.name] = mask
+    elif unknown:
         shown = ", ".join(_show(raw[i]) for i in unknown[:3])
         allowed = ", ".join(repr(c) for c in rule.lookup)
         report.rows(rule.name, "category", f"unknown category ({shown}); allowed: {allowed}", unknown)

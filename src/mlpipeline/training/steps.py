@@ -20,6 +20,7 @@ import pandas as pd
 from mlpipeline.errors import ConfigError, DataValidationError, Problem
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.envelope import observed_ranges
 from mlpipeline.featuresets.features import category_vocabulary, feature_spec
 from mlpipeline.featuresets.portable import build_matrix
 
@@ -234,7 +235,20 @@ def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
     observed = {
         n: train[n].dropna().unique().tolist() for n, f in d.features.items() if f.type == "categorical"
     }
-    spec = feature_spec(d, category_vocabulary(d, observed))
+    # The envelope covers the features watched for drift: one declared drift = false (a weekday
+    # in daily batches) moves out of its training range by design.
+    watched = [n for n, f in d.features.items() if f.drift]
+    seen: dict[str, list[float] | None] = {n: None for n in watched if d.features[n].type == "categorical"}
+    seen.update(
+        observed_ranges(
+            {
+                n: train[n].to_numpy(dtype=np.float64, na_value=np.nan)
+                for n in watched
+                if d.features[n].type != "categorical"
+            }
+        )
+    )
+    spec = feature_spec(d, category_vocabulary(d, observed), seen)
     categorical = [n for n, f in d.features.items() if f.type == "categorical"]
     names = portable.input_names(spec)
     x = build_matrix(spec, columns_of(train, names))
