@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mlpipeline import __version__
-from mlpipeline.errors import BusyError, DataValidationError, MlpipelineError, Problem
+from mlpipeline.errors import BusyError, ConfigError, DataValidationError, MlpipelineError, Problem
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
 from mlpipeline.settings import Settings, load_settings
@@ -469,10 +469,23 @@ def demo(
     csv: Annotated[Path | None, typer.Option(help="Replay this CSV in batches (with --featureset).")] = None,
     batches: Annotated[int, typer.Option(min=3, help="Batches of a --csv replay.")] = 8,
     order_by: Annotated[
-        str | None, typer.Option(help="Column that orders a --csv replay (default: first categorical).")
+        str | None,
+        typer.Option(
+            help="Column that orders a --csv replay (default: the event time, else the first categorical)."
+        ),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="One batch per period of the event time: day, week, month, quarter or year (--csv)."
+        ),
     ] = None,
 ) -> None:
-    """The whole CT loop: land, serve, check, retrain, recover (synthetic stream, or a CSV replay)."""
+    """The whole CT loop: land, serve, check, retrain, recover (synthetic stream, or a CSV replay).
+
+    A --csv replay of a feature set with an event time runs on the data's clock: each batch is
+    checked as of its end (labels known by then; cooldown and model age on that clock).
+    """
     from mlpipeline.demo import DayRow, run_csv_demo, run_demo
 
     if (featureset != "demo") != (csv is not None):
@@ -480,20 +493,35 @@ def demo(
             "replaying a feature set needs --csv FILE, and --csv needs --featureset NAME"
         )
 
+    from mlpipeline.demo import PERIODS
+
+    if every is not None and every not in PERIODS:
+        raise typer.BadParameter(f"must be one of {', '.join(PERIODS)}, got '{every}'", param_hint="--every")
     settings = _settings()
-    layout = "{:>3}  {:<10}  {:>6}  {:>8}  {:>6}  {:<22}  {:<8}  {:<18}  {:>8}  {:<14}"
+    on_clock = csv is None
+    if csv is not None:
+        d = _definition(featureset, settings)
+        on_clock = d.event_time is not None and order_by in (None, d.event_time)
+        if every is not None and not on_clock:
+            raise ConfigError(
+                f"--every cuts the replay by event time, and '{d.name}' has no event_time"
+                + (f" (or --order-by names another column: '{order_by}')" if d.event_time else "")
+                + "; use --batches instead"
+            )
+    layout = "{:>3}  {:<11}  {:>6}  {:>7}  {:>7}  {:>6}  {:<24}  {:<8}  {:<20}  {:>8}  {:<14}"
     header = layout.format(
         "day" if csv is None else "#",
-        "date" if csv is None else (order_by or "batch"),
+        "as of" if on_clock else (order_by or "batch"),
         "rows",
-        "labelled",
+        "judged",
+        "waiting",
         "R²",
         "drift (max PSI)",
         "decision",
         "reasons",
         "champion",
         "retrain",
-    )
+    ).rstrip()
     lines: list[DayRow] = []
 
     def on_day(row: DayRow) -> None:
@@ -506,13 +534,14 @@ def demo(
                 row.date,
                 f"{row.rows:,}",
                 f"{row.labelled:,}",
+                f"{row.waiting:,}",
                 "-" if row.r2 is None else f"{row.r2:.3f}",
-                "-" if row.worst_psi is None else f"{row.worst_psi[0]} {row.worst_psi[1]:.2f}",
+                "-" if row.worst_psi is None else f"{row.worst_psi[0][:17]} {row.worst_psi[1]:.2f}",
                 row.decision,
                 ",".join(row.reasons) or "-",
                 f"v{row.champion}" if row.champion else "-",
                 row.retrained or "-",
-            ),
+            ).rstrip(),
             markup=False,
             highlight=False,
         )
@@ -523,9 +552,17 @@ def demo(
     ) as bar:
         say = lambda line: bar.console.print(line, markup=False, highlight=False)  # noqa: E731
         if csv is not None:
-            task = bar.add_task("replaying batches", total=batches - 2)
+            task = bar.add_task("replaying batches", total=None)
             report = run_csv_demo(
-                settings, featureset, csv, batches=batches, order_by=order_by, say=say, on_day=on_day
+                settings,
+                featureset,
+                csv,
+                batches=batches,
+                order_by=order_by,
+                every=every,
+                say=say,
+                on_start=lambda total: bar.update(task, total=total),
+                on_day=on_day,
             )
         else:
             task = bar.add_task("replaying days", total=max(days - 3, 1))

@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
 from mlpipeline.featurestore.ingest import ingest_file
 from mlpipeline.featurestore.sql import SqlFeatureStore, open_store
@@ -34,7 +36,7 @@ from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
 from mlpipeline.logs import log_context
 from mlpipeline.settings import Settings
 
-__all__ = ["CSV_OVERRIDES", "DEMO_OVERRIDES", "DayRow", "DemoReport", "run_csv_demo", "run_demo"]
+__all__ = ["CSV_OVERRIDES", "DEMO_OVERRIDES", "PERIODS", "DayRow", "DemoReport", "run_csv_demo", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class DayRow:
     reasons: tuple[str, ...]
     champion: str | None
     retrained: str | None = None
+    waiting: int = 0  # labelled rows held for the next check (fewer than min_samples)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class DemoReport:
     table: list[DayRow] = field(default_factory=list)
     trained_versions: list[str] = field(default_factory=list)
     png: Path | None = None
+    judged_rows: int = 0  # labelled rows the champion was measured on, over every check
 
 
 def run_demo(
@@ -220,6 +224,7 @@ def _serve_and_check(
         columns["region"] = frame["region"].astype(object).where(frame["region"].notna(), None).tolist()
         predictor.predict_columns(columns, source=f"day {day}")
     result = run_check(settings, store, d, as_of=end_of_day)
+    report.judged_rows += result.n_rows
     worst = None
     finite = {k: v for k, v in result.psi.items() if v is not None and k != "target"}
     if finite:
@@ -237,7 +242,7 @@ def _serve_and_check(
     decision = result.decision
     return DayRow(
         day,
-        (end_of_day - timedelta(days=1)).strftime("%m-%d"),
+        end_of_day.strftime("%m-%d"),  # the check's moment, as the timeline's axis shows it
         rows,
         result.n_rows,
         result.metrics.r2 if result.metrics and result.verdict else None,
@@ -246,14 +251,17 @@ def _serve_and_check(
         decision.reasons if decision else (),
         pointer.version if pointer else None,
         retrained,
+        result.waiting,
     )
 
 
 def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
+    from mlpipeline.featuresets.quality import settings_for
     from mlpipeline.featurestore.checks import CheckRecords
     from mlpipeline.monitoring.reports import draw_timeline
     from mlpipeline.registry.pointer import SqlPointerStore
 
+    settings = settings_for(settings, d)
     synthetic = d.name == "demo"
     return draw_timeline(
         CheckRecords(store, d.name).history(limit=1000),
@@ -269,14 +277,28 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
     )
 
 
-#: Settings for replaying a real CSV without timestamps: every batch is checked at once, so
-#: there is no cooldown, and only the performance and drift triggers speak.
+#: Settings for replaying a real CSV without timestamps: every batch is checked at once on the
+#: wall clock, so there is no cooldown, and only the performance and drift triggers speak. A
+#: feature set with an event time replays on the data's clock with the settings as they are.
 CSV_OVERRIDES: dict[str, object] = {
     "new_data_rows": 0,
     "max_model_age": "365d",
     "retrain_cooldown": "0s",
     "training_window": "",
 }
+
+#: ``--every`` periods and their pandas period codes.
+PERIODS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of a replay: its rows, its label in the table, and the moment it is checked
+    (``None``: on the wall clock)."""
+
+    rows: Any
+    label: str
+    as_of: datetime | None
 
 
 def run_csv_demo(
@@ -287,11 +309,21 @@ def run_csv_demo(
     batches: int = 8,
     first_batches: int = 2,
     order_by: str | None = None,
+    every: str | None = None,
     say: Callable[[str], None] = lambda _: None,
+    on_start: Callable[[int], None] = lambda _: None,
     on_day: Callable[[DayRow], None] = lambda _: None,
 ) -> DemoReport:
-    """Replay a real data set in ``batches`` ordered by ``order_by`` (default: the first
-    categorical feature), so later batches come from a different part of the population."""
+    """Replay a real data set in batches, the way it would have arrived.
+
+    With an event time (and no other ``order_by``) the rows arrive in time order, in ``batches``
+    of about equal size (rows of one moment stay together) or one batch per ``every`` period,
+    and each batch is checked *as of* its end on the data's clock: labels known by then, and
+    cooldown, model age and pending retrains measured on that clock, with the settings as they
+    are. Without one, the rows are ordered by ``order_by`` (default: the first categorical
+    feature), so later batches come from a part of the population the model has not seen, and
+    checked on the wall clock with :data:`CSV_OVERRIDES`.
+    """
     from mlpipeline.errors import ConfigError, NotFoundError
     from mlpipeline.featurestore.ingest import ingest_frame, read_batch_file
     from mlpipeline.monitoring.check import run_check
@@ -299,30 +331,40 @@ def run_csv_demo(
     from mlpipeline.serving.predictor import open_predictor
     from mlpipeline.training.pipeline import train
 
-    settings = settings.model_copy(update=CSV_OVERRIDES)
     d = load_definition(featureset, settings.featuresets_dir)
     if not csv.is_file():
         raise NotFoundError(f"data file {csv} does not exist")
-    frame = read_batch_file(csv, d)
-    categorical = [n for n, f in d.features.items() if f.type == "categorical"]
-    key = order_by or (categorical[0] if categorical else next(iter(d.features)))
-    if key not in frame.columns:
-        raise ConfigError(f"cannot order the replay by '{key}': the file has no such column")
     if not 2 <= first_batches < batches:
         raise ConfigError("batches must exceed first_batches, and first_batches must be at least 2")
-    # Shuffled (seeded), then grouped by the key: each group arrives in random order, and a
-    # new group is a part of the population the model has not seen yet.
-    frame = frame.sample(frac=1.0, random_state=7).sort_values(key, kind="stable").reset_index(drop=True)
-    parts = [
-        frame.iloc[round(i * len(frame) / batches) : round((i + 1) * len(frame) / batches)]
-        for i in range(batches)
-    ]
-    say(f"replaying {len(frame):,} rows of {csv.name} in {batches} batches ordered by '{key}'")
+    frame = read_batch_file(csv, d)
+    on_clock = d.event_time is not None and order_by in (None, d.event_time)
+    if on_clock:
+        parts = _time_batches(frame, d, batches, every)
+        say(
+            f"replaying {len(frame):,} rows of {csv.name} in {len(parts)} batches by '{d.event_time}', "
+            "each checked as of its end on the data's clock"
+        )
+    else:
+        if every is not None:
+            raise ConfigError(f"--every needs a feature set with an event_time; '{d.name}' has none")
+        settings = settings.model_copy(update=CSV_OVERRIDES)
+        parts, key = _ordered_batches(frame, d, batches, order_by)
+        say(
+            f"replaying {len(frame):,} rows of {csv.name} in {batches} batches ordered by '{key}' "
+            f"('{d.name}' has no event_time: checked on the wall clock, no cooldown)"
+        )
+    if len(parts) <= first_batches:
+        raise ConfigError(
+            f"the replay has {len(parts)} batch(es): it needs more than {first_batches} "
+            "(the first ones train the first model); ask for more --batches or a shorter --every"
+        )
+    on_start(len(parts) - first_batches)
     store = open_store(settings)
-    report = DemoReport(batches, 0, 0, 0)
+    report = DemoReport(len(parts), 0, 0, 0)
     try:
         store.create_schema([d])
-        for i, part in enumerate(parts):
+        for i, batch in enumerate(parts):
+            part = batch.rows
             outcome = ingest_frame(store, d, part.reset_index(drop=True), source=f"{csv.name} batch {i}")
             if outcome.skipped:
                 report.batches_skipped += 1
@@ -332,15 +374,16 @@ def run_csv_demo(
                 continue
             if i + 1 == first_batches:
                 if SqlPointerStore(store).get(d.name) is None:
-                    first = train(settings, store, d, reason="replay: first model")
+                    first = train(settings, store, d, reason="replay: first model", as_of=batch.as_of)
                     report.trained_versions.append(first.version or "")
-                    say(f"trained version {first.version} on batches 0-{i}")
+                    say(f"trained version {first.version} on batches 0-{i}: {_verdict(first)}")
                 continue
-            with open_predictor(settings, d.name, background_log=False) as predictor:
-                names = [f["name"] for f in predictor.current().model.spec["features"]]
-                columns = {n: part[n].astype(object).where(part[n].notna(), None).tolist() for n in names}
-                predictor.predict_columns(columns, source=f"batch {i}")
-            result = run_check(settings, store, d)
+            if SqlPointerStore(store).get(d.name) is not None:  # the champion serves the batch
+                with open_predictor(settings, d.name, background_log=False) as predictor:
+                    names = portable.input_names(predictor.current().model.spec)
+                    columns = {n: part[n].astype(object).where(part[n].notna(), None).tolist() for n in names}
+                    predictor.predict_columns(columns, source=f"batch {i}")
+            result = run_check(settings, store, d, as_of=batch.as_of)
             worst = max(
                 ((k, v) for k, v in result.psi.items() if v is not None and k != "target"),
                 key=lambda kv: kv[1],
@@ -349,13 +392,14 @@ def run_csv_demo(
             if result.retrain.get("version"):
                 report.trained_versions.append(str(result.retrain["version"]))
             pointer = SqlPointerStore(store).get(d.name)
-            values = part[key].astype(str)
+            judged = result.n_rows if result.model_version else 0  # without a champion: not judged
+            report.judged_rows += judged
             on_day(
                 DayRow(
                     i,
-                    values.iloc[len(values) // 2][:10],
+                    batch.label,
                     len(part),
-                    result.n_rows,
+                    judged,
                     result.metrics.r2 if result.metrics and result.verdict else None,
                     worst,
                     result.decision.action if result.decision else "-",
@@ -364,6 +408,7 @@ def run_csv_demo(
                     f"v{result.retrain['version']} {result.retrain.get('action')}"
                     if result.retrain.get("version")
                     else ("failed" if result.retrain.get("error") else None),
+                    result.waiting,
                 )
             )
         report.rows_in_store = store.count_rows(d)
@@ -371,3 +416,80 @@ def run_csv_demo(
     finally:
         store.dispose()
     return report
+
+
+def _verdict(trained: Any) -> str:
+    """The gate's word on a first model, with the way out when it holds it back."""
+    decision = trained.decision
+    if decision is None:
+        return "not judged"
+    if decision.action == "promote":
+        return "promoted"
+    return (
+        f"{decision.action}: {decision.reason}. If this is good for your problem, lower the floor "
+        "with [quality] floor in the definition; monitoring retries as new labelled rows arrive"
+    )
+
+
+def _ordered_batches(
+    frame: Any, d: Definition, batches: int, order_by: str | None
+) -> tuple[list[Batch], str]:
+    """Shuffled (seeded), then grouped by ``order_by``: each group arrives in random order, and a
+    new group is a part of the population the model has not seen yet."""
+    from mlpipeline.errors import ConfigError
+
+    categorical = [n for n, f in d.features.items() if f.type == "categorical"]
+    key = order_by or (categorical[0] if categorical else next(iter(d.features)))
+    if key not in frame.columns:
+        raise ConfigError(f"cannot order the replay by '{key}': the file has no such column")
+    frame = frame.sample(frac=1.0, random_state=7).sort_values(key, kind="stable").reset_index(drop=True)
+    parts = []
+    for i in range(batches):
+        part = frame.iloc[round(i * len(frame) / batches) : round((i + 1) * len(frame) / batches)]
+        values = part[key].astype(str)
+        parts.append(Batch(part, values.iloc[len(values) // 2][:10] if len(values) else "-", None))
+    return parts, key
+
+
+def _time_batches(frame: Any, d: Definition, batches: int, every: str | None) -> list[Batch]:
+    """The rows in event-time order, cut into batches that each end at a moment of the data."""
+    import pandas as pd
+
+    from mlpipeline.errors import ConfigError, DataValidationError, Problem
+    from mlpipeline.monitoring.reports import date_format
+
+    assert d.event_time is not None
+    if d.event_time not in frame.columns:
+        raise ConfigError(f"the file has no '{d.event_time}' column (the event_time of '{d.name}')")
+    raw = frame[d.event_time]
+    times = pd.to_datetime(raw.astype("string").str.strip(), errors="coerce", utc=True, format="ISO8601")
+    bad = times.isna()
+    if bad.any():
+        rows = [int(i) + 2 for i in bad.to_numpy().nonzero()[0][:5]]  # file lines: header is line 1
+        raise DataValidationError(
+            [Problem(d.event_time, "type", f"{int(bad.sum())} row(s) without an ISO-8601 time", rows)],
+            source=d.name,
+            outcome="nothing replayed",
+        )
+    times = times.dt.tz_localize(None)
+    order = times.sort_values(kind="stable").index
+    frame, times = frame.loc[order].reset_index(drop=True), times.loc[order].reset_index(drop=True)
+    if every is not None:
+        if every not in PERIODS:
+            raise ConfigError(f"--every must be one of {', '.join(PERIODS)}, got '{every}'")
+        periods = times.dt.to_period(PERIODS[every])
+        cuts = [(p, frame.loc[periods == p]) for p in periods.unique()]
+        ends = [p.end_time.floor("s").to_pydatetime() for p, _ in cuts]  # checked as the period ends
+        fmt = date_format(ends)
+        return [Batch(part, end.strftime(fmt), end) for (_, part), end in zip(cuts, ends, strict=True)]
+    # About equal batches; rows of one moment stay together (a batch ends where the time moves on).
+    first_of_moment = ~times.duplicated()
+    rank = pd.Series(range(len(times)))
+    start = rank.where(first_of_moment).ffill().astype(int)
+    number = (start * batches // len(times)).to_numpy()
+    out = []
+    ends = [times[number == b].max().to_pydatetime() for b in sorted(set(number))]
+    fmt = date_format(ends)
+    for b, end in zip(sorted(set(number)), ends, strict=True):
+        out.append(Batch(frame.loc[number == b], end.strftime(fmt), end))
+    return out

@@ -939,6 +939,22 @@ ARGUMENTS = [
         2,
     ),
     CliCase(
+        "cli-demo-every-unknown-period",
+        "cli",
+        command("demo", "-f", "housing", "--csv", "{dir}/rows.csv", "--every", "fortnight"),
+        ("--every", "must be one of day, week, month, quarter, year", "'fortnight'"),
+        USAGE,
+        2,
+    ),
+    CliCase(
+        "cli-demo-every-without-event-time",
+        "cli",
+        command("demo", "-f", "housing", "--csv", "{dir}/rows.csv", "--every", "year"),
+        ("--every cuts the replay by event time", "'housing' has no event_time", "use --batches"),
+        "MLP-100",
+        2,
+    ),
+    CliCase(
         "cli-generate-zero-days",
         "cli",
         command("generate", "{dir}/out.csv", "--days", "0"),

@@ -239,6 +239,30 @@ def test_small_batches_wait_until_they_can_be_judged_and_none_is_passed_over(
     store.dispose()
 
 
+def test_a_waiting_window_is_judged_before_a_retrain_replaces_the_champion(
+    trained: Settings, demo_def: Definition
+) -> None:
+    """The new champion learns from the waiting rows, and no champion is judged on its own
+    training rows: judged now by the champion that served them, or never."""
+    store = open_store(trained)
+    start = StreamConfig().start
+    later = start + timedelta(days=30)
+    run_check(trained, store, demo_def, as_of=start + timedelta(days=5), allow_retrain=False)
+    day = generate_day(StreamConfig(rows_per_day=600), 6)
+    ingest_frame(store, demo_def, day.iloc[:10])  # with the late labels of days 3-4: under 200
+    waiting = run_check(trained, store, demo_def, as_of=later, allow_retrain=False).waiting
+    assert 0 < waiting < trained.min_samples
+    aged = trained.model_copy(update={"max_model_age": "1d"})  # the schedule fires: a retrain
+    result = run_check(aged, store, demo_def, as_of=later)
+    assert result.decision is not None
+    assert "schedule" in result.decision.reasons
+    assert (result.n_rows, result.waiting) == (waiting, 0)
+    assert result.metrics is not None
+    assert not result.verdict, "measured, but too few rows to be a verdict"
+    assert result.retrain.get("version")
+    store.dispose()
+
+
 def test_a_retrain_deferred_by_the_cooldown_runs_when_the_cooldown_allows(
     trained: Settings, demo_def: Definition
 ) -> None:

@@ -12,6 +12,9 @@ One check, in order:
    the champion's training ranges or categories. Fewer new rows than ``min_samples`` are not
    judged yet: the watermark stays, so they wait for the next check's rows (none is passed
    over), until the window has waited ``max_window_age``; then it is judged with what it has.
+   A window that waits when a retrain is decided is judged at once, by the champion that
+   served it: the new champion learns from those rows, and no champion is judged on its own
+   training rows, so later would be never.
 4. Decide with the trigger policy (:mod:`mlpipeline.monitoring.triggers`).
 5. Store the check and advance the watermark in one transaction. Only now are the rows
    "read": a failure before this point leaves the watermark where it was.
@@ -204,39 +207,48 @@ def _check(
         settings.duration("max_window_age") or timedelta(0)
     )
     held = small and not overdue
-    if held:  # too few to judge: keep them (and the watermark) for the next check
-        result = CheckResult(
-            d.name, now, model_version=pointer.version if pointer else None, waiting=len(frame)
-        )
-        frame, new_mark = frame.iloc[0:0], mark
-    else:
-        result = CheckResult(
-            d.name, now, model_version=pointer.version if pointer else None, n_rows=len(frame)
-        )
-        result.window = _span(d, frame)
-    if pointer is not None and len(frame):
-        _measure(settings, d, frame, pointer, records, tracker_factory, result)
-    result.verdict = result.metrics is not None and result.n_rows >= settings.min_samples
+    all_rows, next_mark = frame, new_mark
 
-    rows_since = int(store.get_state(d.name, ROWS_SINCE_TRAINING_KEY) or 0) + result.n_rows
-    state = TriggerState(
-        manual=manual,
-        champion_trained_at=_champion_trained_at(store, d, pointer),
-        labelled_rows_since_training=rows_since,
-        r2=result.metrics.r2 if result.metrics else None,
-        sample_size=result.n_rows if result.metrics else 0,
-        psi=result.psi,
-        last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
-        # Without a champion, a held first model is tried again on everything stored.
-        labelled_rows_stored=store.count_labelled(d) if pointer is None else None,
-        out_of_range_share=result.outside.share if result.outside else None,
-        out_of_range_columns=tuple(result.outside.by_column) if result.outside else (),
-    )
-    result.decision = _with_pending(
-        decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC)),
-        store.get_state(d.name, RETRAIN_PENDING_KEY),
-        now.replace(tzinfo=UTC),
-    )
+    def judge(held: bool) -> tuple[CheckResult, TriggerDecision, int]:
+        """Measure (unless the window is held) and decide; the result and the new-data count."""
+        frame = all_rows.iloc[0:0] if held else all_rows
+        result = CheckResult(d.name, now, model_version=pointer.version if pointer else None)
+        if held:  # too few to judge: keep them (and the watermark) for the next check
+            result.waiting = len(all_rows)
+        else:
+            result.n_rows, result.window = len(frame), _span(d, frame)
+        if pointer is not None and len(frame):
+            _measure(settings, d, frame, pointer, records, tracker_factory, result)
+        result.verdict = result.metrics is not None and result.n_rows >= settings.min_samples
+        rows_since = int(store.get_state(d.name, ROWS_SINCE_TRAINING_KEY) or 0) + result.n_rows
+        state = TriggerState(
+            manual=manual,
+            champion_trained_at=_champion_trained_at(store, d, pointer),
+            labelled_rows_since_training=rows_since,
+            r2=result.metrics.r2 if result.metrics else None,
+            sample_size=result.n_rows if result.metrics else 0,
+            psi=result.psi,
+            last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
+            # Without a champion, a held first model is tried again on everything stored.
+            labelled_rows_stored=store.count_labelled(d) if pointer is None else None,
+            out_of_range_share=result.outside.share if result.outside else None,
+            out_of_range_columns=tuple(result.outside.by_column) if result.outside else (),
+        )
+        decision = _with_pending(
+            decide_retrain(state, policy_from(settings, d), now.replace(tzinfo=UTC)),
+            store.get_state(d.name, RETRAIN_PENDING_KEY),
+            now.replace(tzinfo=UTC),
+        )
+        return result, decision, rows_since
+
+    result, decision, rows_since = judge(held)
+    if held and decision.retrain and allow_retrain:
+        # The new champion will learn from the waiting rows and monitoring moves past what a
+        # champion learned from: judge them now, with the champion that served them, or never.
+        held = False
+        result, decision, rows_since = judge(held)
+    result.decision = decision
+    new_mark = mark if held else next_mark
     if result.decision.action == "deferred":
         _record_deferred(store, d, result.decision, now)
     details = _details(result)
