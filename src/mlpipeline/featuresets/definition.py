@@ -186,12 +186,92 @@ class EntityKey(_Strict):
         return self.types.get(name, self.type)
 
 
+Task = Literal["regression", "binary", "multiclass"]
+
+
 class Target(_Strict):
+    """What the model predicts: a number (regression) or one of declared classes.
+
+    ``type = "categorical"`` with ``values`` (text or whole numbers) makes a classifier: two
+    values are binary (``positive`` names the class whose probability is scored, default the
+    last value), more are multiclass. The store keeps a class as its position in ``values``,
+    so values may be added at the end but never reordered. ``derived`` computes the target at
+    ingest from columns of the file and constants; a comparison (``minutes > late_after``) is
+    a binary target with values 0 and 1.
+    """
+
     column: str
     description: str = ""
     source: str | None = Field(default=None, description="the column's name in the source files")
     min: float | None = None
     max: float | None = None
+    type: Literal["numeric", "categorical"] = "numeric"
+    values: tuple[str, ...] | tuple[int, ...] | None = Field(
+        default=None, description="the classes of a categorical target, in a fixed order"
+    )
+    positive: str | int | None = Field(default=None, description="the positive class of a binary target")
+    derived: str | None = Field(
+        default=None, description="an expression over file columns and constants, e.g. 'minutes > late_after'"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_comparison_is_binary(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("derived") and "type" not in data and "values" not in data:
+            try:
+                comparison = compile_expression(str(data["derived"]), where="target.derived").is_comparison
+            except ExpressionError:
+                return data  # reported by the semantic checks with the key
+            if comparison:
+                return {**data, "type": "categorical", "values": [0, 1]}
+        return data
+
+    @model_validator(mode="after")
+    def _classes(self) -> Target:
+        if self.type == "numeric":
+            if self.values is not None or self.positive is not None:
+                raise ValueError(
+                    "values and positive describe classes: add type = 'categorical' to the target, "
+                    "or remove them"
+                )
+            return self
+        if self.values is None or len(self.values) < 2:
+            raise ValueError(
+                "a categorical target needs values = [...] with at least two classes, e.g. ['no', 'yes']"
+            )
+        if len({str(v) for v in self.values}) != len(self.values):
+            raise ValueError("target.values: a class is listed twice; list each once")
+        if self.min is not None or self.max is not None:
+            raise ValueError("min and max are for numeric targets; a categorical target lists its values")
+        if self.positive is not None:
+            if len(self.values) != 2:
+                raise ValueError("positive is for binary targets (two values); a multiclass target has none")
+            if str(self.positive) not in {str(v) for v in self.values}:
+                shown = ", ".join(repr(v) for v in self.values)
+                raise ValueError(f"positive = {self.positive!r} is not one of the values ({shown})")
+        return self
+
+    @property
+    def task(self) -> Task:
+        if self.type == "numeric" or self.values is None:
+            return "regression"
+        return "binary" if len(self.values) == 2 else "multiclass"
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class labels as text, in ``values`` order (the stored codes index this tuple)."""
+        return tuple(str(v) for v in self.values or ())
+
+    @property
+    def positive_index(self) -> int:
+        """Position of the positive class of a binary target (default: the last value)."""
+        if self.positive is None:
+            return len(self.classes) - 1
+        return self.classes.index(str(self.positive))
+
+    @cached_property
+    def compiled(self) -> CompiledExpression | None:
+        return None if self.derived is None else compile_expression(self.derived, where="target.derived")
 
 
 class Holdout(_Strict):
@@ -229,6 +309,13 @@ class Quality(_Strict):
     max_model_age: str | None = Field(default=None, description="retrain a champion older than this")
     out_of_range_share: float | None = Field(
         default=None, ge=0, le=1, description="retrain when more rows fall outside the training ranges"
+    )
+    metric: str | None = Field(
+        default=None,
+        description="what 'good' means: r2, rmse, mae; roc_auc, f1, …; f1_macro, … (see the README)",
+    )
+    min_class_recall: float | None = Field(
+        default=None, gt=0, le=1, description="a classifier's recall floor for every class"
     )
 
     @model_validator(mode="after")
@@ -446,8 +533,34 @@ def _check_semantics(d: Definition, source: str) -> None:
             problems.append(f"{key}: unknown name '{name}' in '{item.expression}'; {hint}")
         available.add(item.name)
         seen[item.name] = key
+    problems += _target_problems(d, seen)
     if problems:
         raise DefinitionError(f"{source}: " + "; ".join(problems))
+
+
+def _target_problems(d: Definition, columns: Mapping[str, str]) -> list[str]:
+    """The target's expression and the quality metric, checked against the task."""
+    from mlpipeline.featuresets.metrics import metric_problem
+
+    problems: list[str] = []
+    if d.target.derived is not None:
+        try:
+            compiled = d.target.compiled
+        except ExpressionError as exc:
+            problems.append(str(exc))
+        else:
+            assert compiled is not None
+            for name in sorted(compiled.names - set(d.constants)):
+                if not IDENTIFIER.match(name):
+                    problems.append(f"target.derived: '{name}' is not a valid column name")
+                elif name == d.target.column:
+                    problems.append("target.derived: the target cannot be computed from itself")
+    problem = metric_problem(d.quality.metric, d.target.task)
+    if problem:
+        problems.append(f"quality.metric: {problem}")
+    if d.quality.min_class_recall is not None and d.target.task == "regression":
+        problems.append("quality.min_class_recall: a regression target has no classes; remove it")
+    return problems
 
 
 def load_definition(name_or_path: str | Path, featuresets_dir: Path | None = None) -> Definition:

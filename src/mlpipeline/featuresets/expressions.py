@@ -3,10 +3,12 @@
 A definition writes ``rooms_per_household = "total_rooms / households"`` once; the
 same compiled expression then computes that feature in training, monitoring and
 serving. Expressions are parsed with :mod:`ast` and only arithmetic survives: numbers,
-names, ``+ - * / **``, unary minus and a few element-wise functions. Anything else
-(attribute access, other calls, comparisons, subscripts) is rejected when the definition
-is loaded, never evaluated. The evaluator itself lives in :mod:`mlpipeline.featuresets.portable`,
-which ships inside every model; this module adds definition-level error reporting.
+names, ``+ - * / **``, unary minus, a few element-wise functions and one comparison
+(``minutes > late_after``: 1, 0, or missing when a side is missing; a derived binary target).
+Anything else (attribute access, other calls, chained comparisons, subscripts) is rejected
+when the definition is loaded, never evaluated. The evaluator itself lives in
+:mod:`mlpipeline.featuresets.portable`, which ships inside every model; this module adds
+definition-level error reporting.
 """
 
 from __future__ import annotations

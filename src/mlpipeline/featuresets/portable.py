@@ -129,13 +129,43 @@ _BINARY: dict[type[ast.operator], tuple[str, Callable[[Value, Value], FloatArray
 }
 
 
-class Arithmetic:
-    """A validated arithmetic expression: the names it reads and a vectorised evaluator."""
+_COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Value, Value], Any]]] = {
+    ast.Gt: (">", np.greater),
+    ast.GtE: (">=", np.greater_equal),
+    ast.Lt: ("<", np.less),
+    ast.LtE: ("<=", np.less_equal),
+    ast.Eq: ("==", np.equal),
+    ast.NotEq: ("!=", np.not_equal),
+}
 
-    def __init__(self, source: str, names: frozenset[str], evaluator: Evaluator, canonical: str) -> None:
+
+def _comparison(left: Value, right: Value, op: Callable[[Value, Value], Any]) -> FloatArray:
+    """1.0 where the comparison holds, 0.0 where not, NaN where either side is missing."""
+    a = np.asarray(left, dtype=np.float64)
+    b = np.asarray(right, dtype=np.float64)
+    out = np.where(op(a, b), 1.0, 0.0)
+    return np.where(np.isnan(a) | np.isnan(b), np.nan, out)
+
+
+class Arithmetic:
+    """A validated arithmetic expression: the names it reads and a vectorised evaluator.
+
+    ``is_comparison`` is true when the whole expression is a comparison (``a > b``): its
+    values are 1, 0 or missing, e.g. a derived binary target.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        names: frozenset[str],
+        evaluator: Evaluator,
+        canonical: str,
+        is_comparison: bool = False,
+    ) -> None:
         self.source = source
         self.names = names
         self.canonical = canonical
+        self.is_comparison = is_comparison
         self._evaluator = evaluator
 
     def evaluate(self, env: Mapping[str, Value], rows: int) -> FloatArray:
@@ -168,7 +198,9 @@ def compile_arithmetic(source: str) -> Arithmetic:
         ) from exc
     names: set[str] = set()
     evaluator, canonical = _compile(tree.body, source, names)
-    return Arithmetic(source.strip(), frozenset(names), evaluator, canonical)
+    return Arithmetic(
+        source.strip(), frozenset(names), evaluator, canonical, isinstance(tree.body, ast.Compare)
+    )
 
 
 def _compile(node: ast.expr, source: str, names: set[str]) -> tuple[Evaluator, str]:
@@ -193,6 +225,19 @@ def _compile(node: ast.expr, source: str, names: set[str]) -> tuple[Evaluator, s
         left, ltext = _compile(node.left, source, names)
         right, rtext = _compile(node.right, source, names)
         return (lambda env: func(left(env), right(env))), f"({ltext} {symbol} {rtext})"
+    if isinstance(node, (ast.Compare, ast.Call)):
+        return _compile_compare_or_call(node, source, names)
+    raise _not_allowed(node, source)
+
+
+def _compile_compare_or_call(
+    node: ast.Compare | ast.Call, source: str, names: set[str]
+) -> tuple[Evaluator, str]:
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+        symbol, op = _COMPARE[type(node.ops[0])]
+        left, ltext = _compile(node.left, source, names)
+        right, rtext = _compile(node.comparators[0], source, names)
+        return (lambda env: _comparison(left(env), right(env), op)), f"({ltext} {symbol} {rtext})"
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         spec = FUNCTIONS.get(node.func.id)
         if spec is None:
@@ -209,11 +254,16 @@ def _compile(node: ast.expr, source: str, names: set[str]) -> tuple[Evaluator, s
         args = [p[0] for p in parts]
         text = f"{node.func.id}({', '.join(p[1] for p in parts)})"
         return (lambda env: fn(*(a(env) for a in args))), text
-    raise ValueError(
-        f"'{ast.unparse(node)}' is not allowed in '{source}'; only numbers, column or constant names, "
-        f"+ - * / **, parentheses and {', '.join(sorted(FUNCTIONS))}() may be used"
-    )
+    raise _not_allowed(node, source)
 
+
+
+def _not_allowed(node: ast.expr, source: str) -> ValueError:
+    return ValueError(
+        f"'{ast.unparse(node)}' is not allowed in '{source}'; only numbers, column or constant names, "
+        f"+ - * / **, one comparison (> >= < <= == !=), parentheses and "
+        f"{', '.join(sorted(FUNCTIONS))}() may be used"
+    )
 
 def encode_categorical(values: Sequence[object] | np.ndarray, categories: Sequence[str]) -> FloatArray:
     """Codes 0..k-1 as floats in ``categories`` order; missing or unknown values become NaN."""

@@ -11,6 +11,8 @@ ingest is rejected at serving time too.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -40,9 +42,18 @@ def expected_columns(d: Definition, *, for_scoring: bool = False) -> tuple[list[
     optional: list[str] = []
     if not for_scoring:
         optional.append(d.target.column)
+        optional += [c for c in target_inputs(d) if c not in required and c not in optional]
         if d.label_time:
             optional.append(d.label_time)
     return required, optional
+
+
+def target_inputs(d: Definition) -> list[str]:
+    """Columns a derived target is computed from (they may come with a batch or a labels file)."""
+    compiled = d.target.compiled
+    if compiled is None:
+        return []
+    return sorted(compiled.names - set(d.constants))
 
 
 def validate_batch(
@@ -67,12 +78,8 @@ def validate_batch(
         out[name] = _feature(frame[name], name, spec, problems)
     if not for_scoring:
         target = d.target
-        if target.column in frame.columns:
-            series = _numeric(frame[target.column], target.column, problems)
-            _range(series, target.column, target.min, target.max, problems)
-            out[target.column] = series.astype("float64")
-        else:
-            out[target.column] = pd.Series(np.full(n, np.nan), name=target.column)
+        values = _target(frame, d, problems)
+        out[target.column] = pd.Series(np.full(n, np.nan), name=target.column) if values is None else values
         if d.label_time:
             _label_consistency(out, d, problems)
     if problems:
@@ -95,9 +102,11 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     frame = _renamed(frame, d, source)
     keys, target = list(d.key_columns), d.target.column
     names = [str(c) for c in frame.columns]
-    allowed = {*keys, target} | ({d.label_time} if d.label_time else set())
+    inputs = target_inputs(d)
+    allowed = {*keys, target, *inputs} | ({d.label_time} if d.label_time else set())
     problems: list[Problem] = []
-    missing = [c for c in (*keys, target) if c not in names]
+    computed = target not in names and bool(inputs) and all(c in names for c in inputs)
+    missing = [c for c in (*keys, target) if c not in names and not (c == target and computed)]
     if missing:
         problems.append(
             Problem(
@@ -120,8 +129,8 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
         raise DataValidationError(problems, source=source)
     frame = frame.reset_index(drop=True)
     out: dict[str, pd.Series] = _keys(frame, d, problems)
-    values = _numeric(frame[target], target, problems)
-    _range(values, target, d.target.min, d.target.max, problems)
+    values = _target(frame, d, problems)
+    assert values is not None  # the column, or the columns it is computed from, are present
     absent = values.isna().to_numpy(dtype=bool) & ~values.attrs.get("invalid", np.zeros(len(values), bool))
     _add(problems, target, "not null", "no label; give every row of a labels file its label", absent)
     out[target] = values.astype("float64")
@@ -202,6 +211,63 @@ def _check_columns(frame: pd.DataFrame, d: Definition, source: str, for_scoring:
     if problems:
         raise DataValidationError(problems, source=source)
     return ignored
+
+
+def _target(frame: pd.DataFrame, d: Definition, problems: list[Problem]) -> pd.Series | None:
+    """The batch's target as stored (a number, or a class's position in ``values``), computed
+    from its expression when the file has the inputs instead; ``None`` when it has neither."""
+    target = d.target
+    if target.column in frame.columns:
+        raw = frame[target.column]
+    elif target.compiled is not None and all(c in frame.columns for c in target_inputs(d)):
+        env: dict[str, Any] = dict(d.constant_values())
+        for name in target_inputs(d):
+            env[name] = _numeric(frame[name], name, problems).to_numpy(dtype=np.float64, na_value=np.nan)
+        computed = target.compiled.evaluate(env, len(frame.index))
+        raw = pd.Series(computed, index=frame.index)
+        if target.task != "regression":  # a comparison: 1 or 0, the class's own value
+            raw = raw.map(lambda v: None if np.isnan(v) else int(v)).astype(object)
+    else:
+        return None
+    if target.task == "regression":
+        series = _numeric(raw, target.column, problems)
+        _range(series, target.column, target.min, target.max, problems)
+        return series.astype("float64")
+    return _classes(raw, target.column, target.classes, problems)
+
+
+def _classes(series: pd.Series, column: str, classes: tuple[str, ...], problems: list[Problem]) -> pd.Series:
+    """Class labels to their positions in ``classes``; a label not among them is a problem.
+
+    Labels compare as text: ``yes``, ``1`` and a CSV reader's ``1.0`` for a whole number.
+    """
+    position = {c: float(i) for i, c in enumerate(classes)}
+
+    def text(value: object) -> str | None:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, (bool, np.bool_)):
+            return str(int(value))
+        out = str(value).strip()
+        return out or None
+
+    labels = [text(v) for v in series.astype(object).tolist()]
+    codes = np.array([np.nan if t is None else position.get(t, np.nan) for t in labels], dtype=np.float64)
+    unknown = np.array([t is not None and t not in position for t in labels], dtype=bool)
+    if unknown.any():
+        shown = ", ".join(repr(c) for c in classes)
+        _add(
+            problems,
+            column,
+            "class",
+            f"not one of the target's values {shown} ({_samples(series, unknown)})",
+            unknown,
+        )
+    result = pd.Series(codes, index=series.index, name=column)
+    result.attrs["invalid"] = unknown
+    return result
 
 
 def _delimiter_hint(names: list[str]) -> str:

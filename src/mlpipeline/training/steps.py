@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from mlpipeline.errors import ConfigError, DataValidationError, Problem
+from mlpipeline.errors import ConfigError, DataValidationError, Problem, UnsupportedError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.envelope import observed_ranges
@@ -232,6 +232,10 @@ def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
     natively; a scikit-learn estimator gets the same float matrix (use one that accepts
     NaN, e.g. HistGradientBoostingRegressor, or declare constant fills).
     """
+    if d.target.task != "regression":
+        raise UnsupportedError(
+            f"'{d.name}' has a {d.target.task} target; this version trains regression models only"
+        )
     observed = {
         n: train[n].dropna().unique().tolist() for n, f in d.features.items() if f.type == "categorical"
     }
