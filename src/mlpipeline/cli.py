@@ -30,6 +30,7 @@ from rich.table import Table
 from mlpipeline import __version__
 from mlpipeline.errors import BusyError, ConfigError, DataValidationError, MlpipelineError, Problem
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
+from mlpipeline.featuresets.metrics import METRICS, metric_for
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
 from mlpipeline.settings import Settings, load_settings
 
@@ -627,9 +628,10 @@ def train(featureset: FeaturesetOption, reason: ReasonOption = "manual") -> None
     assert result.metrics is not None
     assert result.decision is not None
     m = result.metrics
+    others = ", ".join(f"{METRICS[k].label} {v:.4g}" for k, v in m.values.items() if k != m.metric)
     out.print(
-        f"trained '{d.name}' version {result.version} (run {result.run_id}): holdout R² {m.r2:.4f}, "
-        f"RMSE {m.rmse:.4g}, MAE {m.mae:.4g} on {m.n:,} rows",
+        f"trained '{d.name}' version {result.version} (run {result.run_id}): holdout {m.describe()} "
+        f"({others}) on {m.n:,} rows",
         markup=False,
         highlight=False,
     )
@@ -649,10 +651,18 @@ def models(
     settings = _settings()
     d = _definition(featureset, settings)
     versions = Tracker(settings).versions(d.name)
+    metric = metric_for(d.quality.metric, d.target.task)
     rows: list[dict[str, Any]] = [
         {
             "version": v.version,
             "aliases": list(v.aliases),
+            "metric": metric.name,
+            "value": _number(v.tags.get(f"mlpipeline.metric.{metric.name}")),
+            "metrics": {
+                k.removeprefix("mlpipeline.metric."): _number(t)
+                for k, t in v.tags.items()
+                if k.startswith("mlpipeline.metric.") and k != "mlpipeline.metric.n"
+            },
             "r2": _number(v.tags.get("mlpipeline.metric.r2")),
             "rmse": _number(v.tags.get("mlpipeline.metric.rmse")),
             "mae": _number(v.tags.get("mlpipeline.metric.mae")),
@@ -666,14 +676,20 @@ def models(
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table("version", "aliases", "R²", "RMSE", "MAE", "gate", "trigger")
+    if metric.name in ("r2", "rmse", "mae"):
+        table = Table("version", "aliases", "R²", "RMSE", "MAE", "gate", "trigger")
+    else:
+        table = Table("version", "aliases", metric.label, "accuracy", "log loss", "gate", "trigger")
     for r in rows:
+        shown = (
+            [r["r2"], r["rmse"], r["mae"]]
+            if metric.name in ("r2", "rmse", "mae")
+            else [r["value"], r["metrics"].get("accuracy"), r["metrics"].get("log_loss")]
+        )
         table.add_row(
             r["version"],
             ",".join(r["aliases"]) or "-",
-            "-" if r["r2"] is None else f"{r['r2']:.4f}",
-            "-" if r["rmse"] is None else f"{r['rmse']:.4g}",
-            "-" if r["mae"] is None else f"{r['mae']:.4g}",
+            *("-" if v is None else f"{v:.4g}" for v in shown),
             r["decision"] or "-",
             _first_line(r["trigger"], 60),  # whole in --json
         )
@@ -888,14 +904,20 @@ def _as_of(text: str | None) -> datetime | None:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+def _metrics_line(m: Any) -> str:
+    """``R² 0.812, RMSE 4.1, MAE 3.2`` or ``ROC AUC 0.812, accuracy 0.75, log loss 0.43``."""
+    names = ["r2", "rmse", "mae"] if m.metric in ("r2", "rmse", "mae") else [m.metric, "accuracy", "log_loss"]
+    names = [m.metric] + [n for n in names if n != m.metric]
+    return ", ".join(f"{METRICS[n].label} {m.values[n]:.3f}" for n in names if n in m.values)
+
+
 def _say_check(result: Any) -> None:
     if result.skipped:
         out.print(f"skipped: {result.skipped}", markup=False, highlight=False)
         return
     m = result.metrics
     measured = (
-        f"R² {m.r2:.3f}, RMSE {m.rmse:.3f}, MAE {m.mae:.3f} on {result.n_rows:,} rows "
-        f"({result.n_logged:,} served predictions joined)"
+        f"{_metrics_line(m)} on {result.n_rows:,} rows ({result.n_logged:,} served predictions joined)"
         if m is not None
         else f"{result.n_rows:,} newly labelled rows, nothing to measure"
     )

@@ -80,7 +80,8 @@ def test_train_gate_promote_rollback(
     tags = tracker.version("demo", "2").tags
     assert tags["mlpipeline.gate.decision"] == "hold"
     assert "less than the required" in tags["mlpipeline.gate.reason"]
-    assert tags["mlpipeline.gate.champion_r2"]
+    assert tags["mlpipeline.gate.champion"]
+    assert tags["mlpipeline.gate.metric"] == "r2"
     assert state(settings, store) == ("1", "1")
 
     promoter = Promoter(tracker, SqlPointerStore(store))

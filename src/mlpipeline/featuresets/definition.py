@@ -283,13 +283,23 @@ class ModelSpec(_Strict):
     estimator: str = Field(
         default="lightgbm",
         description=(
-            "'lightgbm', or a scikit-learn regressor by name, e.g. 'sklearn.ensemble.RandomForestRegressor'"
+            "'lightgbm', or a scikit-learn estimator by name, e.g. 'sklearn.ensemble.RandomForestRegressor' "
+            "(a classifier for a categorical target)"
         ),
     )
     seed: int = 42
     params: dict[str, int | float | str | bool] = Field(default_factory=dict)
     min_training_rows: int = Field(default=200, ge=10)
     holdout: Holdout = Field(default_factory=Holdout)
+    class_weight: Literal["balanced"] | None = Field(
+        default=None, description="'balanced': weigh each class by its rarity (classifiers)"
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="a binary model's score from which a row is positive; default: chosen for F1",
+    )
 
 
 class Quality(_Strict):
@@ -560,6 +570,10 @@ def _target_problems(d: Definition, columns: Mapping[str, str]) -> list[str]:
         problems.append(f"quality.metric: {problem}")
     if d.quality.min_class_recall is not None and d.target.task == "regression":
         problems.append("quality.min_class_recall: a regression target has no classes; remove it")
+    if d.model.class_weight is not None and d.target.task == "regression":
+        problems.append("model.class_weight: a regression target has no classes; remove it")
+    if d.model.threshold is not None and d.target.task != "binary":
+        problems.append("model.threshold: only a binary target has a decision threshold; remove it")
     return problems
 
 

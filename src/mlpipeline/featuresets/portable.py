@@ -49,11 +49,16 @@ __all__ = [
     "Arithmetic",
     "assemble",
     "build_matrix",
+    "class_labels",
+    "class_probabilities",
     "compile_arithmetic",
     "encode_categorical",
     "encode_columns",
     "epoch_seconds",
     "input_names",
+    "model_scores",
+    "predicted_codes",
+    "task_of",
 ]
 
 FORMAT = "mlpipeline-features/1"
@@ -257,13 +262,13 @@ def _compile_compare_or_call(
     raise _not_allowed(node, source)
 
 
-
 def _not_allowed(node: ast.expr, source: str) -> ValueError:
     return ValueError(
         f"'{ast.unparse(node)}' is not allowed in '{source}'; only numbers, column or constant names, "
         f"+ - * / **, one comparison (> >= < <= == !=), parentheses and "
         f"{', '.join(sorted(FUNCTIONS))}() may be used"
     )
+
 
 def encode_categorical(values: Sequence[object] | np.ndarray, categories: Sequence[str]) -> FloatArray:
     """Codes 0..k-1 as floats in ``categories`` order; missing or unknown values become NaN."""
@@ -408,3 +413,61 @@ def build_matrix(spec: Mapping[str, Any], columns: Mapping[str, Any]) -> FloatAr
     values = encode_columns(spec, columns)
     rows = len(next(iter(values.values()))) if values else 0
     return assemble(spec, values, rows)
+
+
+# -- what a model's output means -------------------------------------------------------------
+#
+# A classifier's spec says so: "task" ("binary" or "multiclass"; absent: regression), "classes"
+# (the target's values, in order), "positive" (the position of a binary target's positive
+# class) and "threshold" (the score from which a binary row is positive).
+
+
+def task_of(spec: Mapping[str, Any]) -> str:
+    """``regression``, ``binary`` or ``multiclass``."""
+    return str(spec.get("task") or "regression")
+
+
+def model_scores(spec: Mapping[str, Any], model: Any, matrix: FloatArray) -> FloatArray:
+    """What the model says for each row: a regression's prediction, a binary model's probability
+    of the positive class, or a multiclass model's probability of each class (rows x classes).
+
+    A LightGBM booster already returns these; a scikit-learn classifier's ``predict_proba`` has
+    one column per class it saw in training, which are put back in the spec's class order.
+    """
+    task = task_of(spec)
+    if task == "regression" or not hasattr(model, "predict_proba"):
+        return np.asarray(model.predict(matrix), dtype=np.float64)
+    proba = np.asarray(model.predict_proba(matrix), dtype=np.float64)
+    seen = [int(c) for c in model.classes_]
+    if task == "binary":
+        return proba[:, seen.index(1)] if 1 in seen else np.zeros(len(matrix), dtype=np.float64)
+    full = np.zeros((len(matrix), len(spec["classes"])), dtype=np.float64)
+    full[:, seen] = proba
+    return full
+
+
+def class_probabilities(spec: Mapping[str, Any], scores: FloatArray) -> FloatArray:
+    """Each class's probability (rows x classes, in the spec's class order)."""
+    if task_of(spec) != "binary":
+        return np.asarray(scores, dtype=np.float64)
+    positive = int(spec["positive"])
+    out = np.empty((len(scores), 2), dtype=np.float64)
+    out[:, positive] = scores
+    out[:, 1 - positive] = 1.0 - np.asarray(scores, dtype=np.float64)
+    return out
+
+
+def predicted_codes(spec: Mapping[str, Any], scores: FloatArray) -> npt.NDArray[np.int64]:
+    """The predicted class's position: the positive class from the threshold on, else the other;
+    a multiclass row's most probable class."""
+    if task_of(spec) == "binary":
+        positive = int(spec["positive"])
+        hit = np.asarray(scores, dtype=np.float64) >= float(spec.get("threshold", 0.5))
+        return np.where(hit, positive, 1 - positive).astype(np.int64)
+    return np.asarray(np.argmax(scores, axis=1), dtype=np.int64)
+
+
+def class_labels(spec: Mapping[str, Any], codes: npt.NDArray[np.int64]) -> list[Any]:
+    """Class positions as the target's own values (text or whole numbers)."""
+    classes = list(spec["classes"])
+    return [classes[int(c)] for c in codes]

@@ -55,6 +55,15 @@ class CheckRecord:
     details: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
 
+    @property
+    def value(self) -> float | None:
+        """The feature set's metric on the check's rows (R² unless it chose another)."""
+        metric = self.details.get("metric")
+        if isinstance(metric, dict):
+            value = metric.get("value")
+            return None if value is None else float(value)
+        return self.r2
+
 
 class CheckRecords:
     """Reads and writes the monitoring records of one feature set."""

@@ -243,7 +243,7 @@ def _classes(series: pd.Series, column: str, classes: tuple[str, ...], problems:
     """
     position = {c: float(i) for i, c in enumerate(classes)}
 
-    def text(value: object) -> str | None:
+    def label_of(value: object) -> str | None:
         if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
             return None
         if isinstance(value, float) and value.is_integer():
@@ -253,7 +253,7 @@ def _classes(series: pd.Series, column: str, classes: tuple[str, ...], problems:
         out = str(value).strip()
         return out or None
 
-    labels = [text(v) for v in series.astype(object).tolist()]
+    labels = [label_of(v) for v in series.astype(object).tolist()]
     codes = np.array([np.nan if t is None else position.get(t, np.nan) for t in labels], dtype=np.float64)
     unknown = np.array([t is not None and t not in position for t in labels], dtype=bool)
     if unknown.any():

@@ -50,6 +50,7 @@ from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.envelope import Envelope, OutsideSummary, summarise
 from mlpipeline.featuresets.keys import key_texts
+from mlpipeline.featuresets.metrics import metric_for
 from mlpipeline.featuresets.quality import quality_in_force, settings_for
 from mlpipeline.featuresets.reference import Reference
 from mlpipeline.featurestore.checks import (
@@ -110,11 +111,19 @@ class CheckResult:
 
 
 def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
-    """The trigger policy the settings describe (0 new-data rows disables that trigger)."""
+    """The trigger policy the settings describe (0 new-data rows disables that trigger).
+
+    The threshold is in the feature set's metric; the R²-shaped default (0.6) also fits a
+    score between 0 and 1 (ROC AUC, F1), but not a loss: a loss has a threshold only when
+    ``[quality] threshold`` gives one.
+    """
+    metric = metric_for(d.quality.metric, d.target.task)
+    threshold = settings.r2_threshold if metric.higher_is_better or d.quality.threshold is not None else None
     return TriggerPolicy(
         max_model_age=settings.duration("max_model_age"),
         new_data_rows=settings.new_data_rows or None,
-        r2_threshold=settings.r2_threshold,
+        r2_threshold=threshold,
+        metric=metric,
         psi_threshold=settings.psi_threshold,
         min_samples=settings.min_samples,
         min_training_rows=d.model.min_training_rows,
@@ -225,7 +234,7 @@ def _check(
             manual=manual,
             champion_trained_at=_champion_trained_at(store, d, pointer),
             labelled_rows_since_training=rows_since,
-            r2=result.metrics.r2 if result.metrics else None,
+            r2=result.metrics.value if result.metrics else None,
             sample_size=result.n_rows if result.metrics else 0,
             psi=result.psi,
             last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
@@ -309,17 +318,23 @@ def _measure(
     model = ModelCache(settings.home / "models", tracker_factory).load(pointer.ref)
     names = portable.input_names(model.spec)
     y = frame[d.target.column].to_numpy(dtype=np.float64)
-    keys = [k or "" for k in key_texts([frame[c].tolist() for c in d.key_columns])]
-    logged = records.logged_predictions(keys, pointer.version)
-    predictions = np.empty(len(frame), dtype=np.float64)
-    have = np.array([k in logged for k in keys], dtype=bool)
-    if have.any():
-        predictions[have] = [logged[k] for k, h in zip(keys, have, strict=True) if h]
-    if (~have).any():
-        rest = frame.loc[~have]
-        predictions[~have] = model.predict_columns(columns_of(rest, names))
-    result.n_logged = int(have.sum())
-    result.metrics = evaluate(y, predictions)
+    if portable.task_of(model.spec) == "multiclass":
+        # The log keeps one number per prediction; class probabilities are scored again.
+        result.metrics = evaluate(
+            y, model.predict_columns(columns_of(frame, names)), spec=model.spec, metric=d.quality.metric
+        )
+    else:
+        keys = [k or "" for k in key_texts([frame[c].tolist() for c in d.key_columns])]
+        logged = records.logged_predictions(keys, pointer.version)
+        predictions = np.empty(len(frame), dtype=np.float64)
+        have = np.array([k in logged for k in keys], dtype=bool)
+        if have.any():
+            predictions[have] = [logged[k] for k, h in zip(keys, have, strict=True) if h]
+        if (~have).any():
+            rest = frame.loc[~have]
+            predictions[~have] = model.predict_columns(columns_of(rest, names))
+        result.n_logged = int(have.sum())
+        result.metrics = evaluate(y, predictions, spec=model.spec, metric=d.quality.metric)
     envelope = Envelope.of(model.spec)
     if envelope is not None:
         result.outside = summarise(envelope.flags(columns_of(frame, names)), len(frame))
@@ -395,6 +410,16 @@ def _details(result: CheckResult) -> dict[str, Any]:
         "explanation": decision.explanation if decision else "",
         "drifted": list(decision.drifted) if decision else [],
         "allowed_at": decision.allowed_at.isoformat() if decision and decision.allowed_at else None,
+        "metric": None
+        if result.metrics is None
+        else {
+            "name": result.metrics.metric,
+            "label": result.metrics.spec.label,
+            "value": _finite(result.metrics.value),
+        },
+        "metrics": {}
+        if result.metrics is None
+        else {k: _finite(v) for k, v in result.metrics.values.items()},
         "out_of_range": None
         if result.outside is None
         else {
@@ -427,7 +452,8 @@ def _retrain(
         outcome.update(
             version=trained.version,
             action=trained.decision.action if trained.decision else None,
-            r2=trained.metrics.r2 if trained.metrics else None,
+            r2=trained.metrics.value if trained.metrics else None,
+            metric=trained.metrics.metric if trained.metrics else None,
             gate=trained.decision.reason if trained.decision else None,
         )
         if trained.decision is not None and trained.decision.action == "promote":
@@ -503,13 +529,15 @@ def _publish(
     try:
         history = records.history(limit=500)
         promotions = SqlPointerStore(store).history(d.name, limit=200)
+        metric = metric_for(d.quality.metric, d.target.task)
         draw_timeline(
             history,
             promotions,
             threshold=settings.r2_threshold,
             psi_threshold=settings.psi_threshold,
             path=png,
-            title=f"'{d.name}': champion R² on newly labelled rows",
+            title=f"'{d.name}': champion {metric.label} on newly labelled rows",
+            metric=metric.label,
         )
     except (OSError, ValueError) as exc:  # a picture must never fail a check
         log.warning("could not draw the monitoring timeline", extra={"detail": str(exc)[:300]})
@@ -517,10 +545,10 @@ def _publish(
         tracker = tracker_factory()
         run_id = _monitoring_run(tracker, store, d)
         metrics: dict[str, float] = {"n_rows": float(check.n_rows)}
-        for key in ("r2", "rmse", "mae"):
-            value = getattr(check, key)
-            if value is not None and check.details.get("verdict"):
-                metrics[key] = float(value)
+        if check.details.get("verdict"):
+            for key, value in (check.details.get("metrics") or {}).items():
+                if value is not None and math.isfinite(value):
+                    metrics[key] = float(value)
         for name, value in (check.details.get("psi") or {}).items():
             if value is not None and math.isfinite(value):
                 metrics[f"psi.{name}"] = float(value)
@@ -585,6 +613,7 @@ def status_of(
                 "model_version": c.model_version,
                 "rows": c.n_rows,
                 "r2": c.r2,
+                "metric": c.details.get("metric"),
                 "rmse": c.rmse,
                 "mae": c.mae,
                 "decision": c.details.get("decision"),

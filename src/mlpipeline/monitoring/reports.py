@@ -315,7 +315,8 @@ def _within(at: datetime, checks: Sequence[CheckRecord]) -> bool:
 
 def _has_verdict(c: CheckRecord) -> bool:
     """A check with a measured metric on enough rows; the others get no point."""
-    return c.r2 is not None and math.isfinite(c.r2) and c.details.get("verdict", True) is not False
+    value = c.value
+    return value is not None and math.isfinite(value) and c.details.get("verdict", True) is not False
 
 
 def _metric_panel(
@@ -329,7 +330,7 @@ def _metric_panel(
     label = f"{metric} on newly labelled rows" + (f"\nchampion {versions}" if versions else "")
     ax.plot(
         _nums([c.checked_at for c in measured]),
-        [c.r2 or 0.0 for c in measured],
+        [c.value or 0.0 for c in measured],
         marker="o",
         markersize=4,
         linewidth=1.4,

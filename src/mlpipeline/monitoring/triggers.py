@@ -30,7 +30,9 @@ Reasons, in the order they are always listed (:data:`REASONS`):
     At least ``new_data_rows`` labelled rows arrived since the last training (count >= limit).
 ``performance``
     The champion's R² on the check's rows is below ``r2_threshold`` (strictly: R² equal to the
-    threshold is acceptable, as the name "threshold" suggests). Only with at least
+    threshold is acceptable, as the name "threshold" suggests). A feature set that chose
+    another metric (``policy.metric``) is judged on it, in its direction: a loss above the
+    threshold fires. Only with at least
     ``min_samples`` rows; with fewer, or an undefined R² (NaN, a constant target), there is
     no verdict.
 ``drift``
@@ -69,6 +71,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from mlpipeline.errors import ConfigError
+from mlpipeline.featuresets.metrics import METRICS, MetricSpec, worse_than
 from mlpipeline.settings import format_duration
 
 __all__ = [
@@ -112,6 +115,7 @@ class TriggerPolicy:
     min_training_rows: int = 200
     cooldown: timedelta = timedelta(hours=1)
     out_of_range_share: float | None = 0.1
+    metric: MetricSpec = METRICS["r2"]  # what r2_threshold is in: R², or the feature set's metric
 
     def __post_init__(self) -> None:
         if self.max_model_age is not None:
@@ -126,7 +130,7 @@ class TriggerPolicy:
         _positive_count("min_training_rows", self.min_training_rows)
         if self.r2_threshold is not None:
             value = _finite("r2_threshold", self.r2_threshold)
-            if value > 1.0:
+            if value > 1.0 and self.metric.name == "r2":
                 raise ConfigError(f"r2_threshold must be at most 1 (R² never exceeds 1), got {value}")
         if self.out_of_range_share is not None:
             value = _finite("out_of_range_share", self.out_of_range_share)
@@ -305,22 +309,31 @@ def _performance(
     quiet: list[str],
 ) -> None:
     limit = policy.r2_threshold
-    r2 = state.r2
+    value = state.r2
+    m = policy.metric
+    name = m.label
+    limit_name = "r2_threshold" if m.name == "r2" else "threshold"
     if limit is None:
         quiet.append("performance trigger disabled")
-    elif r2 is None:
-        quiet.append("no R² measured")
+    elif value is None:
+        quiet.append(f"no {name} measured")
     elif not enough:
         quiet.append(
-            f"R² {r2:.4f} on {state.sample_size:,} rows: no verdict below min_samples {policy.min_samples:,}"
+            f"{name} {value:.4f} on {state.sample_size:,} rows: "
+            f"no verdict below min_samples {policy.min_samples:,}"
         )
-    elif math.isnan(r2):
-        quiet.append(f"R² undefined on {state.sample_size:,} rows (constant target): no verdict")
-    elif r2 < limit:
+    elif math.isnan(value):
+        why = "constant target" if m.name == "r2" else "undefined on these rows"
+        quiet.append(f"{name} undefined on {state.sample_size:,} rows ({why}): no verdict")
+    elif worse_than(m, value, limit):
         fired.append("performance")
-        notes["performance"] = f"R² {r2:.4f} < r2_threshold {limit:.4f} on {state.sample_size:,} rows"
+        side = "<" if m.higher_is_better else ">"
+        notes["performance"] = (
+            f"{name} {value:.4f} {side} {limit_name} {limit:.4f} on {state.sample_size:,} rows"
+        )
     else:
-        quiet.append(f"R² {r2:.4f} ≥ r2_threshold {limit:.4f} on {state.sample_size:,} rows")
+        side = "≥" if m.higher_is_better else "≤"
+        quiet.append(f"{name} {value:.4f} {side} {limit_name} {limit:.4f} on {state.sample_size:,} rows")
 
 
 def _drift(

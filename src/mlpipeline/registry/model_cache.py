@@ -85,7 +85,8 @@ class LoadedModel:
     reference: dict[str, Any] | None = None  # training-time histograms, when the version has them
 
     def predict_matrix(self, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.asarray(self.model.predict(matrix), dtype=np.float64)
+        """Scores: predictions, a binary model's positive probability, or class probabilities."""
+        return portable.model_scores(self.spec, self.model, matrix)
 
     def predict_columns(self, columns: dict[str, Any]) -> npt.NDArray[np.float64]:
         return self.predict_matrix(portable.build_matrix(self.spec, columns))

@@ -201,13 +201,26 @@ def _run(
         fitted = fit(d, split.train)
     with timer.step("evaluate"):
         y_hold = split.holdout[d.target.column].to_numpy(dtype=np.float64)
-        metrics = evaluate(y_hold, fitted.predict(split.holdout))
+        scores = fitted.predict(split.holdout)
+        metrics = evaluate(y_hold, scores, spec=fitted.spec, metric=d.quality.metric)
+        recalls = _class_recalls(d, fitted.spec, y_hold, scores)
     with timer.step("gate"):
         champion_metrics, champion_version = _score_champion(
             settings, tracker, pointers, d, split.holdout, y_hold
         )
-        policy = GatePolicy(settings.r2_floor, settings.min_improvement, settings.promotion_policy)
-        decision = decide(metrics.r2, champion_metrics.r2 if champion_metrics else None, policy)
+        policy = GatePolicy(
+            settings.r2_floor,
+            settings.min_improvement,
+            settings.promotion_policy,
+            metric=metrics.spec,
+            min_class_recall=d.quality.min_class_recall,
+        )
+        decision = decide(
+            metrics.value,
+            champion_metrics.value if champion_metrics else None,
+            policy,
+            class_recalls=recalls,
+        )
     lineage = {
         "lineage.split": split.method,
         "lineage.train_rows": len(split.train),
@@ -240,10 +253,9 @@ def _run(
         gate_tags = {
             "mlpipeline.gate.decision": decision.action,
             "mlpipeline.gate.reason": decision.reason[:500],
-            "mlpipeline.gate.challenger_r2": f"{decision.challenger_r2:.6f}",
-            "mlpipeline.gate.champion_r2": ""
-            if decision.champion_r2 is None
-            else f"{decision.champion_r2:.6f}",
+            "mlpipeline.gate.metric": metrics.metric,
+            "mlpipeline.gate.challenger": f"{decision.challenger_r2:.6f}",
+            "mlpipeline.gate.champion": "" if decision.champion_r2 is None else f"{decision.champion_r2:.6f}",
             "mlpipeline.gate.champion_version": champion_version or "",
             "mlpipeline.trigger": reason[:500],
             SHA_TAG: digest,
@@ -305,9 +317,26 @@ def _score_champion(
     if pointer is None:
         return None, None
     model = ModelCache(settings.home / "models", lambda: tracker).load(pointer.ref)
+    if portable.task_of(model.spec) != d.target.task:  # the target changed kind: nothing to compare
+        return None, pointer.version
     names = portable.input_names(model.spec)
-    predictions = model.predict_columns(columns_of(holdout, names))
-    return evaluate(y_hold, predictions), pointer.version
+    scores = model.predict_columns(columns_of(holdout, names))
+    return evaluate(y_hold, scores, spec=model.spec, metric=d.quality.metric), pointer.version
+
+
+def _class_recalls(
+    d: Definition, spec: dict[str, Any], y_hold: np.ndarray, scores: np.ndarray
+) -> dict[str, float] | None:
+    """Each class's recall on the holdout, when the definition sets a floor for it."""
+    if d.quality.min_class_recall is None or d.target.task == "regression":
+        return None
+    codes = portable.predicted_codes(spec, scores)
+    out = {}
+    for i, name in enumerate(d.target.classes):
+        mask = y_hold == i
+        if mask.any():
+            out[name] = float((codes[mask] == i).mean())
+    return out
 
 
 def _explain(fitted: Any, holdout: Any, work: Path, tracker: Tracker, run_id: str) -> dict[str, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from mlpipeline.errors import ConfigError, DataValidationError, Problem, UnsupportedError
+from mlpipeline.errors import ConfigError, DataValidationError, Problem
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.envelope import observed_ranges
 from mlpipeline.featuresets.features import category_vocabulary, feature_spec
+from mlpipeline.featuresets.metrics import METRICS, MetricSpec, compute, metric_for
 from mlpipeline.featuresets.portable import build_matrix
 
 __all__ = [
@@ -194,14 +196,19 @@ class FittedModel:
         names = portable.input_names(self.spec)
         return build_matrix(self.spec, columns_of(frame, names))
 
+    @property
+    def task(self) -> str:
+        return portable.task_of(self.spec)
+
     def predict_matrix(self, x: FloatArray) -> FloatArray:
-        return np.asarray(self.model.predict(x), dtype=np.float64)
+        """Scores: predictions, a binary model's positive probability, or class probabilities."""
+        return portable.model_scores(self.spec, self.model, x)
 
     def predict(self, frame: pd.DataFrame) -> FloatArray:
         return self.predict_matrix(self.matrix(frame))
 
 
-def _sklearn_estimator(name: str, params: Mapping[str, Any], seed: int) -> Any:
+def _sklearn_estimator(name: str, params: Mapping[str, Any], seed: int, task: str = "regression") -> Any:
     module_name, _, cls_name = name.rpartition(".")
     if not module_name.startswith("sklearn."):
         raise ConfigError(
@@ -220,8 +227,20 @@ def _sklearn_estimator(name: str, params: Mapping[str, Any], seed: int) -> Any:
         raise ConfigError(f"model.params do not fit {name}: {exc}") from exc
     if "random_state" in estimator.get_params():
         estimator.set_params(random_state=seed)
-    if not hasattr(estimator, "predict"):
-        raise ConfigError(f"model.estimator '{name}' is not a regressor (it has no predict)")
+    from sklearn.base import is_classifier, is_regressor
+
+    if task == "regression" and not is_regressor(estimator):
+        kind = "a classifier" if is_classifier(estimator) else "not a regressor"
+        raise ConfigError(
+            f"model.estimator '{name}' is {kind}, and the target is a number: use a regressor such as "
+            "'sklearn.ensemble.HistGradientBoostingRegressor', or declare the target categorical"
+        )
+    if task != "regression" and not (is_classifier(estimator) and hasattr(estimator, "predict_proba")):
+        kind = "a regressor" if is_regressor(estimator) else "not a classifier with predict_proba"
+        raise ConfigError(
+            f"model.estimator '{name}' is {kind}, and the target is {task}: use a classifier such as "
+            "'sklearn.ensemble.HistGradientBoostingClassifier'"
+        )
     return estimator
 
 
@@ -230,12 +249,13 @@ def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
 
     LightGBM gets the categorical features declared as such and handles missing values
     natively; a scikit-learn estimator gets the same float matrix (use one that accepts
-    NaN, e.g. HistGradientBoostingRegressor, or declare constant fills).
+    NaN, e.g. HistGradientBoostingRegressor, or declare constant fills). A categorical
+    target trains a classifier: LightGBM's binary or multiclass objective (or a scikit-learn
+    classifier), optionally with balanced class weights; a binary model's decision threshold
+    is the definition's, or the one that maximises F1 on a validation part of the training
+    rows (the model is then refitted on all of them).
     """
-    if d.target.task != "regression":
-        raise UnsupportedError(
-            f"'{d.name}' has a {d.target.task} target; this version trains regression models only"
-        )
+    task = d.target.task
     observed = {
         n: train[n].dropna().unique().tolist() for n, f in d.features.items() if f.type == "categorical"
     }
@@ -257,61 +277,171 @@ def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
     names = portable.input_names(spec)
     x = build_matrix(spec, columns_of(train, names))
     y = train[d.target.column].to_numpy(dtype=np.float64)
+    if task != "regression":
+        spec.update(task=task, classes=list(d.target.values or ()), positive=d.target.positive_index)
+        y = _class_labels(d, y)
+        if task == "binary":
+            spec["threshold"] = d.model.threshold or _f1_threshold(d, spec, x, y, categorical)
+    model = _fit_matrix(d, spec, x, y, categorical)
+    return FittedModel(d.model.estimator, spec, model, categorical)
+
+
+def _class_labels(d: Definition, codes: FloatArray) -> FloatArray:
+    """What a classifier learns: the positive indicator (binary) or the class position, refusing
+    training rows that hold a single class (nothing to tell apart)."""
+    present = np.unique(codes[~np.isnan(codes)])
+    if present.size < 2:
+        only = d.target.classes[int(present[0])] if present.size else "none"
+        raise DataValidationError(
+            [
+                Problem(
+                    d.target.column,
+                    "classes",
+                    f"every training row has the same class ({only!r}); a classifier needs at least two "
+                    "classes among the labelled rows: ingest rows of the other class(es)",
+                )
+            ],
+            source="training data",
+        )
+    if d.target.task == "binary":
+        return np.asarray(codes == d.target.positive_index, dtype=np.float64)
+    return codes
+
+
+def _fit_matrix(
+    d: Definition, spec: Mapping[str, Any], x: FloatArray, y: FloatArray, categorical: list[str]
+) -> Any:
+    task = d.target.task
+    weights = None
+    if d.model.class_weight == "balanced":
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        weights = compute_sample_weight("balanced", y)
     name = d.model.estimator
     if name == "lightgbm":
         import lightgbm as lgb
 
+        objective = {"regression": "regression", "binary": "binary", "multiclass": "multiclass"}[task]
         params: dict[str, Any] = {
-            "objective": "regression",
+            "objective": objective,
             "verbosity": -1,
             "seed": d.model.seed,
             "deterministic": True,
             "num_threads": 2,
         }
+        if task == "multiclass":
+            params["num_class"] = len(d.target.classes)
         params.update(d.model.params)
         rounds = int(params.pop("n_estimators", params.pop("num_boost_round", 100)))
         dataset = lgb.Dataset(
-            x, label=y, feature_name=list(spec["order"]), categorical_feature=categorical, free_raw_data=True
+            x,
+            label=y,
+            weight=weights,
+            feature_name=list(spec["order"]),
+            categorical_feature=categorical,
+            free_raw_data=True,
         )
-        booster = lgb.train(params, dataset, num_boost_round=rounds)
-        return FittedModel(name, spec, booster, categorical)
-    estimator = _sklearn_estimator(name, d.model.params, d.model.seed)
-    estimator.fit(x, y)
-    return FittedModel(name, spec, estimator, categorical)
+        return lgb.train(params, dataset, num_boost_round=rounds)
+    estimator = _sklearn_estimator(name, d.model.params, d.model.seed, task)
+    if weights is None:
+        estimator.fit(x, y)
+    else:
+        estimator.fit(x, y, sample_weight=weights)
+    return estimator
+
+
+def _f1_threshold(
+    d: Definition, spec: Mapping[str, Any], x: FloatArray, y: FloatArray, categorical: list[str]
+) -> float:
+    """The score from which a row is positive that maximises F1 on a stratified validation part
+    (a fifth) of the training rows, scored by a model fitted on the rest; 0.5 when too few."""
+    rng = np.random.default_rng(d.model.seed + 1)
+    val = np.zeros(len(y), dtype=bool)
+    for cls in (0.0, 1.0):
+        idx = np.flatnonzero(y == cls)
+        val[rng.permutation(idx)[: max(1, len(idx) // 5)]] = True
+    if val.sum() < 20 or len(np.unique(y[~val])) < 2 or len(np.unique(y[val])) < 2:
+        return 0.5
+    model = _fit_matrix(d, spec, x[~val], y[~val], categorical)
+    scores = portable.model_scores(spec, model, x[val])
+    truth = y[val]
+    candidates = np.unique(np.quantile(scores, np.linspace(0.02, 0.98, 49)))
+    best, best_f1 = 0.5, -1.0
+    positives = truth.sum()
+    for t in candidates:
+        hit = scores >= t
+        tp = float((hit & (truth == 1)).sum())
+        f1 = 2 * tp / (hit.sum() + positives) if hit.sum() + positives else 0.0
+        if f1 > best_f1:
+            best, best_f1 = float(t), f1
+    return best
 
 
 @dataclass(frozen=True)
 class Metrics:
-    """Holdout metrics; ``n`` is the sample size they rest on."""
+    """Every metric of the task on some rows, the one in force (``metric``) and the sample size."""
 
-    r2: float
-    rmse: float
-    mae: float
+    values: Mapping[str, float]
     n: int
+    metric: str = "r2"
+
+    @property
+    def value(self) -> float:
+        """The metric in force: what the gate, the trigger and the timeline speak of."""
+        return float(self.values.get(self.metric, math.nan))
+
+    @property
+    def spec(self) -> MetricSpec:
+        return METRICS[self.metric]
+
+    @property
+    def r2(self) -> float:
+        return float(self.values.get("r2", math.nan))
+
+    @property
+    def rmse(self) -> float:
+        return float(self.values.get("rmse", math.nan))
+
+    @property
+    def mae(self) -> float:
+        return float(self.values.get("mae", math.nan))
+
+    def describe(self) -> str:
+        """``ROC AUC 0.8123`` (the metric in force)."""
+        return f"{self.spec.label} {self.value:.4f}"
 
     def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {
-            f"{prefix}r2": self.r2,
-            f"{prefix}rmse": self.rmse,
-            f"{prefix}mae": self.mae,
-            f"{prefix}n": self.n,
-        }
+        return {**{f"{prefix}{k}": v for k, v in self.values.items()}, f"{prefix}n": self.n}
 
 
-def evaluate(y_true: FloatArray, y_pred: FloatArray) -> Metrics:
-    """R², RMSE and MAE (R² is NaN when the truth is constant)."""
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
-    if y_true.shape != y_pred.shape or y_true.size == 0:
-        raise ValueError("y_true and y_pred must be non-empty and of equal length")
-    err = y_true - y_pred
-    sse = float(np.dot(err, err))
-    centred = y_true - y_true.mean()
-    sst = float(np.dot(centred, centred))
-    r2 = 1.0 - sse / sst if sst > 0 else float("nan")
-    return Metrics(
-        r2=r2, rmse=float(np.sqrt(sse / y_true.size)), mae=float(np.mean(np.abs(err))), n=int(y_true.size)
+def evaluate(
+    y_true: FloatArray,
+    scores: FloatArray,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    metric: str | None = None,
+) -> Metrics:
+    """Every metric of the model's task (from its ``spec``; none: regression) on these rows.
+
+    ``y_true`` holds numbers, or class positions for a classifier; ``scores`` what
+    :func:`mlpipeline.featuresets.portable.model_scores` returns. R² (and ROC AUC) are NaN
+    when the truth is constant.
+    """
+    spec = spec or {}
+    task = portable.task_of(spec)
+    y = np.asarray(y_true, dtype=np.float64)
+    if y.size == 0 or len(scores) != y.size:
+        raise ValueError("y_true and the scores must be non-empty and of equal length")
+    if task == "binary":
+        y = (y == int(spec["positive"])).astype(np.float64)
+    values = compute(
+        task,
+        y,
+        scores,
+        classes=len(spec.get("classes") or ()) or 2,
+        threshold=float(spec.get("threshold", 0.5)),
     )
+    return Metrics(values, int(y.size), metric_for(metric, task).name)
 
 
 def training_data_hash(d: Definition, frame: pd.DataFrame) -> str:
