@@ -496,32 +496,38 @@ def demo(
 
     from mlpipeline.demo import PERIODS
 
+    every = every.strip().lower() if every is not None else None
     if every is not None and every not in PERIODS:
         raise typer.BadParameter(f"must be one of {', '.join(PERIODS)}, got '{every}'", param_hint="--every")
     settings = _settings()
     on_clock = csv is None
+    metric_label = "R²"
     if csv is not None:
         d = _definition(featureset, settings)
+        metric_label = metric_for(d.quality.metric, d.target.task).label
         on_clock = d.event_time is not None and order_by in (None, d.event_time)
         if every is not None and not on_clock:
             raise ConfigError(
-                f"--every cuts the replay by event time, and '{d.name}' has no event_time"
-                + (f" (or --order-by names another column: '{order_by}')" if d.event_time else "")
-                + "; use --batches instead"
+                f"--every cuts the replay by its event time '{d.event_time}', and --order-by names "
+                f"another column '{order_by}'; drop one of them"
+                if d.event_time
+                else f"--every cuts the replay by event time, and '{d.name}' has no event_time; "
+                "use --batches instead"
             )
-    layout = "{:>3}  {:<11}  {:>6}  {:>7}  {:>7}  {:>6}  {:<24}  {:<8}  {:<20}  {:>8}  {:<14}"
+    # The reasons come last: they are as long as the triggers that fired, and push nothing.
+    layout = "{:>3}  {:<16}  {:>6}  {:>7}  {:>7}  {:>7}  {:<24}  {:<8}  {:>8}  {:<14}  {}"
     header = layout.format(
         "day" if csv is None else "#",
         "as of" if on_clock else (order_by or "batch"),
         "rows",
         "judged",
         "waiting",
-        "R²",
+        metric_label,
         "drift (max PSI)",
         "decision",
-        "reasons",
         "champion",
         "retrain",
+        "reasons",
     ).rstrip()
     lines: list[DayRow] = []
 
@@ -539,9 +545,9 @@ def demo(
                 "-" if row.r2 is None else f"{row.r2:.3f}",
                 "-" if row.worst_psi is None else f"{row.worst_psi[0][:17]} {row.worst_psi[1]:.2f}",
                 row.decision,
-                ",".join(row.reasons) or "-",
                 f"v{row.champion}" if row.champion else "-",
                 row.retrained or "-",
+                ",".join(row.reasons) or "-",
             ).rstrip(),
             markup=False,
             highlight=False,
@@ -612,17 +618,29 @@ ReasonOption = Annotated[
 
 
 @app.command()
-def train(featureset: FeaturesetOption, reason: ReasonOption = "manual") -> None:
+def train(
+    featureset: FeaturesetOption,
+    reason: ReasonOption = "manual",
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Train as of this moment (ISO-8601): labels known by then; the model's age counts "
+            "from it. For replays and backfills, with check --as-of.",
+        ),
+    ] = None,
+) -> None:
     """Train, evaluate and gate a new model version; promote it if it beats production."""
     from mlpipeline.featurestore.sql import open_store
     from mlpipeline.training.pipeline import train as run_train
 
+    moment = _as_of(as_of)
     settings = _settings()
     d = _definition(featureset, settings)
     store = open_store(settings)
     try:
         store.create_schema([d])
-        result = run_train(settings, store, d, reason=reason)
+        result = run_train(settings, store, d, reason=reason, as_of=moment)
     finally:
         store.dispose()
     assert result.metrics is not None

@@ -245,7 +245,7 @@ def _serve_and_check(
         end_of_day.strftime("%m-%d"),  # the check's moment, as the timeline's axis shows it
         rows,
         result.n_rows,
-        result.metrics.r2 if result.metrics and result.verdict else None,
+        result.metrics.value if result.metrics and result.verdict else None,
         worst,
         decision.action if decision else "-",
         decision.reasons if decision else (),
@@ -326,6 +326,7 @@ def run_csv_demo(
     """
     from mlpipeline.errors import ConfigError, NotFoundError
     from mlpipeline.featurestore.ingest import ingest_frame, read_batch_file
+    from mlpipeline.featurestore.validation import renamed
     from mlpipeline.monitoring.check import run_check
     from mlpipeline.registry.pointer import SqlPointerStore
     from mlpipeline.serving.predictor import open_predictor
@@ -336,7 +337,7 @@ def run_csv_demo(
         raise NotFoundError(f"data file {csv} does not exist")
     if not 2 <= first_batches < batches:
         raise ConfigError("batches must exceed first_batches, and first_batches must be at least 2")
-    frame = read_batch_file(csv, d)
+    frame = renamed(read_batch_file(csv, d), d, csv.name)  # the feature set's own column names
     on_clock = d.event_time is not None and order_by in (None, d.event_time)
     if on_clock:
         parts = _time_batches(frame, d, batches, every)
@@ -400,7 +401,7 @@ def run_csv_demo(
                     batch.label,
                     len(part),
                     judged,
-                    result.metrics.r2 if result.metrics and result.verdict else None,
+                    result.metrics.value if result.metrics and result.verdict else None,
                     worst,
                     result.decision.action if result.decision else "-",
                     result.decision.reasons if result.decision else (),
@@ -416,6 +417,13 @@ def run_csv_demo(
     finally:
         store.dispose()
     return report
+
+
+def _with_year(fmt: str) -> str:
+    """The picture's date format with the year a table has no axis label to carry."""
+    if "%Y" in fmt:
+        return fmt
+    return "%Y-" + fmt if fmt.startswith("%m") else "%Y-%m-%d " + fmt
 
 
 def _verdict(trained: Any) -> str:
@@ -480,7 +488,7 @@ def _time_batches(frame: Any, d: Definition, batches: int, every: str | None) ->
         periods = times.dt.to_period(PERIODS[every])
         cuts = [(p, frame.loc[periods == p]) for p in periods.unique()]
         ends = [p.end_time.floor("s").to_pydatetime() for p, _ in cuts]  # checked as the period ends
-        fmt = date_format(ends)
+        fmt = _with_year(date_format(ends))
         return [Batch(part, end.strftime(fmt), end) for (_, part), end in zip(cuts, ends, strict=True)]
     # About equal batches; rows of one moment stay together (a batch ends where the time moves on).
     first_of_moment = ~times.duplicated()
@@ -489,7 +497,7 @@ def _time_batches(frame: Any, d: Definition, batches: int, every: str | None) ->
     number = (start * batches // len(times)).to_numpy()
     out = []
     ends = [times[number == b].max().to_pydatetime() for b in sorted(set(number))]
-    fmt = date_format(ends)
+    fmt = _with_year(date_format(ends))
     for b, end in zip(sorted(set(number)), ends, strict=True):
         out.append(Batch(frame.loc[number == b], end.strftime(fmt), end))
     return out

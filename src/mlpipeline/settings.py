@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlpipeline.errors import ConfigError
@@ -267,6 +267,22 @@ class Settings(BaseSettings):
         """A duration setting as a timedelta (None for an empty training window)."""
         value = str(getattr(self, name))
         return parse_duration(value) if value else None
+
+    @model_validator(mode="after")
+    def _stores_under_home(self) -> Settings:
+        """The feature store, the MLflow store and the logs follow ``home`` unless set: moving
+        MLPIPELINE_HOME moves everything durable (the defaults spell out the default home)."""
+        home = self.home
+        derived = {
+            "featurestore_url": f"sqlite:///{home / 'featurestore.db'}",
+            "mlflow_tracking_uri": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+            "mlflow_artifact_root": str(home / "mlflow" / "artifacts"),
+            "log_dir": home / "logs",
+        }
+        for name, value in derived.items():
+            if name not in self.model_fields_set:
+                object.__setattr__(self, name, value)
+        return self
 
     @field_validator("featurestore_url", "mlflow_tracking_uri")
     @classmethod

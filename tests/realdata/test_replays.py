@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from mlpipeline.demo import run_csv_demo
+from mlpipeline.errors import ConfigError
 from mlpipeline.featuresets.definition import load_definition
 from mlpipeline.featurestore.checks import CheckRecords
 from mlpipeline.featurestore.ingest import ingest_frame
@@ -176,5 +177,53 @@ def test_a_deferred_retrain_waits_for_the_cooldown_on_the_data_clock(on_backend:
         # exactly 2 days later and runs the kept retrain; and so on.
         assert actions == ["retrain", "deferred", "retrain", "deferred", "retrain", "deferred"]
         assert status_of(settings, store, d)["clock"] == "simulated"
+    finally:
+        store.dispose()
+
+
+SOURCED = """
+name = "deliveries"
+table = "deliveries"
+event_time = {column = "ordered_at", source = "Ordered At"}
+extra_columns = "ignore"
+
+[entity_key]
+column = "order_id"
+source = "Order #"
+
+[target]
+column = "delivery_minutes"
+source = "Minutes"
+
+[features.distance_km]
+type = "float"
+source = "Distance (km)"
+[features.items]
+type = "integer"
+"""
+
+
+def test_a_replay_reads_files_that_name_columns_their_own_way(settings: Settings, tmp_path: Path) -> None:
+    """Every column under a source name, the event time too; checks move forward only."""
+    settings.featuresets_dir.mkdir(parents=True, exist_ok=True)
+    (settings.featuresets_dir / "deliveries.toml").write_text(SOURCED)
+    config = StreamConfig(seed=2, rows_per_day=150)
+    rows = pd.concat([generate_day(config, day) for day in range(6)], ignore_index=True)
+    names = {
+        "order_id": "Order #",
+        "ordered_at": "Ordered At",
+        "delivery_minutes": "Minutes",
+        "distance_km": "Distance (km)",
+    }
+    path = tmp_path / "deliveries.csv"
+    rows.rename(columns=names).to_csv(path, index=False)
+    report = run_csv_demo(settings, "deliveries", path, every="day")
+    assert report.batches_written == 6
+    assert report.judged_rows == 4 * 150  # days 0-1 train; each later day is judged once
+    store = SqlFeatureStore(settings.featurestore_url)
+    try:
+        d = load_definition("deliveries", settings.featuresets_dir)
+        with pytest.raises(ConfigError, match="run forward in time"):
+            run_check(settings, store, d, as_of=datetime(2026, 1, 3))
     finally:
         store.dispose()

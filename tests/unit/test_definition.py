@@ -157,3 +157,23 @@ def test_user_folder_overrides_shipped(tmp_path: Path) -> None:
     )
     assert load_definition("housing", tmp_path).table == "my_housing"
     assert load_definition("housing").table == "housing"
+
+
+def test_a_time_column_may_have_a_source_name() -> None:
+    data = base()
+    data["event_time"] = {"column": "ordered_at", "source": "Ordered At"}
+    data["label_time"] = {"column": "settled_at", "source": "Settled"}
+    d = parse_definition(data)
+    assert d.event_time == "ordered_at"
+    assert d.sources["Ordered At"] == "ordered_at"
+    assert d.sources["Settled"] == "settled_at"
+    data["event_time"] = {"column": "ordered_at", "name": "x"}
+    with pytest.raises(DefinitionError, match="unknown key"):
+        parse_definition(data)
+
+
+def test_an_estimator_that_is_not_allowed_is_refused_when_the_file_loads() -> None:
+    data = base()
+    data["model"]["estimator"] = "xgboost"
+    with pytest.raises(DefinitionError, match=r"model\.estimator: 'xgboost' is not allowed"):
+        parse_definition(data)

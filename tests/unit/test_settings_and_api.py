@@ -91,3 +91,15 @@ def test_portable_module_needs_only_numpy() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "ast", "collections", "datetime", "typing", "numpy"}, imported
+
+
+def test_the_stores_follow_home_unless_set(tmp_path: Path) -> None:
+    home = tmp_path / "elsewhere"
+    moved = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    assert moved.featurestore_url == f"sqlite:///{home / 'featurestore.db'}"
+    assert moved.mlflow_tracking_uri == f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    assert moved.mlflow_artifact_root == str(home / "mlflow" / "artifacts")
+    assert moved.log_dir == home / "logs"
+    pinned = Settings(home=home, featurestore_url="sqlite:///x.db", _env_file=None)  # type: ignore[call-arg]
+    assert pinned.featurestore_url == "sqlite:///x.db"
+    assert Settings(_env_file=None).featurestore_url == "sqlite:///dur/featurestore.db"  # type: ignore[call-arg]

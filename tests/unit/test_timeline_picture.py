@@ -7,6 +7,7 @@ label texts, line markers, text extents) rather than trusting the code that made
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def test_a_single_check_with_one_psi_point_draws_visible_markers() -> None:
     assert lo <= 0.1 < hi  # the point is inside the panel, not on its frame
 
 
-def test_a_check_without_a_verdict_has_no_point() -> None:
+def test_a_check_without_a_verdict_has_no_point_and_breaks_the_line() -> None:
     start = datetime(2026, 3, 1)
     checks = [
         _check(start, 0.8),
@@ -121,7 +122,11 @@ def test_a_check_without_a_verdict_has_no_point() -> None:
     ]
     fig = _build(checks)
     metric_line = next(line for line in fig.axes[1].get_lines() if str(line.get_label()).startswith("R²"))
-    assert list(metric_line.get_ydata()) == [0.8, 0.75]  # type: ignore[arg-type]
+    values = list(metric_line.get_ydata())  # type: ignore[arg-type]
+    assert values[0] == 0.8
+    assert values[3] == 0.75
+    assert math.isnan(values[1])
+    assert math.isnan(values[2])  # a gap, not a straight line across it
 
 
 def test_retrain_outcomes_are_labelled_in_the_event_strip() -> None:

@@ -360,6 +360,12 @@ class Definition(_Strict):
     entity_key: EntityKey
     event_time: str | None = Field(default=None, description="column with the event timestamp")
     label_time: str | None = Field(default=None, description="column with the label-arrival timestamp")
+    event_time_source: str | None = Field(
+        default=None, description="the event time's name in the files (from event_time = {column, source})"
+    )
+    label_time_source: str | None = Field(
+        default=None, description="the label time's name in the files (from label_time = {column, source})"
+    )
     target: Target
     features: dict[str, Feature]
     constants: dict[str, float | datetime | date] = Field(
@@ -376,6 +382,28 @@ class Definition(_Strict):
             "(a typo is caught), 'ignore' drops them and says which; ingest, predict and the API alike"
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _times_with_source(cls, data: Any) -> Any:
+        """``event_time = {column = "recorded_at", source = "Recorded At"}``: a time column whose
+        files name it otherwise, like a feature's ``source``."""
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for key in ("event_time", "label_time"):
+            value = out.get(key)
+            if isinstance(value, Mapping):
+                unknown = sorted(set(value) - {"column", "source"})
+                if unknown or "column" not in value:
+                    raise ValueError(
+                        f"{key}: a table takes column = 'name' and optionally source = 'name in the files'"
+                        + (f"; unknown key(s): {', '.join(unknown)}" if unknown else "")
+                    )
+                out[key] = value["column"]
+                if value.get("source") is not None:
+                    out[f"{key}_source"] = value["source"]
+        return out
 
     @property
     def time_inputs(self) -> tuple[str, ...]:
@@ -394,6 +422,10 @@ class Definition(_Strict):
         pairs = [(self.entity_key.source_of(k), k) for k in self.key_columns]
         pairs += [(f.source, name) for name, f in self.features.items()]
         pairs.append((self.target.source, self.target.column))
+        if self.event_time and self.event_time not in self.key_columns:
+            pairs.append((self.event_time_source, self.event_time))
+        if self.label_time:
+            pairs.append((self.label_time_source, self.label_time))
         return {source: name for source, name in pairs if source is not None and source != name}
 
     def input_name(self, column: str) -> str:
@@ -503,6 +535,11 @@ def _check_semantics(d: Definition, source: str) -> None:
         problems.append("features: define at least one feature, e.g. [features.x] type = 'float'")
     given = [(d.entity_key.source_of(k), k) for k in d.key_columns]
     given += [(f.source, name) for name, f in d.features.items()] + [(d.target.source, d.target.column)]
+    for origin, column in ((d.event_time_source, d.event_time), (d.label_time_source, d.label_time)):
+        if column is not None:
+            given.append((origin, column))
+    if d.event_time_source and d.event_time in d.key_columns:
+        problems.append("event_time: it is also the key; give its source on the key instead")
     taken: dict[str, str] = {}
     for origin, name in given:
         if origin is None:
@@ -570,6 +607,12 @@ def _target_problems(d: Definition, columns: Mapping[str, str]) -> list[str]:
         problems.append(f"quality.metric: {problem}")
     if d.quality.min_class_recall is not None and d.target.task == "regression":
         problems.append("quality.min_class_recall: a regression target has no classes; remove it")
+    estimator = d.model.estimator
+    if estimator != "lightgbm" and not (estimator.startswith("sklearn.") and estimator.count(".") >= 2):
+        problems.append(
+            f"model.estimator: '{estimator}' is not allowed; use 'lightgbm' or a scikit-learn estimator by "
+            "its full name, e.g. 'sklearn.ensemble.HistGradientBoostingRegressor'"
+        )
     if d.model.class_weight is not None and d.target.task == "regression":
         problems.append("model.class_weight: a regression target has no classes; remove it")
     if d.model.threshold is not None and d.target.task != "binary":

@@ -19,7 +19,7 @@ import pandas as pd
 from mlpipeline.errors import DataValidationError, EmptyBatchError, Problem
 from mlpipeline.featuresets.definition import INTERNAL_COLUMNS, MAX_TEXT_LENGTH, Definition, Feature
 
-__all__ = ["MAX_ROWS_SHOWN", "expected_columns", "validate_batch", "validate_labels"]
+__all__ = ["MAX_ROWS_SHOWN", "expected_columns", "renamed", "validate_batch", "validate_labels"]
 
 #: How many offending row numbers an error message lists per rule.
 MAX_ROWS_SHOWN = 5
@@ -62,7 +62,7 @@ def validate_batch(
     """Validate and normalise ``frame``; raise with every problem if any rule is broken."""
     if len(frame.index) == 0:
         raise EmptyBatchError(source)
-    frame = _renamed(frame, d, source)
+    frame = renamed(frame, d, source)
     ignored = _check_columns(frame, d, source, for_scoring)
     out: dict[str, pd.Series] = {}
     problems: list[Problem] = []
@@ -99,7 +99,7 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     """
     if len(frame.index) == 0:
         raise EmptyBatchError(source)
-    frame = _renamed(frame, d, source)
+    frame = renamed(frame, d, source)
     keys, target = list(d.key_columns), d.target.column
     names = [str(c) for c in frame.columns]
     inputs = target_inputs(d)
@@ -145,7 +145,7 @@ def validate_labels(frame: pd.DataFrame, d: Definition, *, source: str = "labels
     return pd.DataFrame(out)
 
 
-def _renamed(frame: pd.DataFrame, d: Definition, source: str = "batch") -> pd.DataFrame:
+def renamed(frame: pd.DataFrame, d: Definition, source: str = "batch") -> pd.DataFrame:
     """Source column names (``source = "mean radius"``) to the feature set's names."""
     sources = d.sources
     if not sources or not any(str(c) in sources for c in frame.columns):

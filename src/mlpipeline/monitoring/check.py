@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpipeline.errors import BusyError, MlpipelineError
+from mlpipeline.errors import BusyError, ConfigError, MlpipelineError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.envelope import Envelope, OutsideSummary, summarise
@@ -207,6 +207,12 @@ def _check(
     simulated: bool,
 ) -> CheckResult:
     records = CheckRecords(store, d.name)
+    last = records.history(limit=1)
+    if simulated and last and last[0].checked_at > now:
+        raise ConfigError(
+            f"checks of '{d.name}' run forward in time: the last one ran as of "
+            f"{last[0].checked_at.isoformat()}; give --as-of at or after it"
+        )
     mark = records.watermark()
     frame, new_mark = store.labelled_since(d, mark, as_of=now)
     pointer = SqlPointerStore(store).get(d.name)

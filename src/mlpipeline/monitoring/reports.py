@@ -95,14 +95,16 @@ def date_format(times: Sequence[datetime]) -> str:  # noqa: PLR0911 (a decision 
     One rule for the picture's axis and the command-line tables, so both read the same: a
     yearly replay shows ``1987``, a multi-year one ``1987-03-01``, a daily stream ``11-29``
     (the year goes once into the axis label), checks at times of day ``11-29 14:05``, and
-    checks within one day ``14:05`` (the date in the axis label). Beyond the basic rules, a
+    checks within one day ``14:05`` (the date in the axis label). A check at a day's last
+    second (as of the end of a month, say) counts as that date. Beyond the basic rules, a
     few seconds apart within one day adds ``:%S``, and a short span across New Year keeps the
     time of day; otherwise the labels would repeat.
     """
     if not times:
         return "%Y-%m-%d"
     lo, hi = min(times), max(times)
-    midnight = all(t.time() == time(0) for t in times)
+    # A check at a day's start or its last second (a period's end) stands for a date.
+    midnight = all(t.time() in (time(0), time(23, 59, 59)) for t in times)
     if lo.year != hi.year:
         if midnight and all(t.month == 1 and t.day == 1 for t in times):
             return "%Y"
@@ -328,9 +330,10 @@ def _metric_panel(
     measured = [c for c in ordered if _has_verdict(c)]
     versions = _version_path([c.model_version or "?" for c in measured])
     label = f"{metric} on newly labelled rows" + (f"\nchampion {versions}" if versions else "")
+    # A check without a verdict breaks the line (NaN), so a gap is not drawn as a trend.
     ax.plot(
-        _nums([c.checked_at for c in measured]),
-        [c.value or 0.0 for c in measured],
+        _nums([c.checked_at for c in ordered]),
+        [(c.value or 0.0) if _has_verdict(c) else math.nan for c in ordered],
         marker="o",
         markersize=4,
         linewidth=1.4,
