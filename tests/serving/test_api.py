@@ -100,7 +100,7 @@ def good(trained: Trained) -> dict[str, Any]:
         ("out of range", 422, "below the minimum"),
         ("fractional integer", 422, "whole number"),
         ("unknown category", 422, "unknown category"),
-        ("number for category", 422, "not text"),
+        ("number for category", 422, "unknown category (3"),
         ("SQL in a value", 422, "unknown category"),
         ("invocations without a format key", 400, "exactly one of the keys"),
         ("invocations with two format keys", 400, "exactly one of the keys"),

@@ -411,7 +411,8 @@ RULES = [
     pytest.param({"items": True}, "items", "type", "not a number (", id="bool-in-numeric"),
     pytest.param({"temperature_c": False}, "temperature_c", "type", "not a number", id="bool-in-native"),
     pytest.param({"hour": [1]}, "hour", "type", "not a number", id="list-in-numeric"),
-    pytest.param({"region": 1}, "region", "type", "not text (", id="number-in-categorical"),
+    pytest.param({"region": 1}, "region", "category", "unknown category (1", id="number-in-categorical"),
+    pytest.param({"region": 1.5}, "region", "type", "not text (1.5", id="fraction-in-categorical"),
     pytest.param({"region": True}, "region", "type", "not text", id="bool-in-categorical"),
     pytest.param({"hour": 24}, "hour", "range", "above the maximum 23", id="above-max"),
     pytest.param({"distance_km": -0.5}, "distance_km", "range", "below the minimum 0", id="below-min"),
@@ -471,9 +472,9 @@ def test_text_samples_are_quoted(demo: InputContract) -> None:
 
 
 def test_samples_show_non_text_values_unquoted(demo: InputContract) -> None:
-    err = reject(lambda: demo.from_records([record(region=1, items=True)]))
+    err = reject(lambda: demo.from_records([record(region=1.5, items=True)]))
     details = {p.column: p.detail for p in err.problems}
-    assert "not text (1)" in details["region"]
+    assert "not text (1.5" in details["region"]
     assert "not a number (True)" in details["items"]
 
 
@@ -580,7 +581,7 @@ def test_rows_shown_are_capped_but_counted(shape: Shape, demo: InputContract) ->
 
 
 def test_wrong_types_are_not_also_reported_as_null(shape: Shape, demo: InputContract) -> None:
-    recs = [record(distance_km="x", region=3), record(distance_km=None, region=None), record()]
+    recs = [record(distance_km="x", region=3.5), record(distance_km=None, region=None), record()]
     err = reject(lambda: shape(demo, recs))
     assert sorted(summary(err)) == sorted(
         [

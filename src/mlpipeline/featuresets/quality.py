@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.metrics import metric_for
 from mlpipeline.settings import Settings
 
 __all__ = ["QUALITY_SETTINGS", "quality_in_force", "settings_for"]
@@ -36,7 +37,8 @@ QUALITY_SETTINGS: dict[str, str] = {
 
 def settings_for(settings: Settings, d: Definition) -> Settings:
     """``settings`` with ``d``'s ``[quality]`` values in force (validated like the settings)."""
-    given = d.quality.model_dump(exclude_none=True)
+    # metric and min_class_recall have no setting: training and monitoring read them from d.
+    given = {k: v for k, v in d.quality.model_dump(exclude_none=True).items() if k in QUALITY_SETTINGS}
     if not given:
         return settings
     # The values were validated with the definition (durations parse, counts are positive).
@@ -47,6 +49,13 @@ def quality_in_force(settings: Settings, d: Definition) -> dict[str, dict[str, A
     """Each quality value in force for ``d`` and its source: definition, environment or default."""
     given = d.quality.model_dump(exclude_none=True)
     out: dict[str, dict[str, Any]] = {}
+    metric = metric_for(d.quality.metric, d.target.task)
+    out["metric"] = {
+        "value": metric.name,
+        "source": f"{d.name}.toml [quality]" if d.quality.metric else "default",
+    }
+    if d.quality.min_class_recall is not None:
+        out["min_class_recall"] = {"value": d.quality.min_class_recall, "source": f"{d.name}.toml [quality]"}
     for key, field in QUALITY_SETTINGS.items():
         if key in given:
             out[key] = {"value": given[key], "source": f"{d.name}.toml [quality]"}

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -226,19 +227,17 @@ def create_app(
     def answer(result: Prediction, *, explain: bool = False) -> Response:
         body: dict[str, Any] = {
             "model": {"name": result.model_name, "version": result.version},
-            "predictions": result.values.tolist(),
+            "predictions": result.answers,
         }
+        if result.probabilities is not None:
+            body["probabilities"] = result.probability_records()
         if result.keys is not None:
             body["keys"] = result.keys
         if result.ignored_columns:
             body["ignored_columns"] = list(result.ignored_columns)
         body["warnings"] = result.warnings()
         if explain and result.contributions is not None:
-            names = result.feature_names
-            body["base_value"] = float(result.contributions[0, -1])
-            body["contributions"] = [
-                dict(zip(names, row[:-1].tolist(), strict=True)) for row in result.contributions
-            ]
+            body.update(_contributions(result))
         return _json(body)
 
     @app.post(
@@ -278,8 +277,11 @@ def create_app(
     async def invocations(request: Request) -> Response:
         payload = await read_json(request)
         call, rows = _invocation(predictor, payload)
+        output = _output_param(payload)
         result = await run(call, rows)
-        return _json({"predictions": result.values.tolist()})
+        if output == "probabilities" and result.probabilities is not None:
+            return _json({"predictions": result.probability_records()})
+        return _json({"predictions": result.answers})
 
     @app.get("/health", summary="Liveness and the served version (503 while no model can be served)")
     async def health(request: Request) -> Response:
@@ -324,6 +326,44 @@ def create_app(
         )
 
     return app
+
+
+def _output_param(payload: Any) -> str:
+    """MLflow's ``"params": {"output": "labels" | "probabilities"}`` (labels when absent)."""
+    params = payload.get("params") if isinstance(payload, dict) else None
+    if params is None:
+        return "labels"
+    output = params.get("output", "labels") if isinstance(params, dict) else None
+    if output not in ("labels", "probabilities"):
+        raise ApiError(400, "MLP-200", "params.output must be 'labels' or 'probabilities'")
+    return str(output)
+
+
+def _contributions(result: Prediction) -> dict[str, Any]:
+    """Per-feature contributions (SHAP values) with the base value: in the model's raw score
+    (a binary model's log-odds of the positive class), and per class for a multiclass model."""
+    assert result.contributions is not None
+    names = list(result.feature_names)
+    width = len(names) + 1
+    raw = np.asarray(result.contributions, dtype=np.float64)
+    if result.probabilities is not None and len(result.classes) > 2:
+        per_class = raw.reshape(len(raw), len(result.classes), width)
+        classes = [str(c) for c in result.classes]
+        return {
+            "base_value": {c: float(per_class[0, i, -1]) for i, c in enumerate(classes)},
+            "contributions": [
+                {c: dict(zip(names, row[i, :-1].tolist(), strict=True)) for i, c in enumerate(classes)}
+                for row in per_class
+            ],
+            "contribution_scale": "raw score of each class (softmax of the sums gives the probabilities)",
+        }
+    out: dict[str, Any] = {
+        "base_value": float(raw[0, -1]),
+        "contributions": [dict(zip(names, row[:-1].tolist(), strict=True)) for row in raw],
+    }
+    if result.probabilities is not None:
+        out["contribution_scale"] = "log-odds of the positive class"
+    return out
 
 
 def _invocation(predictor: Predictor, payload: Any) -> tuple[Callable[[], Prediction], int]:

@@ -211,38 +211,62 @@ def render_predictions(
     names = list(result.feature_names)
     contributions = result.contributions if explain else None
     outside = result.outside_by_row() if contributions is not None else None
+    classes = [str(c) for c in result.classes] if result.probabilities is not None else []
+    # Contribution columns: one per feature, or per class and feature for a multiclass model.
+    per_class = contributions is not None and len(classes) > 2
+    contribution_names = [f"{c}_{n}" for c in classes for n in [*names, "base"]] if per_class else names
+    answers = result.answers
+    probabilities = result.probabilities.tolist() if result.probabilities is not None else None
     kept = dict(keep or {})
     if fmt == "json":
         lines = []
-        for i, value in enumerate(result.values.tolist()):
+        for i, value in enumerate(answers):
             row: dict[str, Any] = {}
             if result.keys is not None:
                 row["key"] = result.keys[i]
             for column, values in kept.items():
                 row[column] = _plain(values[i])
             row["prediction"] = value
+            if probabilities is not None:
+                row["probabilities"] = dict(zip(classes, probabilities[i], strict=True))
             row["model_version"] = result.version
             if contributions is not None:
-                row["base_value"] = float(contributions[i, -1])
-                row["contributions"] = dict(zip(names, contributions[i, :-1].tolist(), strict=True))
+                if per_class:
+                    row["contributions"] = dict(
+                        zip(contribution_names, contributions[i].tolist(), strict=True)
+                    )
+                else:
+                    row["base_value"] = float(contributions[i, -1])
+                    row["contributions"] = dict(zip(names, contributions[i, :-1].tolist(), strict=True))
             if outside is not None:
                 row["outside_training"] = outside[i].split("|") if outside[i] else []
             lines.append(json.dumps(row, separators=(",", ":")))
         return "\n".join(lines) + "\n"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = (["key"] if result.keys is not None else []) + list(kept) + ["prediction", "model_version"]
+    header = (["key"] if result.keys is not None else []) + list(kept) + ["prediction"]
+    header += [f"probability_{c}" for c in classes] + ["model_version"]
     if contributions is not None:
-        header += ["base_value"] + [f"contribution_{n}" for n in names]
+        if per_class:
+            header += [f"contribution_{n}" for n in contribution_names]
+        else:
+            header += ["base_value"] + [f"contribution_{n}" for n in names]
     if outside is not None:
         header.append("outside_training")
     writer.writerow(header)
-    for i, value in enumerate(result.values.tolist()):
+    for i, value in enumerate(answers):
         line: list[Any] = [result.keys[i]] if result.keys is not None else []
         line += ["" if _plain(values[i]) is None else _plain(values[i]) for values in kept.values()]
-        line += [repr(value), result.version]
+        line.append(repr(value) if isinstance(value, float) else value)
+        if probabilities is not None:
+            line += [repr(float(p)) for p in probabilities[i]]
+        line.append(result.version)
         if contributions is not None:
-            line += [repr(float(contributions[i, -1]))] + [repr(float(c)) for c in contributions[i, :-1]]
+            row_c = contributions[i]
+            if per_class:
+                line += [repr(float(c)) for c in row_c]
+            else:
+                line += [repr(float(row_c[-1]))] + [repr(float(c)) for c in row_c[:-1]]
         if outside is not None:
             line.append(outside[i])
         writer.writerow(line)

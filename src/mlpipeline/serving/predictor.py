@@ -77,6 +77,22 @@ class Prediction:
     # Rows whose inputs lie outside the model's training envelope, per column that has any.
     outside: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
     envelope: Envelope | None = None
+    # A classifier's answer: each row's class (the target's own value) and class probabilities.
+    labels: list[Any] | None = None
+    probabilities: FloatArray | None = None  # rows x classes, in ``classes`` order
+    classes: list[Any] = field(default_factory=list)
+
+    @property
+    def answers(self) -> list[Any]:
+        """What the model predicts per row: the class for a classifier, else the number."""
+        return self.labels if self.labels is not None else self.values.tolist()
+
+    def probability_records(self) -> list[dict[str, float]]:
+        """Each row's class probabilities keyed by class (text keys, as JSON needs)."""
+        if self.probabilities is None:
+            return []
+        names = [str(c) for c in self.classes]
+        return [dict(zip(names, row, strict=True)) for row in self.probabilities.tolist()]
 
     def warnings(self) -> list[dict[str, Any]]:
         """One warning per column with inputs outside the training envelope: the column, how
@@ -167,7 +183,10 @@ class Predictor:
                 utcnow(),
                 time.perf_counter() - started,
                 tuple(model.spec["order"]),
-                SingleRowPredictor(model.model) if model.is_lightgbm else None,
+                # LightGBM's one-row fast path writes one number: a regression or binary score.
+                SingleRowPredictor(model.model)
+                if model.is_lightgbm and portable.task_of(model.spec) != "multiclass"
+                else None,
             )
             # Build the compiled feature spec before the swap, so the first request is not slower.
             portable.build_matrix(model.spec, _probe(model.spec))
@@ -271,10 +290,20 @@ class Predictor:
                 )
             contributions = model.model.predict(matrix, pred_contrib=True)
         if serving.single_row is not None and inputs.rows == 1:
-            values = np.array([serving.single_row.predict(matrix[0])])
+            scores = np.array([serving.single_row.predict(matrix[0])])
         else:
-            values = model.model.predict(matrix)
-        values = np.asarray(values, dtype=np.float64)
+            scores = model.predict_matrix(matrix)
+        spec = model.spec
+        task = portable.task_of(spec)
+        labels = probabilities = None
+        if task == "regression":
+            values = scores
+        else:
+            codes = portable.predicted_codes(spec, scores)
+            labels = portable.class_labels(spec, codes)
+            probabilities = portable.class_probabilities(spec, scores)
+            # The log keeps one number a prediction: the positive score, or the class's position.
+            values = scores if task == "binary" else codes.astype(np.float64)
         if self.prediction_log is not None:
             self.prediction_log.add(inputs.keys, serving.pointer.version, values)
         return Prediction(
@@ -287,6 +316,9 @@ class Predictor:
             inputs.ignored,
             inputs.outside,
             serving.contract.envelope,
+            labels,
+            probabilities,
+            list(spec.get("classes") or ()),
         )
 
     # -- status ------------------------------------------------------------------------------

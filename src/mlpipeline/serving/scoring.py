@@ -437,7 +437,9 @@ def _categorical(
     wrong: list[int] = []
     unknown: list[int] = []
     nulls: list[int] = []
-    for i, v in enumerate(raw):
+    for i, given in enumerate(raw):
+        # A category coded as a number (a state code) is its text, as stored at ingest.
+        v = str(int(given)) if _whole_number(given) else given
         if isinstance(v, str) and v:
             code = rule.lookup.get(v)
             if code is None:
@@ -470,6 +472,14 @@ def _categorical(
     if rule.required:
         report.rows(rule.name, "not null", "missing value; this feature must be given", nulls)
     return out
+
+
+def _whole_number(value: object) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
 
 
 def _timestamps(name: str, raw: Any, report: _Report) -> FloatArray:

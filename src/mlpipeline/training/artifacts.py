@@ -87,8 +87,12 @@ def build_model_dir(fitted: FittedModel, example: pd.DataFrame, out: Path) -> Pa
     shutil.copyfile(portable.__file__, portable_copy)
     names = portable.input_names(fitted.spec)
     example = example[names].head(5).reset_index(drop=True)
-    prediction = fitted.predict(example)
-    signature = infer_signature(example, prediction)
+    scores = fitted.predict(example)
+    if fitted.task == "regression":
+        signature = infer_signature(example, scores)
+    else:  # a classifier answers with its classes; probabilities on request
+        labels = portable.class_labels(fitted.spec, portable.predicted_codes(fitted.spec, scores))
+        signature = infer_signature(example, pd.Series(labels), params={"output": "labels"})
     target = out / "model"
     with warnings.catch_warnings():
         # MLflow warns that the models-from-code predict() has no type hints to infer a
@@ -146,8 +150,12 @@ class TreeExplainer:
         return cls(booster, spec, float(header["expected_value"]))
 
     def shap_values(self, matrix: FloatArray) -> FloatArray:
-        """(rows x features) contributions; rows sum with ``expected_value`` to the prediction."""
+        """(rows x features) contributions; rows sum with ``expected_value`` to the model's raw
+        score (a binary model's log-odds). A multiclass model gives (rows x classes x features)."""
         contrib = np.asarray(self.booster.predict(matrix, pred_contrib=True), dtype=np.float64)
+        width = len(self.feature_names) + 1
+        if contrib.shape[1] > width:  # one block of contributions per class
+            return contrib.reshape(len(contrib), -1, width)[:, :, :-1]
         return contrib[:, :-1]
 
     def explain_frame(self, frame: pd.DataFrame) -> FloatArray:

@@ -5,7 +5,9 @@ This file is logged as the model's code; MLflow executes it when the model is lo
 model's pinned requirements and without mlpipeline: the feature code ships beside it as
 ``mlpipeline_portable.py`` (see :mod:`mlpipeline.featuresets.portable`). Input is a DataFrame (or
 records) of raw feature columns; derived features, fills and category codes are computed
-here exactly as mlpipeline computes them; output is one prediction per row.
+here exactly as mlpipeline computes them; output is one prediction per row: a number, or for
+a classifier the class (the target's own value), as MLflow's scoring server returns for
+classifiers, or with ``params={"output": "probabilities"}`` one column per class.
 
 Artifacts: ``features`` (the portable feature spec, JSON) and either ``booster``
 (LightGBM text model) or ``sklearn`` (a skops file with ``sklearn_trusted`` listing the
@@ -66,7 +68,16 @@ class MlpipelineModel(PythonModel):
         for name in self.times:  # timestamps that derived features read: the portable code parses them
             columns[name] = frame[name].to_numpy()
         matrix = portable.build_matrix(self.spec, columns)
-        return np.asarray(self.model.predict(matrix), dtype=np.float64)
+        scores = portable.model_scores(self.spec, self.model, matrix)
+        if portable.task_of(self.spec) == "regression":
+            return np.asarray(scores, dtype=np.float64)
+        output = (params or {}).get("output", "labels")
+        if output == "probabilities":
+            names = [str(c) for c in self.spec["classes"]]
+            return pd.DataFrame(portable.class_probabilities(self.spec, scores), columns=names)
+        if output != "labels":
+            raise ValueError(f"params output must be 'labels' or 'probabilities', got {output!r}")
+        return np.asarray(portable.class_labels(self.spec, portable.predicted_codes(self.spec, scores)))
 
 
 mlflow.models.set_model(MlpipelineModel())

@@ -348,13 +348,26 @@ def _explain(fitted: Any, holdout: Any, work: Path, tracker: Tracker, run_id: st
     matrix = fitted.matrix(sample)
     explainer = write_explainer(fitted, matrix, work / "explainer")
     values = explainer.shap_values(matrix)
-    mean_abs = np.abs(values).mean(axis=0)
-    plot = work / "shap_summary.png"
-    _summary_plot(values, matrix, explainer.feature_names, plot)
+    names = explainer.feature_names
+    if values.ndim == 3:  # multiclass: one summary per class
+        metrics: dict[str, float] = {}
+        for i, cls in enumerate(fitted.spec.get("classes") or range(values.shape[1])):
+            plot = work / f"shap_summary_{cls}.png"
+            _summary_plot(values[:, i, :], matrix, names, plot)
+            tracker.log_artifact(run_id, plot)
+            mean_abs = np.abs(values[:, i, :]).mean(axis=0)
+            metrics.update(
+                {f"shap_mean_abs.{cls}.{n}": float(v) for n, v in zip(names, mean_abs, strict=True)}
+            )
+    else:
+        plot = work / "shap_summary.png"
+        _summary_plot(values, matrix, names, plot)
+        tracker.log_artifact(run_id, plot)
+        mean_abs = np.abs(values).mean(axis=0)
+        metrics = {f"shap_mean_abs.{n}": float(v) for n, v in zip(names, mean_abs, strict=True)}
     tracker.log_artifacts(run_id, work / "explainer", "explainer")
-    tracker.log_artifact(run_id, plot)
     tracker.log(run_id, tags={"mlpipeline.explainer": "explainer/explainer.json"})
-    return {f"shap_mean_abs.{n}": float(v) for n, v in zip(explainer.feature_names, mean_abs, strict=True)}
+    return metrics
 
 
 def _summary_plot(values: np.ndarray, matrix: np.ndarray, names: list[str], path: Path) -> None:

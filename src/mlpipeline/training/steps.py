@@ -125,7 +125,8 @@ class Split:
 def split_holdout(d: Definition, frame: pd.DataFrame) -> Split:
     """Time-aware split: the most recent labelled rows are the holdout.
 
-    With no event-time column, a random split seeded by the definition's seed.
+    With no event-time column, a random split seeded by the definition's seed, stratified by
+    class for a classifier.
     """
     labelled = frame[frame[d.target.column].notna()]
     n = len(labelled)
@@ -154,12 +155,25 @@ def split_holdout(d: Definition, frame: pd.DataFrame) -> Split:
         }
         return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), "time", window)
     rng = np.random.default_rng(d.model.seed)
-    order = rng.permutation(n)
-    hold_idx, train_idx = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+    if d.target.task != "regression":
+        # Stratified: each class keeps its share in the holdout, so a rare class is judged too.
+        codes = labelled[d.target.column].to_numpy(dtype=np.float64)
+        picked: list[int] = []
+        for cls in np.unique(codes):
+            members = np.flatnonzero(codes == cls)
+            picked += rng.permutation(members)[: round(len(members) * n_hold / n)].tolist()
+        hold = np.zeros(n, dtype=bool)
+        hold[picked] = True
+        hold_idx, train_idx = np.flatnonzero(hold), np.flatnonzero(~hold)
+        method = "stratified"
+    else:
+        order = rng.permutation(n)
+        hold_idx, train_idx = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+        method = "random"
     return Split(
         labelled.iloc[train_idx].reset_index(drop=True),
         labelled.iloc[hold_idx].reset_index(drop=True),
-        "random",
+        method,
         {"seed": str(d.model.seed)},
     )
 
