@@ -386,26 +386,19 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         highlight=False,
     )
     if s["checks"]:
+        label = next((c["metric"]["label"] for c in s["checks"] if c.get("metric")), "R²")
         table = Table(
-            "checked at (UTC)",
-            "version",
-            "rows",
-            "waiting",
-            "R²",
-            "RMSE",
-            "out of range",
-            "decision",
-            "reasons",
+            "checked at (UTC)", "version", "rows", "waiting", label, "out of range", "decision", "reasons"
         )
         for c in s["checks"]:
             outside = c.get("out_of_range")
+            value = c["metric"]["value"] if c.get("metric") else c["r2"]
             table.add_row(
                 c["checked_at"][:19],
                 c["model_version"] or "-",
                 f"{c['rows']:,}",
                 f"{c.get('waiting') or 0:,}",
-                "-" if c["r2"] is None else f"{c['r2']:.3f}",
-                "-" if c["rmse"] is None else f"{c['rmse']:.3f}",
+                "-" if value is None else f"{value:.3f}",
                 "-" if not outside else f"{outside['share']:.1%}",
                 c["decision"] or "-",
                 ",".join(c["reasons"]) or "-",

@@ -261,7 +261,10 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
     from mlpipeline.monitoring.reports import draw_timeline
     from mlpipeline.registry.pointer import SqlPointerStore
 
+    from mlpipeline.featuresets.metrics import metric_for
+
     settings = settings_for(settings, d)
+    metric = metric_for(d.quality.metric, d.target.task).label
     synthetic = d.name == "demo"
     return draw_timeline(
         CheckRecords(store, d.name).history(limit=1000),
@@ -272,8 +275,9 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
         title=(
             "demo: champion R² on each day's newly labelled orders (synthetic stream, drift injected)"
             if synthetic
-            else f"replay of '{d.name}': champion R² on each new batch"
+            else f"replay of '{d.name}': champion {metric} on each new batch"
         ),
+        metric=metric,
     )
 
 

@@ -152,3 +152,32 @@ def test_manifest_detects_any_change(tmp_path: Path) -> None:
     first = manifest_sha256(manifest_of(tmp_path))
     (tmp_path / "sub" / "b").write_text("3")
     assert manifest_sha256(manifest_of(tmp_path)) != first
+
+
+def test_without_event_time_the_holdout_is_drawn_from_rows_the_champion_never_saw() -> None:
+    d = parse_definition(
+        {
+            "name": "people",
+            "table": "people",
+            "entity_key": {"column": "id"},
+            "target": {"column": "y", "type": "categorical", "values": ["no", "yes"]},
+            "features": {"x": {"type": "float"}},
+            "model": {"holdout": {"min_rows": 20}},
+        }
+    )
+    n = 1000
+    frame = pd.DataFrame(
+        {
+            "id": range(n),
+            "x": np.linspace(0, 1, n),
+            "y": np.tile([0.0, 1.0, 1.0, 0.0], n // 4),
+            "_labelled_batch": np.where(np.arange(n) < 800, 1, 2),  # 200 rows labelled after training
+        }
+    )
+    split = split_holdout(d, frame, new_after_batch=1)
+    assert split.method == "stratified, new rows"
+    assert (split.holdout["_labelled_batch"] == 2).all()
+    assert len(split.holdout) == 100  # half the new rows: the challenger learns from the rest
+    assert split.holdout["y"].mean() == pytest.approx(0.5, abs=0.02)  # stratified
+    few = frame.assign(_labelled_batch=np.where(np.arange(n) < 990, 1, 2))  # too few new rows
+    assert split_holdout(d, few, new_after_batch=1).method == "stratified, random"

@@ -31,6 +31,8 @@ __all__ = [
 
 WATERMARK_KEY = "monitor.watermark"
 TRAINED_AT_KEY = "monitor.trained_at"
+#: The newest batch the champion's training could see: rows labelled later are new to it.
+TRAINED_BATCH_KEY = "monitor.trained_batch"
 ROWS_SINCE_TRAINING_KEY = "monitor.rows_since_training"
 RETRAIN_STARTED_KEY = "monitor.retrain_started_at"
 #: The simulated time of the latest replayed check or training (``as_of`` given), or empty
@@ -122,6 +124,7 @@ class CheckRecords:
         if not promoted and self.store.get_state(self.featureset, WATERMARK_KEY) is not None:
             return
         self.store.set_state(self.featureset, TRAINED_AT_KEY, at.isoformat())
+        self.store.set_state(self.featureset, TRAINED_BATCH_KEY, str(top_batch))
         self.store.set_state(self.featureset, SIMULATED_NOW_KEY, at.isoformat() if simulated else "")
         current = self.watermark()
         if self.store.get_state(self.featureset, WATERMARK_KEY) is None or top_batch > current.batch_id:

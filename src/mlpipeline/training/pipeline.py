@@ -28,7 +28,7 @@ from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.quality import settings_for
 from mlpipeline.featuresets.reference import build_reference
-from mlpipeline.featurestore.checks import CheckRecords
+from mlpipeline.featurestore.checks import TRAINED_BATCH_KEY, CheckRecords
 from mlpipeline.featurestore.lease import LeaseHolder, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
@@ -196,7 +196,8 @@ def _run(
         )
         require_usable(report, source=f"training data of '{d.name}'")
     with timer.step("split"):
-        split = split_holdout(d, frame)
+        trained_batch = store.get_state(d.name, TRAINED_BATCH_KEY) if pointers.get(d.name) else None
+        split = split_holdout(d, frame, new_after_batch=int(trained_batch) if trained_batch else None)
     with timer.step("train"):
         fitted = fit(d, split.train)
     with timer.step("evaluate"):

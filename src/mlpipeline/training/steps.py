@@ -122,11 +122,14 @@ class Split:
     window: dict[str, str] = field(default_factory=dict)
 
 
-def split_holdout(d: Definition, frame: pd.DataFrame) -> Split:
+def split_holdout(d: Definition, frame: pd.DataFrame, *, new_after_batch: int | None = None) -> Split:
     """Time-aware split: the most recent labelled rows are the holdout.
 
     With no event-time column, a random split seeded by the definition's seed, stratified by
-    class for a classifier.
+    class for a classifier. ``new_after_batch`` (the newest batch the champion's training could
+    see) draws the holdout from rows labelled later when there are enough of them (up to half,
+    so the challenger learns from new rows too): the gate then compares both models on rows
+    neither trained on, instead of flattering the champion with its own training rows.
     """
     labelled = frame[frame[d.target.column].notna()]
     n = len(labelled)
@@ -155,21 +158,25 @@ def split_holdout(d: Definition, frame: pd.DataFrame) -> Split:
         }
         return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), "time", window)
     rng = np.random.default_rng(d.model.seed)
+    pool = np.ones(n, dtype=bool)
+    method = "random"
+    if new_after_batch is not None and "_labelled_batch" in labelled.columns:
+        fresh = labelled["_labelled_batch"].to_numpy(dtype=np.float64) > new_after_batch
+        if int(fresh.sum()) // 2 >= d.model.holdout.min_rows:
+            pool, n_hold, method = fresh, min(n_hold, int(fresh.sum()) // 2), "new rows"
     if d.target.task != "regression":
         # Stratified: each class keeps its share in the holdout, so a rare class is judged too.
         codes = labelled[d.target.column].to_numpy(dtype=np.float64)
         picked: list[int] = []
-        for cls in np.unique(codes):
-            members = np.flatnonzero(codes == cls)
-            picked += rng.permutation(members)[: round(len(members) * n_hold / n)].tolist()
-        hold = np.zeros(n, dtype=bool)
-        hold[picked] = True
-        hold_idx, train_idx = np.flatnonzero(hold), np.flatnonzero(~hold)
-        method = "stratified"
+        for cls in np.unique(codes[pool]):
+            members = np.flatnonzero(pool & (codes == cls))
+            picked += rng.permutation(members)[: round(len(members) * n_hold / int(pool.sum()))].tolist()
+        method = f"stratified, {method}"
     else:
-        order = rng.permutation(n)
-        hold_idx, train_idx = np.sort(order[:n_hold]), np.sort(order[n_hold:])
-        method = "random"
+        picked = rng.permutation(np.flatnonzero(pool))[:n_hold].tolist()
+    hold = np.zeros(n, dtype=bool)
+    hold[picked] = True
+    hold_idx, train_idx = np.flatnonzero(hold), np.flatnonzero(~hold)
     return Split(
         labelled.iloc[train_idx].reset_index(drop=True),
         labelled.iloc[hold_idx].reset_index(drop=True),
