@@ -256,12 +256,11 @@ def _serve_and_check(
 
 
 def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
+    from mlpipeline.featuresets.metrics import metric_for
     from mlpipeline.featuresets.quality import settings_for
     from mlpipeline.featurestore.checks import CheckRecords
     from mlpipeline.monitoring.reports import draw_timeline
     from mlpipeline.registry.pointer import SqlPointerStore
-
-    from mlpipeline.featuresets.metrics import metric_for
 
     settings = settings_for(settings, d)
     metric = metric_for(d.quality.metric, d.target.task).label
