@@ -236,7 +236,12 @@ def _global_store(settings: Settings, store: SqlFeatureStore) -> Iterator[Mirror
 
 
 def _metrics(m: Any) -> dict[str, Any] | None:
-    return None if m is None else {"r2": m.r2, "rmse": m.rmse, "mae": m.mae, "n": m.n}
+    if m is None:
+        return None
+    # R², RMSE and MAE as before for a regression; every metric, and the one in force, for all.
+    out: dict[str, Any] = {"r2": m.r2, "rmse": m.rmse, "mae": m.mae, "n": m.n}
+    out.update(metric=m.metric, value=m.value, metrics=dict(m.values))
+    return out
 
 
 def _pointer_summary(p: Any) -> dict[str, Any] | None:
@@ -378,7 +383,8 @@ def train(featureset: str, reason: str) -> str:
         decision = result.decision
         summary = f"trained '{d.name}' version {result.version}"
         if m is not None:
-            summary += f": holdout R² {m.r2:.4f}, RMSE {m.rmse:.4g} on {m.n:,} rows"
+            extra = f", RMSE {m.rmse:.4g}" if m.metric == "r2" else ""
+            summary += f": holdout {m.describe()}{extra} on {m.n:,} rows"
         if decision is not None:
             summary += f"; gate: {decision.action}"
         return summary, {
@@ -490,7 +496,7 @@ def _check_reply(result: Any) -> tuple[str, dict[str, Any]]:
         return f"check of '{result.featureset}' skipped: {result.skipped}", out
     m = result.metrics
     measured = (
-        f"R² {m.r2:.3f} on {result.n_rows:,} newly labelled rows"
+        f"{m.spec.label} {m.value:.3f} on {result.n_rows:,} newly labelled rows"
         if m is not None
         else f"{result.n_rows:,} newly labelled rows, nothing to measure"
     )
