@@ -706,3 +706,26 @@ def test_without_a_champion_all_stored_rows_count_once_something_changed(
     state = TriggerState(labelled_rows_since_training=since, labelled_rows_stored=stored)
     decision = decide_retrain(state, POLICY, NOW)
     assert decision.action == action, decision.explanation
+
+
+# -- verdicts with their uncertainty -------------------------------------------------------------
+
+
+def test_a_noisy_window_retrains_only_when_even_its_upper_bound_is_below_the_threshold() -> None:
+    noisy = state(r2=0.65, sample_size=300, interval=(0.55, 0.75))  # threshold 0.7 inside the interval
+    assert decide(noisy).action == "none"
+    assert "upper bound 0.7500 of its 95% interval" in decide(noisy).explanation
+    assert decide(noisy, replace(POLICY, decide_on="point")).action == "retrain"
+    clear = state(r2=0.62, sample_size=300, interval=(0.58, 0.66))
+    assert decide(clear).reasons == ("performance",)
+    assert decide(state(r2=0.65, sample_size=300)).action == "retrain"  # no interval: the point
+
+
+def test_a_loss_is_judged_on_its_lower_bound() -> None:
+    from mlpipeline.featuresets.metrics import METRICS
+
+    policy = replace(POLICY, metric=METRICS["log_loss"], r2_threshold=0.5)
+    assert decide(state(r2=0.55, sample_size=300, interval=(0.45, 0.6)), policy).action == "none"
+    fired = decide(state(r2=0.6, sample_size=300, interval=(0.52, 0.7)), policy)
+    assert fired.reasons == ("performance",)
+    assert "log loss 0.6000 (lower bound 0.5200 of its 95% interval) > threshold 0.5000" in fired.explanation

@@ -327,6 +327,10 @@ class Quality(_Strict):
     min_class_recall: float | None = Field(
         default=None, gt=0, le=1, description="a classifier's recall floor for every class"
     )
+    decide_on: Literal["upper_bound", "point"] | None = Field(
+        default=None,
+        description="the performance trigger judges the interval's favourable end (default) or the point",
+    )
 
     @model_validator(mode="after")
     def _durations(self) -> Quality:

@@ -21,7 +21,7 @@ rows at hand (R² or ROC AUC when only one value or class is present) is NaN: no
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,15 +30,21 @@ import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_METRIC",
+    "LEVEL",
     "METRICS",
+    "RESAMPLES",
     "MetricSpec",
     "Task",
+    "bootstrap_interval",
     "class_recalls",
     "compute",
     "gain",
     "labelled_metrics",
     "metric_for",
     "metric_problem",
+    "one",
+    "optimistic",
+    "paired_difference_interval",
     "worse_than",
 ]
 
@@ -192,3 +198,148 @@ def _regression(y: FloatArray, pred: FloatArray) -> dict[str, float]:
         "rmse": float(np.sqrt(sse / y.size)),
         "mae": float(np.mean(np.abs(err))),
     }
+
+
+# -- uncertainty ---------------------------------------------------------------------------------
+
+#: Resamples and coverage of every bootstrap interval (seeded: the same rows give the same interval).
+RESAMPLES = 200
+LEVEL = 0.95
+
+
+def one(task: str, name: str, y: Any, scores: Any, *, classes: int = 2, threshold: float = 0.5) -> float:
+    """One metric on these rows (what :func:`compute` gives under ``name``, computed alone:
+    a bootstrap asks for it hundreds of times)."""
+    if task == "regression":
+        return _regression(np.asarray(y, dtype=np.float64), np.asarray(scores, dtype=np.float64))[name]
+    if task == "binary" and name in _BINARY_ALONE:
+        truth = np.asarray(y, dtype=np.float64).astype(np.int64)
+        p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+        return _BINARY_ALONE[name](truth, p, (p >= threshold).astype(np.int64))
+    return compute(task, y, scores, classes=classes, threshold=threshold)[name]
+
+
+def _ranked(name: str) -> Callable[[Any, Any, Any], float]:
+    def score(truth: Any, p: Any, _: Any) -> float:
+        if len(np.unique(truth)) < 2:
+            return math.nan
+        from sklearn import metrics as skm
+
+        fn = skm.roc_auc_score if name == "roc_auc" else skm.average_precision_score
+        return float(fn(truth, p))
+
+    return score
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def _log_loss(truth: Any, p: Any, _: Any) -> float:
+    from sklearn import metrics as skm
+
+    return float(skm.log_loss(truth, np.column_stack([1 - p, p]), labels=[0, 1]))
+
+
+def _tp(truth: Any, predicted: Any) -> float:
+    return float(np.sum((predicted == 1) & (truth == 1)))
+
+
+#: Binary metrics computed alone, from (truth, positive score, predicted label).
+_BINARY_ALONE: dict[str, Callable[[Any, Any, Any], float]] = {
+    "roc_auc": _ranked("roc_auc"),
+    "pr_auc": _ranked("pr_auc"),
+    "log_loss": _log_loss,
+    "brier": lambda t, p, _: float(np.mean((p - t) ** 2)),
+    "accuracy": lambda t, _, c: float(np.mean(c == t)),
+    "precision": lambda t, _, c: _ratio(_tp(t, c), float(c.sum())),
+    "recall": lambda t, _, c: _ratio(_tp(t, c), float(t.sum())),
+    "f1": lambda t, _, c: _ratio(2 * _tp(t, c), float(c.sum() + t.sum())),
+}
+
+
+def bootstrap_interval(
+    task: str,
+    name: str,
+    y: Any,
+    scores: Any,
+    *,
+    classes: int = 2,
+    threshold: float = 0.5,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """The percentile bootstrap interval of metric ``name`` on these rows (``level`` coverage).
+
+    Rows are drawn with replacement ``resamples`` times with a seeded generator, so a check
+    and its replay agree. ``None`` when fewer than two rows, or when the metric is undefined on
+    most resamples (a single class).
+    """
+    y_arr = np.asarray(y, dtype=np.float64)
+    s_arr = np.asarray(scores, dtype=np.float64)
+    return _interval(
+        len(y_arr),
+        lambda idx: one(task, name, y_arr[idx], s_arr[idx], classes=classes, threshold=threshold),
+        resamples,
+        level,
+        seed,
+    )
+
+
+def paired_difference_interval(
+    task: str,
+    name: str,
+    y: Any,
+    new_scores: Any,
+    old_scores: Any,
+    *,
+    classes: int = 2,
+    new_threshold: float = 0.5,
+    old_threshold: float = 0.5,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Interval of the gain of the new scores over the old on the same rows (positive: better),
+    each resample scoring both models on the same drawn rows."""
+    spec = METRICS[name]
+    y_arr = np.asarray(y, dtype=np.float64)
+    new, old = np.asarray(new_scores, dtype=np.float64), np.asarray(old_scores, dtype=np.float64)
+
+    def paired(idx: npt.NDArray[np.int64]) -> float:
+        a = one(task, name, y_arr[idx], new[idx], classes=classes, threshold=new_threshold)
+        b = one(task, name, y_arr[idx], old[idx], classes=classes, threshold=old_threshold)
+        return gain(spec, a, b)
+
+    return _interval(len(y_arr), paired, resamples, level, seed)
+
+
+def _interval(
+    n: int,
+    statistic: Callable[[npt.NDArray[np.int64]], float],
+    resamples: int,
+    level: float,
+    seed: int,
+) -> tuple[float, float] | None:
+    """Percentile interval of ``statistic`` over ``resamples`` seeded draws of ``n`` row indices;
+    ``None`` for fewer than two rows or when most draws leave the statistic undefined."""
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    draws = np.asarray([statistic(rng.integers(0, n, size=n)) for _ in range(resamples)], dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    if draws.size < resamples // 2:
+        return None
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(draws, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def optimistic(metric: MetricSpec, value: float, interval: tuple[float, float] | None) -> float:
+    """The interval's most favourable end for the model (the upper bound of a score, the lower
+    bound of a loss), or the point when there is no interval: a trigger that fires on it fires
+    only when even the best plausible value is worse than the threshold."""
+    if interval is None:
+        return value
+    return interval[1] if metric.higher_is_better else interval[0]

@@ -76,7 +76,7 @@ from mlpipeline.monitoring.triggers import (
 from mlpipeline.registry.model_cache import ModelCache
 from mlpipeline.registry.pointer import Pointer, SqlPointerStore
 from mlpipeline.settings import Settings
-from mlpipeline.training.steps import Metrics, columns_of, evaluate
+from mlpipeline.training.steps import Metrics, columns_of, evaluate, metric_interval
 
 __all__ = ["CheckResult", "policy_from", "run_check"]
 
@@ -108,6 +108,7 @@ class CheckResult:
     waiting: int = 0  # labelled rows held over until the window reaches min_samples
     window: tuple[str, str] | None = None  # time span of the judged rows (event or label time)
     outside: OutsideSummary | None = None  # judged rows with inputs outside the training envelope
+    interval: tuple[float, float] | None = None  # bootstrap interval of the metric in force
 
 
 def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
@@ -124,6 +125,7 @@ def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
         new_data_rows=settings.new_data_rows or None,
         r2_threshold=threshold,
         metric=metric,
+        decide_on=d.quality.decide_on or "upper_bound",
         psi_threshold=settings.psi_threshold,
         min_samples=settings.min_samples,
         min_training_rows=d.model.min_training_rows,
@@ -243,6 +245,7 @@ def _check(
             r2=result.metrics.value if result.metrics else None,
             sample_size=result.n_rows if result.metrics else 0,
             psi=result.psi,
+            interval=result.interval,
             last_retrain_started_at=_state_time(store, d, RETRAIN_STARTED_KEY),
             # Without a champion, a held first model is tried again on everything stored.
             labelled_rows_stored=store.count_labelled(d) if pointer is None else None,
@@ -326,9 +329,8 @@ def _measure(
     y = frame[d.target.column].to_numpy(dtype=np.float64)
     if portable.task_of(model.spec) == "multiclass":
         # The log keeps one number per prediction; class probabilities are scored again.
-        result.metrics = evaluate(
-            y, model.predict_columns(columns_of(frame, names)), spec=model.spec, metric=d.quality.metric
-        )
+        predictions = model.predict_columns(columns_of(frame, names))
+        result.metrics = evaluate(y, predictions, spec=model.spec, metric=d.quality.metric)
     else:
         keys = [k or "" for k in key_texts([frame[c].tolist() for c in d.key_columns])]
         logged = records.logged_predictions(keys, pointer.version)
@@ -341,6 +343,7 @@ def _measure(
             predictions[~have] = model.predict_columns(columns_of(rest, names))
         result.n_logged = int(have.sum())
         result.metrics = evaluate(y, predictions, spec=model.spec, metric=d.quality.metric)
+    result.interval = metric_interval(y, predictions, spec=model.spec, metric=d.quality.metric)
     envelope = Envelope.of(model.spec)
     if envelope is not None:
         result.outside = summarise(envelope.flags(columns_of(frame, names)), len(frame))
@@ -422,6 +425,7 @@ def _details(result: CheckResult) -> dict[str, Any]:
             "name": result.metrics.metric,
             "label": result.metrics.spec.label,
             "value": _finite(result.metrics.value),
+            "interval": list(result.interval) if result.interval else None,
         },
         "metrics": {}
         if result.metrics is None
@@ -555,6 +559,9 @@ def _publish(
             for key, value in (check.details.get("metrics") or {}).items():
                 if value is not None and math.isfinite(value):
                     metrics[key] = float(value)
+            chosen = check.details.get("metric") or {}
+            if chosen.get("interval"):
+                metrics[f"{chosen['name']}_lo"], metrics[f"{chosen['name']}_hi"] = chosen["interval"]
         for name, value in (check.details.get("psi") or {}).items():
             if value is not None and math.isfinite(value):
                 metrics[f"psi.{name}"] = float(value)

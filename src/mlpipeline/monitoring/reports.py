@@ -340,6 +340,21 @@ def _metric_panel(
         color=_BLUE,
         label=label,
     )
+    bands: list[tuple[CheckRecord, list[float]]] = []
+    for c in measured:
+        interval = (c.details.get("metric") or {}).get("interval")
+        if interval:
+            bands.append((c, list(interval)))
+    if bands:  # each verdict's bootstrap interval, so a noisy window looks noisy
+        ax.vlines(
+            _nums([c.checked_at for c, _ in bands]),
+            [b[0] for _, b in bands],
+            [b[1] for _, b in bands],
+            color=_BLUE,
+            alpha=0.35,
+            linewidth=5,
+            label="95% interval",
+        )
     ax.axhline(threshold, color=_RED, linestyle="--", linewidth=1.1, label=f"threshold {threshold:g}")
     legend_lines: dict[str, tuple[str, Literal["-", ":"]]] = {}
     for e in events:

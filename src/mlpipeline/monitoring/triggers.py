@@ -71,7 +71,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from mlpipeline.errors import ConfigError
-from mlpipeline.featuresets.metrics import METRICS, MetricSpec, worse_than
+from mlpipeline.featuresets.metrics import LEVEL, METRICS, MetricSpec, optimistic, worse_than
 from mlpipeline.settings import format_duration
 
 __all__ = [
@@ -116,6 +116,9 @@ class TriggerPolicy:
     cooldown: timedelta = timedelta(hours=1)
     out_of_range_share: float | None = 0.1
     metric: MetricSpec = METRICS["r2"]  # what r2_threshold is in: R², or the feature set's metric
+    # "upper_bound": performance fires only when the interval's most favourable end is worse
+    # than the threshold (a small noisy window does not retrain); "point": on the value itself.
+    decide_on: Literal["upper_bound", "point"] = "upper_bound"
 
     def __post_init__(self) -> None:
         if self.max_model_age is not None:
@@ -168,6 +171,7 @@ class TriggerState:
     # Share of the check's rows outside the champion's training envelope, and the columns.
     out_of_range_share: float | None = None
     out_of_range_columns: tuple[str, ...] = ()
+    interval: tuple[float, float] | None = None  # bootstrap interval of ``r2`` (the metric)
 
     def __post_init__(self) -> None:
         # The state is built by code, not typed by a person: a bad value is a programming
@@ -325,15 +329,21 @@ def _performance(
     elif math.isnan(value):
         why = "constant target" if m.name == "r2" else "undefined on these rows"
         quiet.append(f"{name} undefined on {state.sample_size:,} rows ({why}): no verdict")
-    elif worse_than(m, value, limit):
-        fired.append("performance")
-        side = "<" if m.higher_is_better else ">"
-        notes["performance"] = (
-            f"{name} {value:.4f} {side} {limit_name} {limit:.4f} on {state.sample_size:,} rows"
-        )
     else:
-        side = "≥" if m.higher_is_better else "≤"
-        quiet.append(f"{name} {value:.4f} {side} {limit_name} {limit:.4f} on {state.sample_size:,} rows")
+        interval = state.interval if policy.decide_on == "upper_bound" else None
+        judged = optimistic(m, value, interval)
+        shown = f"{name} {value:.4f}"
+        if interval is not None:
+            bound = "upper" if m.higher_is_better else "lower"
+            shown += f" ({bound} bound {judged:.4f} of its {LEVEL:.0%} interval)"
+        rows = f"on {state.sample_size:,} rows"
+        if worse_than(m, judged, limit):
+            fired.append("performance")
+            notes["performance"] = (
+                f"{shown} {'<' if m.higher_is_better else '>'} {limit_name} {limit:.4f} {rows}"
+            )
+        else:
+            quiet.append(f"{shown} {'≥' if m.higher_is_better else '≤'} {limit_name} {limit:.4f} {rows}")
 
 
 def _drift(

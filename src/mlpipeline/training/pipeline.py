@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from mlpipeline import __version__
 from mlpipeline.errors import BusyError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
+from mlpipeline.featuresets.metrics import LEVEL, metric_for, paired_difference_interval
 from mlpipeline.featuresets.quality import settings_for
 from mlpipeline.featuresets.reference import build_reference
 from mlpipeline.featurestore.checks import TRAINED_BATCH_KEY, CheckRecords
@@ -206,7 +207,7 @@ def _run(
         metrics = evaluate(y_hold, scores, spec=fitted.spec, metric=d.quality.metric)
         recalls = _class_recalls(d, fitted.spec, y_hold, scores)
     with timer.step("gate"):
-        champion_metrics, champion_version = _score_champion(
+        champion_metrics, champion_version, champion_scores, champion_spec = _score_champion(
             settings, tracker, pointers, d, split.holdout, y_hold
         )
         policy = GatePolicy(
@@ -222,6 +223,15 @@ def _run(
             policy,
             class_recalls=recalls,
         )
+        gain_interval = None
+        if champion_scores is not None and champion_spec is not None:
+            gain_interval = _gain_interval(d, fitted.spec, champion_spec, y_hold, scores, champion_scores)
+            if gain_interval is not None:
+                decision = replace(
+                    decision,
+                    reason=f"{decision.reason}; {LEVEL:.0%} interval of the gain "
+                    f"{gain_interval[0]:+.4f} to {gain_interval[1]:+.4f}",
+                )
     lineage = {
         "lineage.split": split.method,
         "lineage.train_rows": len(split.train),
@@ -258,6 +268,9 @@ def _run(
             "mlpipeline.gate.challenger": f"{decision.challenger_r2:.6f}",
             "mlpipeline.gate.champion": "" if decision.champion_r2 is None else f"{decision.champion_r2:.6f}",
             "mlpipeline.gate.champion_version": champion_version or "",
+            "mlpipeline.gate.gain_interval": ""
+            if gain_interval is None
+            else f"{gain_interval[0]:.6f},{gain_interval[1]:.6f}",
             "mlpipeline.trigger": reason[:500],
             SHA_TAG: digest,
             **{f"mlpipeline.metric.{k}": f"{v:.6g}" for k, v in metrics.as_dict().items()},
@@ -312,17 +325,41 @@ def _score_champion(
     d: Definition,
     holdout: Any,
     y_hold: np.ndarray,
-) -> tuple[Metrics | None, str | None]:
-    """The champion's metrics on the challenger's holdout (None when there is no champion)."""
+) -> tuple[Metrics | None, str | None, np.ndarray | None, dict[str, Any] | None]:
+    """The champion's metrics, scores and spec on the challenger's holdout (None without one)."""
     pointer = pointers.get(d.name)
     if pointer is None:
-        return None, None
+        return None, None, None, None
     model = ModelCache(settings.home / "models", lambda: tracker).load(pointer.ref)
     if portable.task_of(model.spec) != d.target.task:  # the target changed kind: nothing to compare
-        return None, pointer.version
+        return None, pointer.version, None, None
     names = portable.input_names(model.spec)
     scores = model.predict_columns(columns_of(holdout, names))
-    return evaluate(y_hold, scores, spec=model.spec, metric=d.quality.metric), pointer.version
+    metrics = evaluate(y_hold, scores, spec=model.spec, metric=d.quality.metric)
+    return metrics, pointer.version, scores, model.spec
+
+
+def _gain_interval(
+    d: Definition,
+    spec: dict[str, Any],
+    champion_spec: dict[str, Any],
+    y_hold: np.ndarray,
+    scores: np.ndarray,
+    champion_scores: np.ndarray,
+) -> tuple[float, float] | None:
+    """The bootstrap interval of the challenger's gain over the champion on the same rows."""
+    task = d.target.task
+    y = y_hold if task != "binary" else (y_hold == d.target.positive_index).astype(np.float64)
+    return paired_difference_interval(
+        task,
+        metric_for(d.quality.metric, task).name,
+        y,
+        scores,
+        champion_scores,
+        classes=len(d.target.classes) or 2,
+        new_threshold=float(spec.get("threshold", 0.5)),
+        old_threshold=float(champion_spec.get("threshold", 0.5)),
+    )
 
 
 def _class_recalls(

@@ -23,7 +23,7 @@ from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.envelope import observed_ranges
 from mlpipeline.featuresets.features import category_vocabulary, feature_spec
-from mlpipeline.featuresets.metrics import METRICS, MetricSpec, compute, metric_for
+from mlpipeline.featuresets.metrics import METRICS, MetricSpec, bootstrap_interval, compute, metric_for
 from mlpipeline.featuresets.portable import build_matrix
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Split",
     "evaluate",
     "fit",
+    "metric_interval",
     "split_holdout",
     "training_data_hash",
     "validate_training_data",
@@ -463,6 +464,32 @@ def evaluate(
         threshold=float(spec.get("threshold", 0.5)),
     )
     return Metrics(values, int(y.size), metric_for(metric, task).name)
+
+
+def metric_interval(
+    y_true: FloatArray,
+    scores: FloatArray,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    metric: str | None = None,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """The seeded bootstrap interval of the metric in force on these rows (see
+    :func:`mlpipeline.featuresets.metrics.bootstrap_interval`); inputs as for :func:`evaluate`."""
+    spec = spec or {}
+    task = portable.task_of(spec)
+    y = np.asarray(y_true, dtype=np.float64)
+    if task == "binary":
+        y = (y == int(spec["positive"])).astype(np.float64)
+    return bootstrap_interval(
+        task,
+        metric_for(metric, task).name,
+        y,
+        scores,
+        classes=len(spec.get("classes") or ()) or 2,
+        threshold=float(spec.get("threshold", 0.5)),
+        seed=seed,
+    )
 
 
 def training_data_hash(d: Definition, frame: pd.DataFrame) -> str:
