@@ -482,9 +482,12 @@ def demo(
     """
     from mlpipeline.demo import DayRow, run_csv_demo, run_demo
 
-    if (featureset != "demo") != (csv is not None):
+    from mlpipeline.demo import SYNTHETIC
+
+    if (featureset not in SYNTHETIC) != (csv is not None):
         raise typer.BadParameter(
-            "replaying a feature set needs --csv FILE, and --csv needs --featureset NAME"
+            "replaying a feature set needs --csv FILE, and --csv needs --featureset NAME "
+            f"(without --csv: {' or '.join(SYNTHETIC)}, on the synthetic stream)"
         )
 
     from mlpipeline.demo import PERIODS
@@ -494,10 +497,9 @@ def demo(
         raise typer.BadParameter(f"must be one of {', '.join(PERIODS)}, got '{every}'", param_hint="--every")
     settings = _settings()
     on_clock = csv is None
-    metric_label = "R²"
+    d = _definition(featureset, settings)
+    metric_label = metric_for(d.quality.metric, d.target.task).label
     if csv is not None:
-        d = _definition(featureset, settings)
-        metric_label = metric_for(d.quality.metric, d.target.task).label
         on_clock = d.event_time is not None and order_by in (None, d.event_time)
         if every is not None and not on_clock:
             raise ConfigError(
@@ -568,6 +570,7 @@ def demo(
             task = bar.add_task("replaying days", total=max(days - 3, 1))
             report = run_demo(
                 settings,
+                featureset=featureset,
                 days=days,
                 rows_per_day=rows_per_day,
                 drift_day=drift_day,

@@ -36,7 +36,7 @@ from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
 from mlpipeline.logs import log_context
 from mlpipeline.settings import Settings
 
-__all__ = ["CSV_OVERRIDES", "DEMO_OVERRIDES", "PERIODS", "DayRow", "DemoReport", "run_csv_demo", "run_demo"]
+__all__ = ["CSV_OVERRIDES", "DEMO_OVERRIDES", "PERIODS", "SYNTHETIC", "DayRow", "DemoReport", "run_csv_demo", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,14 @@ class DemoReport:
     judged_rows: int = 0  # labelled rows the champion was measured on, over every check
 
 
+#: Feature sets built on the synthetic delivery stream, and their demo settings over DEMO_OVERRIDES.
+SYNTHETIC: dict[str, dict[str, object]] = {"demo": {}, "demo_late": {}}
+
+
 def run_demo(
     settings: Settings,
     *,
+    featureset: str = "demo",
     days: int = 14,
     rows_per_day: int = 2_000,
     drift_day: int | None = 8,
@@ -93,9 +98,18 @@ def run_demo(
     say: Callable[[str], None] = lambda _: None,
     on_day: Callable[[DayRow], None] = lambda _: None,
 ) -> DemoReport:
-    """Replay ``days`` days; ``say`` reports set-up steps and ``on_day`` each day's line."""
-    settings = settings.model_copy(update=DEMO_OVERRIDES)
-    d = load_definition("demo", settings.featuresets_dir)
+    """Replay ``days`` days of the synthetic stream into ``featureset`` (``demo``: delivery minutes,
+    regression; ``demo_late``: late or not, a binary target derived from the same rows);
+    ``say`` reports set-up steps and ``on_day`` each day's line."""
+    from mlpipeline.errors import ConfigError
+
+    if featureset not in SYNTHETIC:
+        raise ConfigError(
+            f"'{featureset}' is not built on the synthetic stream ({', '.join(SYNTHETIC)}); "
+            "replay your own data with --csv FILE"
+        )
+    settings = settings.model_copy(update={**DEMO_OVERRIDES, **SYNTHETIC[featureset]})
+    d = load_definition(featureset, settings.featuresets_dir)
     store = open_store(settings)
     folder = settings.home / "demo"
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,7 +202,7 @@ def _first_model(
     from mlpipeline.registry.pointer import SqlPointerStore
     from mlpipeline.training.pipeline import train
 
-    if SqlPointerStore(store).get("demo") is not None:
+    if SqlPointerStore(store).get(d.name) is not None:
         say("a champion exists already (demo ran before); continuing with it")
         return
     result = train(settings, store, d, reason="demo: first model", as_of=at)
@@ -196,7 +210,7 @@ def _first_model(
     assert result.decision is not None
     report.trained_versions.append(result.version or "")
     say(
-        f"trained version {result.version} on the first days: holdout R² {result.metrics.r2:.3f}; "
+        f"trained version {result.version} on the first days: holdout {result.metrics.describe()}; "
         f"gate: {result.decision.action}"
     )
 
@@ -217,7 +231,7 @@ def _serve_and_check(
     from mlpipeline.serving.predictor import open_predictor
 
     frame = pd.read_csv(folder / f"day-{day:03d}.csv")
-    with open_predictor(settings, "demo", background_log=False) as predictor:
+    with open_predictor(settings, d.name, background_log=False) as predictor:
         predictor.refresh()
         features = [f["name"] for f in predictor.current().model.spec["features"]]
         columns = {name: frame[name].to_numpy() for name in [*features, "order_id"]}
@@ -238,7 +252,7 @@ def _serve_and_check(
         retrained = "failed"
     from mlpipeline.registry.pointer import SqlPointerStore
 
-    pointer = SqlPointerStore(store).get("demo")
+    pointer = SqlPointerStore(store).get(d.name)
     decision = result.decision
     return DayRow(
         day,
@@ -264,15 +278,15 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
 
     settings = settings_for(settings, d)
     metric = metric_for(d.quality.metric, d.target.task).label
-    synthetic = d.name == "demo"
+    synthetic = d.name in SYNTHETIC
     return draw_timeline(
         CheckRecords(store, d.name).history(limit=1000),
         SqlPointerStore(store).history(d.name, limit=200),
         threshold=settings.r2_threshold,
         psi_threshold=settings.psi_threshold,
-        path=settings.home / "reports" / ("demo.png" if synthetic else f"demo-{d.name}.png"),
+        path=settings.home / "reports" / ("demo.png" if d.name == "demo" else f"demo-{d.name}.png"),
         title=(
-            "demo: champion R² on each day's newly labelled orders (synthetic stream, drift injected)"
+            f"{d.name}: champion {metric} on each day's newly labelled orders (synthetic stream, drift injected)"
             if synthetic
             else f"replay of '{d.name}': champion {metric} on each new batch"
         ),

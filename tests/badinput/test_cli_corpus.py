@@ -804,7 +804,7 @@ ARGUMENTS = [
         "cli-unknown-featureset",
         "cli",
         command("ingest", "{good}", "-f", "nosuch"),
-        ("feature set 'nosuch' not found", "known: demo, housing"),
+        ("feature set 'nosuch' not found", "known: demo, demo_late, housing"),
         "MLP-400",
         2,
     ),

@@ -107,6 +107,31 @@ def trained(settings: Settings, demo_def: Definition) -> Settings:
     return settings
 
 
+def test_the_late_delivery_classifier_tells_the_same_story_on_its_log_loss(settings: Settings) -> None:
+    """demo_late: the same rows, "late" derived from the minutes; judged on log loss (lower is
+    better), so the trigger fires when the loss rises above the threshold."""
+    rows: list[DayRow] = []
+    run_demo(
+        settings, featureset="demo_late", days=10, rows_per_day=1_200, drift_day=DRIFT_DAY, on_day=rows.append
+    )
+    before = [r for r in rows if r.day < DRIFT_DAY]
+    after = [r for r in rows if r.day >= DRIFT_DAY]
+    assert all(r.decision == "none" for r in before), [(r.day, r.reasons) for r in before]
+    assert all(r.r2 is not None and r.r2 < 0.3 for r in before)  # the log loss, under the threshold
+    fired = next(r for r in after if r.decision == "retrain")
+    assert "performance" in fired.reasons
+    assert fired.r2 is not None
+    assert fired.r2 > 0.3
+    assert rows[-1].champion != "1", "a retrained classifier serves at the end"
+    store = open_store(settings)
+    try:
+        check = CheckRecords(store, "demo_late").history(1)[0]
+        assert check.details["metric"]["name"] == "log_loss"
+        assert check.details["metric"]["interval"] is not None
+    finally:
+        store.dispose()
+
+
 def test_check_is_incremental_and_matches_reference_metrics(trained: Settings, demo_def: Definition) -> None:
     store = open_store(trained)
     start = StreamConfig().start
