@@ -480,9 +480,7 @@ def demo(
     A --csv replay of a feature set with an event time runs on the data's clock: each batch is
     checked as of its end (labels known by then; cooldown and model age on that clock).
     """
-    from mlpipeline.demo import DayRow, run_csv_demo, run_demo
-
-    from mlpipeline.demo import SYNTHETIC
+    from mlpipeline.demo import SYNTHETIC, DayRow, run_csv_demo, run_demo
 
     if (featureset not in SYNTHETIC) != (csv is not None):
         raise typer.BadParameter(

@@ -36,7 +36,16 @@ from mlpipeline.featurestore.synthetic import StreamConfig, generate_day
 from mlpipeline.logs import log_context
 from mlpipeline.settings import Settings
 
-__all__ = ["CSV_OVERRIDES", "DEMO_OVERRIDES", "PERIODS", "SYNTHETIC", "DayRow", "DemoReport", "run_csv_demo", "run_demo"]
+__all__ = [
+    "CSV_OVERRIDES",
+    "DEMO_OVERRIDES",
+    "PERIODS",
+    "SYNTHETIC",
+    "DayRow",
+    "DemoReport",
+    "run_csv_demo",
+    "run_demo",
+]
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +295,8 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
         psi_threshold=settings.psi_threshold,
         path=settings.home / "reports" / ("demo.png" if d.name == "demo" else f"demo-{d.name}.png"),
         title=(
-            f"{d.name}: champion {metric} on each day's newly labelled orders (synthetic stream, drift injected)"
+            f"{d.name}: champion {metric} on each day's newly labelled orders "
+            "(synthetic stream, drift injected)"
             if synthetic
             else f"replay of '{d.name}': champion {metric} on each new batch"
         ),

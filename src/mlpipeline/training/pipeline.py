@@ -39,6 +39,7 @@ from mlpipeline.registry.promotion import Promoter
 from mlpipeline.registry.tracking import CHALLENGER, Tracker
 from mlpipeline.settings import Settings
 from mlpipeline.training.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
+from mlpipeline.training.class_reports import classification_report
 from mlpipeline.training.gate import Decision, GatePolicy, decide
 from mlpipeline.training.steps import (
     Metrics,
@@ -260,6 +261,11 @@ def _run(
             tracker.log_artifacts(run_id, model_dir, "model")
         with timer.step("explainer"):
             shap_metrics = _explain(fitted, split.holdout, work, tracker, run_id)
+        if d.target.task != "regression":
+            pictures, per_class = classification_report(fitted.spec, y_hold, scores, work / "holdout")
+            for picture in pictures:
+                tracker.log_artifact(run_id, picture)
+            shap_metrics.update(per_class)
     with timer.step("register"):
         gate_tags = {
             "mlpipeline.gate.decision": decision.action,
