@@ -224,6 +224,12 @@ def _run(
             policy,
             class_recalls=recalls,
         )
+        if champion_metrics is not None and split.method in ("random", "stratified, random"):
+            decision = replace(
+                decision,
+                reason=f"{decision.reason}; note: the champion was trained on some of these holdout "
+                "rows (too few rows are new to it), which favours it",
+            )
         gain_interval = None
         if champion_scores is not None and champion_spec is not None:
             gain_interval = _gain_interval(d, fitted.spec, champion_spec, y_hold, scores, champion_scores)
