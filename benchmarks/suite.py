@@ -20,6 +20,8 @@ or the housing file when present:
 * B9 attaching 1M labels to 1M stored rows (``validate_labels`` + ``attach_labels``) vs a
   per-row ``UPDATE`` loop and vs ingesting the 1M rows (SQLite; PostgreSQL when
   ``MLPIPELINE_TEST_POSTGRES_URL`` is set); see :mod:`benchmarks.labels`
+* B10 a classifier's single-row answer (class and probabilities) vs ``Booster.predict`` on the
+  same row; see :mod:`benchmarks.classification`
 
 Machines are noisy: compare the ratios, not the absolute times.
 
@@ -45,7 +47,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import create_engine, text
 
-from benchmarks import check_scaling, labels, serving, train_vs_naive
+from benchmarks import check_scaling, classification, labels, serving, train_vs_naive
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import load_definition
 from mlpipeline.featurestore.ingest import ingest_frame
@@ -90,6 +92,22 @@ def timed_pair(ours: Callable[[], Any], anchor: Callable[[], Any], repeats: int)
             fn()
             best[i] = min(best[i], time.perf_counter() - started)
     return best[0], best[1]
+
+
+def classification_cases(work: Path) -> list[Row]:
+    r = classification.single_row(work / "classifier")
+    return [
+        Row(
+            "B10",
+            "classifier single row: class + probabilities vs raw booster",
+            r["ours"],
+            r["raw"],
+            "Booster.predict",
+            "µs",
+            "<= 1.3x",
+            r["ours"] <= 1.3 * r["raw"],
+        )
+    ]
 
 
 def serving_cases(work: Path, csv: Path | None, requests: int) -> list[Row]:
@@ -463,6 +481,7 @@ def main() -> None:
             ("monitoring (B6)", lambda: check_cases(work, args.quick)),
             ("storage (B7, B8)", lambda: storage_cases(work, args.quick)),
             ("labels later (B9)", lambda: labels.label_cases(work, args.quick)),
+            ("classifier (B10)", lambda: classification_cases(work)),
         ):
             t0 = time.perf_counter()
             part = fn()
