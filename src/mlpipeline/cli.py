@@ -949,6 +949,15 @@ def _say_check(result: Any) -> None:
     if drifted:
         worst = sorted(drifted.items(), key=lambda kv: -kv[1])[:3]
         out.print("  PSI: " + ", ".join(f"{k} {v:.3f}" for k, v in worst), markup=False, highlight=False)
+    served = result.prediction_drift
+    if served and served.get("psi") is not None:
+        out.print(
+            f"  served predictions: PSI {served['psi']:.3f} over {served['rows']:,} against the champion's "
+            "training outputs"
+            + ("; drifted (an early warning: labels will tell)" if served["warning"] else ""),
+            markup=False,
+            highlight=False,
+        )
     if result.outside is not None and result.outside.flagged:
         columns = ", ".join(f"{k} {v:,}" for k, v in list(result.outside.by_column.items())[:5])
         out.print(

@@ -125,9 +125,14 @@ def test_the_late_delivery_classifier_tells_the_same_story_on_its_log_loss(setti
     assert rows[-1].champion != "1", "a retrained classifier serves at the end"
     store = open_store(settings)
     try:
-        check = CheckRecords(store, "demo_late").history(1)[0]
-        assert check.details["metric"]["name"] == "log_loss"
-        assert check.details["metric"]["interval"] is not None
+        checks = sorted(CheckRecords(store, "demo_late").history(100), key=lambda c: c.checked_at)
+        assert checks[-1].details["metric"]["name"] == "log_loss"
+        assert checks[-1].details["metric"]["interval"] is not None
+        # The served predictions drift as soon as the world does, before any label is needed.
+        served = [c.details["prediction_drift"] for c in checks]
+        assert all(s is not None and s["rows"] == 1_200 for s in served)
+        assert not any(s["warning"] for s in served[: DRIFT_DAY - 3])
+        assert served[DRIFT_DAY - 3]["warning"], served
     finally:
         store.dispose()
 

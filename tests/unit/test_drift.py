@@ -754,3 +754,15 @@ def test_drift_imports_only_numpy_the_standard_library_and_errors() -> None:
 def test_public_surface() -> None:
     for module in (reference_module, drift):
         assert [n for n in module.__all__ if not hasattr(module, n)] == []
+
+
+def test_a_reference_keeps_the_models_training_outputs() -> None:
+    from mlpipeline.featuresets.reference import Reference, prediction_histogram, prediction_values
+
+    binary = prediction_histogram({"task": "binary"}, np.linspace(0, 1, 500))
+    multi = prediction_histogram({"task": "multiclass"}, np.eye(3)[[0, 1, 2, 2, 1, 0] * 50])
+    reference = Reference({}, None, binary)
+    assert Reference.from_dict(reference.to_dict()) == reference
+    assert Reference.from_dict({**reference.to_dict(), "prediction": None}).prediction is None  # older models
+    assert prediction_values({"task": "multiclass"}, [2.0, 0.0]) == ["2", "0"]
+    assert multi.categories == ("0", "1", "2")

@@ -66,6 +66,8 @@ __all__ = [
     "categorical_histogram",
     "current_shares",
     "numeric_histogram",
+    "prediction_histogram",
+    "prediction_values",
 ]
 
 #: Format tag of the JSON form of a :class:`Reference`; bumped when the layout changes.
@@ -133,14 +135,21 @@ class Reference:
 
     features: Mapping[str, Histogram]
     target: Histogram | None = None
+    # What the model said on its training rows, in the form the prediction log keeps (the
+    # prediction, a binary model's positive score, a multiclass model's class): monitoring
+    # compares the served predictions with it before any label arrives.
+    prediction: Histogram | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, tagged with :data:`FORMAT`; feature order is preserved."""
-        return {
+        out = {
             "format": FORMAT,
             "features": {name: _hist_to_dict(h) for name, h in self.features.items()},
             "target": None if self.target is None else _hist_to_dict(self.target),
         }
+        if self.prediction is not None:  # absent from models trained before it was recorded
+            out["prediction"] = _hist_to_dict(self.prediction)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Reference:
@@ -162,7 +171,12 @@ class Reference:
             raise _corrupt("features", "expected an object mapping feature names to histograms")
         parsed = {str(name): _hist_from_dict(str(name), h) for name, h in features.items()}
         target = data.get("target")
-        return cls(parsed, None if target is None else _hist_from_dict("target", target))
+        prediction = data.get("prediction")
+        return cls(
+            parsed,
+            None if target is None else _hist_from_dict("target", target),
+            None if prediction is None else _hist_from_dict("prediction", prediction),
+        )
 
 
 # -- building histograms ---------------------------------------------------------------------
@@ -265,6 +279,23 @@ def build_reference(
             features[name] = numeric_histogram(values, bins=bins, name=name)
     target_hist = None if target is None else numeric_histogram(target, bins=bins, name="target")
     return Reference(features, target_hist)
+
+
+def prediction_histogram(spec: Mapping[str, Any], scores: Any) -> Histogram:
+    """The histogram of a model's outputs as the prediction log keeps them: numbers (a
+    regression's prediction, a binary model's positive score), or a multiclass model's
+    predicted class position as a category."""
+    s = np.asarray(scores, dtype=np.float64)
+    if spec.get("task") == "multiclass":
+        return categorical_histogram([str(int(c)) for c in np.argmax(s, axis=1)], name="prediction")
+    return numeric_histogram(s, name="prediction")
+
+
+def prediction_values(spec: Mapping[str, Any], logged: Any) -> Any:
+    """Logged predictions in the form :func:`prediction_histogram` buckets them."""
+    if spec.get("task") == "multiclass":
+        return [str(int(v)) for v in np.asarray(logged, dtype=np.float64)]
+    return np.asarray(logged, dtype=np.float64)
 
 
 # -- shares of new values in the reference's buckets ------------------------------------------

@@ -33,6 +33,8 @@ WATERMARK_KEY = "monitor.watermark"
 TRAINED_AT_KEY = "monitor.trained_at"
 #: The newest batch the champion's training could see: rows labelled later are new to it.
 TRAINED_BATCH_KEY = "monitor.trained_batch"
+#: Id of the last logged prediction that a check compared with the champion's training outputs.
+PREDICTIONS_SEEN_KEY = "monitor.predictions_seen"
 ROWS_SINCE_TRAINING_KEY = "monitor.rows_since_training"
 RETRAIN_STARTED_KEY = "monitor.retrain_started_at"
 #: The simulated time of the latest replayed check or training (``as_of`` given), or empty
@@ -160,6 +162,19 @@ class CheckRecords:
             )
             for r in rows
         ]
+
+    def logged_since(self, version: str, after_id: int, limit: int = 1_000_000) -> tuple[list[float], int]:
+        """Predictions ``version`` served after log row ``after_id`` (oldest first, at most
+        ``limit``) and the id of the last one read (``after_id`` when none)."""
+        p = self.store.tables.prediction_log
+        with self.store.guarded("read the prediction log"), self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(p.c.id, p.c.prediction)
+                .where(p.c.featureset == self.featureset, p.c.model_version == version, p.c.id > after_id)
+                .order_by(p.c.id)
+                .limit(limit)
+            ).all()
+        return [float(r[1]) for r in rows], (int(rows[-1][0]) if rows else after_id)
 
     def logged_predictions(self, keys: Sequence[str], version: str) -> dict[str, float]:
         """The latest logged prediction of ``version`` for each of ``keys`` that has one."""

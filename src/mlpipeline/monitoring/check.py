@@ -52,8 +52,9 @@ from mlpipeline.featuresets.envelope import Envelope, OutsideSummary, summarise
 from mlpipeline.featuresets.keys import key_texts
 from mlpipeline.featuresets.metrics import metric_for
 from mlpipeline.featuresets.quality import quality_in_force, settings_for
-from mlpipeline.featuresets.reference import Reference
+from mlpipeline.featuresets.reference import Reference, prediction_values
 from mlpipeline.featurestore.checks import (
+    PREDICTIONS_SEEN_KEY,
     RETRAIN_PENDING_KEY,
     RETRAIN_STARTED_KEY,
     ROWS_SINCE_TRAINING_KEY,
@@ -65,7 +66,7 @@ from mlpipeline.featurestore.checks import (
 from mlpipeline.featurestore.lease import LeaseHolder, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
-from mlpipeline.monitoring.drift import drift_report
+from mlpipeline.monitoring.drift import drift_report, psi
 from mlpipeline.monitoring.triggers import (
     Action,
     TriggerDecision,
@@ -109,6 +110,9 @@ class CheckResult:
     window: tuple[str, str] | None = None  # time span of the judged rows (event or label time)
     outside: OutsideSummary | None = None  # judged rows with inputs outside the training envelope
     interval: tuple[float, float] | None = None  # bootstrap interval of the metric in force
+    # PSI of the predictions served since the last such reading against the champion's outputs
+    # on its training rows: an early warning before labels arrive (it retrains nothing itself).
+    prediction_drift: dict[str, Any] | None = None
 
 
 def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
@@ -267,6 +271,11 @@ def _check(
         result, decision, rows_since = judge(held)
     result.decision = decision
     new_mark = mark if held else next_mark
+    seen = int(store.get_state(d.name, PREDICTIONS_SEEN_KEY) or 0)
+    if pointer is not None:
+        result.prediction_drift, seen = _prediction_drift(
+            settings, d, pointer, records, tracker_factory, seen
+        )
     if result.decision.action == "deferred":
         _record_deferred(store, d, result.decision, now)
     details = _details(result)
@@ -289,6 +298,7 @@ def _check(
             ROWS_SINCE_TRAINING_KEY: str(rows_since),
             SIMULATED_NOW_KEY: clock,
             WINDOW_SINCE_KEY: window_since,
+            PREDICTIONS_SEEN_KEY: str(seen),
         },
     )
     log.info(
@@ -352,6 +362,33 @@ def _measure(
         report = drift_report(reference, columns_of(frame, list(reference.features)), target=y)
         result.psi = dict(report.features)
         result.psi[TARGET_PSI] = report.target
+
+
+def _prediction_drift(
+    settings: Settings,
+    d: Definition,
+    pointer: Pointer,
+    records: CheckRecords,
+    tracker_factory: Callable[[], Any],
+    seen: int,
+) -> tuple[dict[str, Any] | None, int]:
+    """PSI of the champion's served predictions since log row ``seen`` against its outputs on its
+    training rows; fewer than ``min_samples`` wait for the next check (the cursor stays)."""
+    values, last = records.logged_since(pointer.version, seen)
+    if len(values) < settings.min_samples:
+        return ({"psi": None, "rows": len(values), "warning": False} if values else None), seen
+    model = ModelCache(settings.home / "models", tracker_factory).load(pointer.ref)
+    reference = Reference.from_dict(model.reference) if model.reference is not None else None
+    if reference is None or reference.prediction is None:  # a model from before it was recorded
+        return None, last
+    value = psi(reference.prediction, prediction_values(model.spec, values))
+    warning = value is not None and value > settings.psi_threshold
+    if warning:
+        log.warning(
+            "the served predictions drifted from the champion's training outputs",
+            extra={"psi": value, "rows": len(values), "model_version": pointer.version},
+        )
+    return {"psi": value, "rows": len(values), "warning": warning}, last
 
 
 def _with_pending(decision: TriggerDecision, pending: str | None, now: datetime) -> TriggerDecision:
@@ -430,6 +467,7 @@ def _details(result: CheckResult) -> dict[str, Any]:
         "metrics": {}
         if result.metrics is None
         else {k: _finite(v) for k, v in result.metrics.values.items()},
+        "prediction_drift": result.prediction_drift,
         "out_of_range": None
         if result.outside is None
         else {
@@ -562,6 +600,9 @@ def _publish(
             chosen = check.details.get("metric") or {}
             if chosen.get("interval"):
                 metrics[f"{chosen['name']}_lo"], metrics[f"{chosen['name']}_hi"] = chosen["interval"]
+        drift = check.details.get("prediction_drift") or {}
+        if drift.get("psi") is not None:
+            metrics["psi.prediction"] = float(drift["psi"])
         for name, value in (check.details.get("psi") or {}).items():
             if value is not None and math.isfinite(value):
                 metrics[f"psi.{name}"] = float(value)

@@ -448,6 +448,23 @@ def _drift_panel(
             markersize=6,
             label=name if len(name) <= 24 else name[:23] + "…",  # long names would squeeze the plot
         )
+    served = [
+        (c.checked_at, float(c.details["prediction_drift"]["psi"]))
+        for c in ordered
+        if isinstance(c.details.get("prediction_drift"), dict)
+        and isinstance(c.details["prediction_drift"].get("psi"), int | float)
+    ]
+    if served:  # the served predictions against the champion's own training outputs
+        ax.plot(
+            _nums([t for t, _ in served]),
+            [v for _, v in served],
+            color="#222222",
+            linestyle="--",
+            linewidth=1.1,
+            marker="x",
+            markersize=5,
+            label="served predictions",
+        )
     for e in events:
         ax.axvline(_num(e.at), color=e.color, linestyle=e.linestyle, linewidth=1.0, alpha=0.35)
     if psi_threshold is not None:

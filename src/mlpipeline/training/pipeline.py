@@ -28,7 +28,7 @@ from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.metrics import LEVEL, metric_for, paired_difference_interval
 from mlpipeline.featuresets.quality import settings_for
-from mlpipeline.featuresets.reference import build_reference
+from mlpipeline.featuresets.reference import build_reference, prediction_histogram
 from mlpipeline.featurestore.checks import TRAINED_BATCH_KEY, CheckRecords
 from mlpipeline.featurestore.lease import LeaseHolder, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
@@ -262,7 +262,7 @@ def _run(
         work = Path(tmp)
         with timer.step("log_model"):
             model_dir = build_model_dir(fitted, split.holdout, work)
-            write_reference(d, split.train, model_dir / REFERENCE_FILE)
+            write_reference(d, split.train, model_dir / REFERENCE_FILE, fitted)
             digest = manifest_sha256(manifest_of(model_dir))
             tracker.log_artifacts(run_id, model_dir, "model")
         with timer.step("explainer"):
@@ -313,12 +313,13 @@ def _close_abandoned_runs(tracker: Tracker, experiment: str) -> None:
         log.warning("closed an abandoned training run", extra={"run_id": run_id})
 
 
-def write_reference(d: Definition, train: Any, path: Path) -> None:
-    """Training-time histograms of every raw feature and the target, for drift checks.
+def write_reference(d: Definition, train: Any, path: Path, fitted: Any = None) -> None:
+    """Training-time histograms of every raw feature, the target and (given the ``fitted``
+    model) its predictions on these rows, for drift checks.
 
     Stored inside the model folder, so it is covered by the version's digest, travels with
     the model through the registry and the cache, and monitoring compares new rows with
-    exactly the data this version learned from.
+    exactly the data this version learned from, and served predictions with what it said on it.
     """
     names = [n for n, f in d.features.items() if f.drift]
     categorical = [n for n in names if d.features[n].type == "categorical"]
@@ -327,6 +328,8 @@ def write_reference(d: Definition, train: Any, path: Path) -> None:
         categorical=categorical,
         target=train[d.target.column].to_numpy(dtype=np.float64),
     )
+    if fitted is not None and len(train):
+        reference = replace(reference, prediction=prediction_histogram(fitted.spec, fitted.predict(train)))
     path.write_text(json.dumps(reference.to_dict(), indent=1), encoding="utf-8")
 
 
