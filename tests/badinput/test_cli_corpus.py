@@ -614,6 +614,39 @@ FEATURESETS = [
         2,
     ),
     CliCase(
+        "featureset-positive-class-not-in-values",
+        "featureset",
+        definition(
+            lambda t: t.replace(
+                "min = 0\nmax = 1440\n",
+                'type = "categorical"\nvalues = ["on time", "late"]\npositive = "slow"\n',
+            )
+        ),
+        ("target", "positive = 'slow' is not one of the values ('on time', 'late')"),
+        "MLP-101",
+        2,
+    ),
+    CliCase(
+        "featureset-metric-does-not-fit-the-task",
+        "featureset",
+        definition(lambda t: t + '\n[quality]\nmetric = "roc_auc"\n'),
+        ("quality.metric", "'roc_auc' does not judge a regression target", "r2, rmse, mae"),
+        "MLP-101",
+        2,
+    ),
+    CliCase(
+        "featureset-classifier-for-a-number",
+        "featureset",
+        definition(
+            lambda t: t.replace(
+                'estimator = "lightgbm"', 'estimator = "sklearn.ensemble.RandomForestClassifier"'
+            )
+        ),
+        ("model.estimator", "is a classifier, and the target is a number"),
+        "MLP-101",
+        2,
+    ),
+    CliCase(
         "featureset-unknown-key",
         "featureset",
         definition(lambda t: t.replace("[features.items]\n", "[features.items]\nmaximum = 100\n")),

@@ -617,11 +617,38 @@ def _target_problems(d: Definition, columns: Mapping[str, str]) -> list[str]:
             f"model.estimator: '{estimator}' is not allowed; use 'lightgbm' or a scikit-learn estimator by "
             "its full name, e.g. 'sklearn.ensemble.HistGradientBoostingRegressor'"
         )
+    elif estimator != "lightgbm":
+        problems += _estimator_kind_problems(estimator, d.target.task)
     if d.model.class_weight is not None and d.target.task == "regression":
         problems.append("model.class_weight: a regression target has no classes; remove it")
     if d.model.threshold is not None and d.target.task != "binary":
         problems.append("model.threshold: only a binary target has a decision threshold; remove it")
     return problems
+
+
+def _estimator_kind_problems(name: str, task: str) -> list[str]:
+    """A scikit-learn estimator of the wrong kind for the target, found when the file loads
+    (not after the data is in): a classifier for a number, or a regressor for classes."""
+    import importlib
+
+    module, _, cls_name = name.rpartition(".")
+    try:
+        from sklearn.base import is_classifier, is_regressor
+
+        estimator = getattr(importlib.import_module(module), cls_name)()
+    except Exception:  # a missing name is reported, with its fix, when training builds it
+        return []
+    if task == "regression" and is_classifier(estimator):
+        return [
+            f"model.estimator: '{name}' is a classifier, and the target is a number: use a regressor "
+            "such as 'sklearn.ensemble.HistGradientBoostingRegressor', or declare the target categorical"
+        ]
+    if task != "regression" and is_regressor(estimator):
+        return [
+            f"model.estimator: '{name}' is a regressor, and the target is {task}: use a classifier such "
+            "as 'sklearn.ensemble.HistGradientBoostingClassifier'"
+        ]
+    return []
 
 
 def load_definition(name_or_path: str | Path, featuresets_dir: Path | None = None) -> Definition:
