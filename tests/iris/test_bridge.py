@@ -346,3 +346,11 @@ def test_bridge_logs_reach_the_console_log_with_severities(
     assert all(prefix == 0 for _, prefix, _ in system.lines)
     assert any(sev == 0 and "schema ready" in m for m, _, sev in system.lines), "INFO events: severity 0"
     assert logging.getLogger("mlpipeline").handlers, "file logging stays configured"
+
+
+def test_a_threshold_in_a_loss_may_exceed_one_an_r2_may_not() -> None:
+    from mlpipeline.errors import ConfigError
+
+    assert bridge._number("1.5", "the log loss threshold", r2=False) == 1.5
+    with pytest.raises(ConfigError, match="at most 1"):
+        bridge._number("1.5", "the R² threshold")

@@ -45,6 +45,7 @@ from mlpipeline.errors import (
     TrackingError,
 )
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
+from mlpipeline.featuresets.metrics import metric_for
 from mlpipeline.featurestore.sql import SqlFeatureStore
 from mlpipeline.iris.console_log import embedded_console, install_console_log
 from mlpipeline.iris.embedded_sql import install_embedded_dbapi, needs_embedded_dbapi
@@ -532,14 +533,15 @@ def check(featureset: str) -> str:
     return _call("check", name, lambda settings: _run_check(settings, name))
 
 
-def _number(value: Any, what: str) -> float | None:
+def _number(value: Any, what: str, *, r2: bool = True) -> float | None:
+    """A threshold from IRIS (text or number); an R² one is at most 1."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what} must be a number such as 0.6 (got {value!r})") from exc
-    if not math.isfinite(number) or number > 1.0:
+    if not math.isfinite(number) or (r2 and number > 1.0):
         raise ConfigError(f"{what} must be a finite R² of at most 1 (got {value!r})")
     return number
 
@@ -558,14 +560,20 @@ def effective_r2_threshold(settings: Settings, override: Any, fallback: Any) -> 
 def check_performance(featureset: str, r2_threshold: Any, fallback: Any) -> str:
     """The scheduled check: like :func:`check`, with the R² threshold resolved for IRIS.
 
-    ``r2_threshold`` is the task's setting (empty: none); ``fallback`` the class parameter
-    ``R2THRESHOLD``, used when neither the task nor ``MLPIPELINE_R2_THRESHOLD`` sets one.
+    ``r2_threshold`` is the task's setting (empty: none), in the feature set's metric (R²
+    unless its ``[quality] metric`` says otherwise); ``fallback`` the class parameter
+    ``R2THRESHOLD``, used for an R² feature set when neither the task nor
+    ``MLPIPELINE_R2_THRESHOLD`` sets one.
     """
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
-        explicit = _number(r2_threshold, "the R² threshold")
-        if explicit is None and _definition(settings, name).quality.threshold is None:
+        d = _definition(settings, name)
+        metric = metric_for(d.quality.metric, d.target.task)
+        # The task's setting is in the feature set's metric; the class parameter R2THRESHOLD is
+        # an R² and applies only to feature sets judged on R².
+        explicit = _number(r2_threshold, f"the {metric.label} threshold", r2=metric.name == "r2")
+        if explicit is None and d.quality.threshold is None and metric.name == "r2":
             threshold = effective_r2_threshold(settings, None, fallback)
             settings = settings.model_copy(update={"r2_threshold": threshold})
         # The task's own setting has the last word, over the feature set's [quality] too.
