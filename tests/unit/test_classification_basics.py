@@ -264,3 +264,15 @@ def test_the_interval_is_seeded_and_the_paired_difference_has_a_sign() -> None:
     assert optimistic(METRICS["roc_auc"], 0.7, (0.6, 0.8)) == 0.8
     assert optimistic(METRICS["log_loss"], 0.5, (0.4, 0.6)) == 0.4
     assert optimistic(METRICS["r2"], 0.5, None) == 0.5
+
+
+@pytest.mark.parametrize("name", ["r2", "rmse", "mae"])
+def test_the_vectorised_regression_bootstrap_covers_the_point_and_is_seeded(name: str) -> None:
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=3000)
+    pred = y + rng.normal(scale=0.5, size=3000)
+    interval = bootstrap_interval("regression", name, y, pred, seed=1)
+    assert interval is not None
+    assert interval[0] < compute("regression", y, pred)[name] < interval[1]
+    assert interval == bootstrap_interval("regression", name, y, pred, seed=1)
+    assert bootstrap_interval("regression", "r2", np.ones(50), pred[:50]) is None  # constant truth
