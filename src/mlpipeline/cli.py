@@ -354,7 +354,7 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         )
         out.print(
             f"'{name}': champion version {champion['version']}, promoted {champion['promoted_at']} "
-            f"by {champion['promoted_by']} ({champion['reason'][:80]})"
+            f"by {champion['promoted_by']} ({_first_line(champion['reason'], 240)})"
             + (f", trained {age:g} h ago{replay}" if age is not None else ""),
             markup=False,
             highlight=False,
@@ -386,7 +386,7 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         highlight=False,
     )
     if s["checks"]:
-        label = next((c["metric"]["label"] for c in s["checks"] if c.get("metric")), "R²")
+        label = (s.get("metric") or {}).get("label", "R²")
         table = Table(
             "checked at (UTC)", "version", "rows", "waiting", label, "out of range", "decision", "reasons"
         )
@@ -508,7 +508,7 @@ def demo(
                 "use --batches instead"
             )
     # The reasons come last: they are as long as the triggers that fired, and push nothing.
-    layout = "{:>3}  {:<16}  {:>6}  {:>7}  {:>7}  {:>7}  {:<24}  {:<8}  {:>8}  {:<14}  {}"
+    layout = "{:>3}  {:<16}  {:>6}  {:>7}  {:>7}  {:>7}  {:<30}  {:<8}  {:>8}  {:<14}  {}"
     header = layout.format(
         "day" if csv is None else "#",
         "as of" if on_clock else (order_by or "batch"),
@@ -536,7 +536,7 @@ def demo(
                 f"{row.labelled:,}",
                 f"{row.waiting:,}",
                 "-" if row.r2 is None else f"{row.r2:.3f}",
-                "-" if row.worst_psi is None else f"{row.worst_psi[0][:17]} {row.worst_psi[1]:.2f}",
+                "-" if row.worst_psi is None else f"{row.worst_psi[0][:23]} {row.worst_psi[1]:.2f}",
                 row.decision,
                 f"v{row.champion}" if row.champion else "-",
                 row.retrained or "-",
@@ -929,7 +929,9 @@ def _say_check(result: Any) -> None:
         return
     m = result.metrics
     measured = (
-        f"{_metrics_line(m)} on {result.n_rows:,} rows ({result.n_logged:,} served predictions joined)"
+        f"{_metrics_line(m)} on {result.n_rows:,} rows"
+        # A multiclass model's class probabilities are scored again: the log keeps one number.
+        + ("" if "f1_macro" in m.values else f" ({result.n_logged:,} served predictions joined)")
         if m is not None
         else f"{result.n_rows:,} newly labelled rows, nothing to measure"
     )
@@ -974,7 +976,8 @@ def _say_check(result: Any) -> None:
             out.print(f"  retrain failed: {r['error']}", markup=False, highlight=False)
         else:
             out.print(
-                f"  retrained: version {r.get('version')}, holdout R² {r.get('r2', float('nan')):.3f}, "
+                f"  retrained: version {r.get('version')}, holdout "
+                f"{METRICS[r.get('metric') or 'r2'].label} {r.get('r2', float('nan')):.3f}, "
                 f"gate: {r.get('action')}",
                 markup=False,
                 highlight=False,

@@ -351,7 +351,7 @@ def run_csv_demo(
     feature), so later batches come from a part of the population the model has not seen, and
     checked on the wall clock with :data:`CSV_OVERRIDES`.
     """
-    from mlpipeline.errors import ConfigError, NotFoundError
+    from mlpipeline.errors import ConfigError, DataValidationError, NotFoundError
     from mlpipeline.featurestore.ingest import ingest_frame, read_batch_file
     from mlpipeline.featurestore.validation import renamed
     from mlpipeline.monitoring.check import run_check
@@ -402,7 +402,14 @@ def run_csv_demo(
                 continue
             if i + 1 == first_batches:
                 if SqlPointerStore(store).get(d.name) is None:
-                    first = train(settings, store, d, reason="replay: first model", as_of=batch.as_of)
+                    try:
+                        first = train(settings, store, d, reason="replay: first model", as_of=batch.as_of)
+                    except DataValidationError as exc:  # too few rows yet: the checks retry
+                        say(
+                            f"no first model on batches 0-{i} ({exc}); the replay goes on, and each "
+                            "check tries again (no_model) as labelled rows arrive"
+                        )
+                        continue
                     report.trained_versions.append(first.version or "")
                     say(f"trained version {first.version} on batches 0-{i}: {_verdict(first)}")
                 continue

@@ -123,6 +123,9 @@ def test_benefits_replayed_by_year_of_displacement_on_roc_auc(home: Settings) ->
         assert [round(p["no"], 9) for p in proba] == [round(p, 9) for p in served.probabilities[:, 0]]
         bad = client.post("/invocations", json={"dataframe_split": split, "params": {"output": "odds"}})
         assert bad.status_code == 400
+        output = client.get("/model").json()["output"]
+        assert (output["task"], output["classes"], output["positive"]) == ("binary", ["no", "yes"], "yes")
+        assert 0 < output["threshold"] < 1
 
     # MLflow's own client, as a user without mlpipeline would load the champion.
     import mlflow

@@ -198,14 +198,31 @@ def _local_cluster() -> tuple[str, str]:
 
 
 def _pg_ctl(action: str) -> None:
+    """Run pg_ctlcluster; a non-zero exit fails only if the cluster did not end up as asked.
+
+    pg_ctlcluster's restart has been seen to exit 1 after a clean restart (the server log shows
+    it down and up again within 0.1 s): the outcome, not the exit code, is what the tests need.
+    """
     version, name = _local_cluster()
-    subprocess.run(
+    done = subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=120,
     )
+    if done.returncode == 0:
+        return
+    listing = subprocess.run(
+        ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    state = next((ln.split()[3] for ln in listing.splitlines() if ln.split()[:2] == [version, name]), "?")
+    wanted = "down" if action == "stop" else "online"
+    if state != wanted:
+        raise AssertionError(
+            f"pg_ctlcluster {action} exited {done.returncode} and the cluster is {state}: "
+            f"{(done.stderr or done.stdout).strip()[:500]}"
+        )
 
 
 def wait_for_postgres(timeout_s: float = 60.0) -> float:

@@ -729,3 +729,11 @@ def test_a_loss_is_judged_on_its_lower_bound() -> None:
     fired = decide(state(r2=0.6, sample_size=300, interval=(0.52, 0.7)), policy)
     assert fired.reasons == ("performance",)
     assert "log loss 0.6000 (lower bound 0.5200 of its 95% interval) > threshold 0.5000" in fired.explanation
+
+
+def test_a_champion_trained_after_the_checks_moment_has_no_age() -> None:
+    later = state(champion_trained_at=NOW + timedelta(days=900))
+    decision = decide(later)
+    assert decision.action == "none"
+    assert "trained 900d after this moment" in decision.explanation
+    assert "-900d" not in decision.explanation

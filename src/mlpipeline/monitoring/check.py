@@ -683,6 +683,10 @@ def status_of(
         "retrain_pending": json.loads(store.get_state(d.name, RETRAIN_PENDING_KEY) or "null"),
         "next_check_at": store.get_state(d.name, NEXT_CHECK_KEY),
         "challenger": None,
+        "metric": {
+            "name": metric_for(d.quality.metric, d.target.task).name,
+            "label": metric_for(d.quality.metric, d.target.task).label,
+        },
         "clock": "simulated" if simulated else "wall",
         "clock_at": now.isoformat(),
         "quality": quality,

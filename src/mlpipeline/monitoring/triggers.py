@@ -284,6 +284,11 @@ def _schedule(
     limit = policy.max_model_age
     if limit is None:
         quiet.append("schedule disabled")
+    elif age < timedelta(0):
+        quiet.append(
+            f"champion trained {format_duration(-age)} after this moment (another clock: on a replay, "
+            "train with --as-of too): no age"
+        )
     elif age > limit:
         fired.append("schedule")
         notes["schedule"] = f"champion is {format_duration(age)} old > max_model_age {format_duration(limit)}"

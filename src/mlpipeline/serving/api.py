@@ -320,12 +320,26 @@ def create_app(
                 "loaded_at": serving.loaded_at.isoformat(),
                 "load_ms": round(serving.load_seconds * 1000, 3),
                 "input": {"key": serving.model.spec.get("key"), "features": features},
+                "output": _output_of(serving.model.spec),
                 "derived": serving.model.spec.get("derived", []),
                 "feature_order": list(serving.feature_names),
             }
         )
 
     return app
+
+
+def _output_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the model answers: a number, or one of its classes (with the positive class and the
+    decision threshold of a binary model)."""
+    task = spec.get("task") or "regression"
+    if task == "regression":
+        return {"task": "regression"}
+    out: dict[str, Any] = {"task": task, "classes": list(spec.get("classes") or ())}
+    if task == "binary":
+        out["positive"] = out["classes"][int(spec["positive"])]
+        out["threshold"] = spec.get("threshold", 0.5)
+    return out
 
 
 def _output_param(payload: Any) -> str:

@@ -82,6 +82,11 @@ def classification_report(
         pr_ax.plot([recall_at], [precision_at], "o", color="#d62728", label=f"threshold {cut:.3f}")
         roc_ax.legend(loc="lower right", fontsize=8)
         pr_ax.legend(loc="lower left", fontsize=8)
+        # The displays name the encoded label (1); the reader wants the class itself.
+        roc_ax.set_xlabel(f"false positive rate (positive class: {classes[positive]})")
+        roc_ax.set_ylabel(f"true positive rate (positive class: {classes[positive]})")
+        pr_ax.set_xlabel(f"recall (positive class: {classes[positive]})")
+        pr_ax.set_ylabel(f"precision (positive class: {classes[positive]})")
         paths.append(folder / "roc_pr_curves.png")
         fig.savefig(paths[-1])
     return paths, metrics
