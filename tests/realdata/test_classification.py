@@ -9,6 +9,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,21 @@ from mlpipeline.training.pipeline import train
 from ..conftest import SHARED_DATA
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+USER_SCRIPT = """
+import json
+import sys
+sys.modules["mlpipeline"] = None  # prove the model needs no mlpipeline code
+import mlflow
+import pandas as pd
+
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model("models:/mlpipeline-benefits@champion")
+rows = pd.read_parquet(sys.argv[2])
+labels = [str(v) for v in model.predict(rows)]
+probabilities = model.predict(rows, params={"output": "probabilities"})[["no", "yes"]].to_numpy().tolist()
+json.dump({"labels": labels, "probabilities": probabilities}, open(sys.argv[3], "w"))
+"""
 
 BENEFITS = SHARED_DATA / "benefits.csv"
 FLAGS = ["nwhite", "school12", "sex", "bluecol", "smsa", "married", "dkids", "dykids", "head"]
@@ -127,15 +146,23 @@ def test_benefits_replayed_by_year_of_displacement_on_roc_auc(home: Settings) ->
         assert (output["task"], output["classes"], output["positive"]) == ("binary", ["no", "yes"], "yes")
         assert 0 < output["threshold"] < 1
 
-    # MLflow's own client, as a user without mlpipeline would load the champion.
-    import mlflow
-
-    mlflow.set_tracking_uri(home.mlflow_tracking_uri)
-    model = mlflow.pyfunc.load_model("models:/mlpipeline-benefits@champion")
+    # MLflow's own client, in a process where mlpipeline cannot be imported.
     typed = features.astype({"stateur": float, "statemb": float, "tenure": float, "state": str})
-    assert list(model.predict(typed)) == served.labels
-    frame = model.predict(typed, params={"output": "probabilities"})
-    np.testing.assert_allclose(frame[["no", "yes"]].to_numpy(), served.probabilities, rtol=1e-9)
+    rows_file = home.home / "rows.parquet"
+    typed.to_parquet(rows_file)
+    script = home.home / "user_script.py"
+    script.write_text(USER_SCRIPT)
+    out = home.home / "answers.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLPIPELINE_")}
+    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    done = subprocess.run(
+        [sys.executable, str(script), home.mlflow_tracking_uri, str(rows_file), str(out)],
+        capture_output=True, text=True, timeout=300, check=False, env=env, cwd=home.home,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = json.loads(out.read_text())
+    assert theirs["labels"] == served.labels
+    np.testing.assert_allclose(np.array(theirs["probabilities"]), served.probabilities, rtol=1e-9)
 
 
 def test_labels_that_come_later_are_judged_on_the_chosen_metric(home: Settings, tmp_path: Path) -> None:
@@ -204,7 +231,9 @@ def test_wine_has_three_classes_judged_on_f1_macro(settings: Settings, tmp_path:
     store = SqlFeatureStore(settings.featurestore_url)
     try:
         store.create_schema([d])
-        ingest_frame(store, d, frame)
+        shuffled = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+        first, later = shuffled.iloc[:120], shuffled.iloc[120:]
+        ingest_frame(store, d, first)
         trained = train(settings, store, d)
         assert trained.metrics is not None
         assert trained.metrics.metric == "f1_macro"
@@ -219,5 +248,17 @@ def test_wine_has_three_classes_judged_on_f1_macro(settings: Settings, tmp_path:
             )
             assert explained.status_code == 200, explained.text
             assert set(explained.json()["contributions"][0]) == {"barolo", "grignolino", "barbera"}
+        # The later bottles arrive without their class; the classes come in a labels file.
+        ingest_frame(store, d, later.drop(columns=["target"]))
+        labels = tmp_path / "classes.csv"
+        later[["bottle", "target"]].to_csv(labels, index=False)
+        label_file(store, d, labels)
+        checked = run_check(settings, store, d, manual=True)
+        assert checked.n_rows == len(later)
+        assert checked.metrics is not None
+        assert checked.metrics.metric == "f1_macro"
+        assert checked.retrain.get("version") == "2"
+        assert checked.retrain.get("metric") == "f1_macro"
+        assert checked.retrain.get("action") in ("promote", "hold")
     finally:
         store.dispose()
