@@ -282,6 +282,7 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
     from mlpipeline.featuresets.metrics import metric_for
     from mlpipeline.featuresets.quality import settings_for
     from mlpipeline.featurestore.checks import CheckRecords
+    from mlpipeline.monitoring.check import policy_from
     from mlpipeline.monitoring.reports import draw_timeline
     from mlpipeline.registry.pointer import SqlPointerStore
 
@@ -291,7 +292,7 @@ def _picture(settings: Settings, store: SqlFeatureStore, d: Definition) -> Path:
     return draw_timeline(
         CheckRecords(store, d.name).history(limit=1000),
         SqlPointerStore(store).history(d.name, limit=200),
-        threshold=settings.r2_threshold,
+        threshold=policy_from(settings, d).r2_threshold,
         psi_threshold=settings.psi_threshold,
         path=settings.home / "reports" / ("demo.png" if d.name == "demo" else f"demo-{d.name}.png"),
         title=(

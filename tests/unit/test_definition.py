@@ -177,3 +177,10 @@ def test_an_estimator_that_is_not_allowed_is_refused_when_the_file_loads() -> No
     data["model"]["estimator"] = "xgboost"
     with pytest.raises(DefinitionError, match=r"model\.estimator: 'xgboost' is not allowed"):
         parse_definition(data)
+
+
+def test_an_estimator_name_that_is_not_an_estimator_class_is_never_called() -> None:
+    data = base()
+    data["model"]["estimator"] = "sklearn.datasets.clear_data_home"
+    with pytest.raises(DefinitionError, match="is not a scikit-learn estimator class"):
+        parse_definition(data)

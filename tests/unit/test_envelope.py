@@ -172,3 +172,27 @@ def test_the_share_must_be_a_share() -> None:
 
     with pytest.raises(ConfigError, match="out_of_range_share must be a share between 0 and 1"):
         TriggerPolicy(out_of_range_share=1.5)
+
+
+def test_an_unwatched_category_is_served_without_a_flag(spec: dict[str, Any]) -> None:
+    unwatched = {**spec, "features": [dict(f) for f in spec["features"]]}
+    for f in unwatched["features"]:
+        if f["name"] == "region":
+            del f["seen"]  # drift = false: not part of the envelope
+    contract = InputContract(unwatched)
+    inputs = contract.from_records([record(region="east")])
+    assert "region" not in inputs.outside
+    prediction = Prediction(np.zeros(1), "m", "1", outside=inputs.outside, envelope=contract.envelope)
+    assert prediction.warnings() == []
+
+
+def test_a_multiclass_target_that_gained_a_class_is_still_judged() -> None:
+    from mlpipeline.training.steps import evaluate, metric_interval
+
+    spec = {"task": "multiclass", "classes": ["a", "b", "c"]}
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet([1, 1, 1], 60)
+    y = np.array([0, 1, 2, 3] * 15, dtype=float)  # class 3 ("d") was added after training
+    metrics = evaluate(y, proba, spec=spec)
+    assert 0 <= metrics.value <= 1
+    assert metric_interval(y, proba, spec=spec) is not None

@@ -52,3 +52,16 @@ def test_gate_is_consistent_over_a_grid() -> None:
         else:
             assert d.action == ("promote" if mode == "auto" else "await_approval"), (challenger, champion)
         assert d.challenger_r2 == challenger or math.isnan(d.challenger_r2)
+
+
+def test_a_loss_without_a_ceiling_is_judged_on_the_champion_alone() -> None:
+    from mlpipeline.featuresets.metrics import METRICS
+
+    loss = GatePolicy(r2_floor=None, min_improvement=0.01, metric=METRICS["log_loss"])
+    first = decide(0.62, None, loss)
+    assert first.action == "promote"
+    assert "no ceiling set" in first.reason
+    assert decide(0.62, 0.60, loss).action == "hold"  # a higher loss is worse
+    assert decide(0.55, 0.60, loss).action == "promote"
+    capped = GatePolicy(r2_floor=0.5, metric=METRICS["log_loss"])
+    assert "above the ceiling 0.5000" in decide(0.62, None, capped).reason

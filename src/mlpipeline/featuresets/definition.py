@@ -633,10 +633,17 @@ def _estimator_kind_problems(name: str, task: str) -> list[str]:
 
     module, _, cls_name = name.rpartition(".")
     try:
-        from sklearn.base import is_classifier, is_regressor
+        from sklearn.base import BaseEstimator, is_classifier, is_regressor
 
-        estimator = getattr(importlib.import_module(module), cls_name)()
+        found = getattr(importlib.import_module(module), cls_name)
     except Exception:  # a missing name is reported, with its fix, when training builds it
+        return []
+    if not (isinstance(found, type) and issubclass(found, BaseEstimator)):
+        # Never call what is not an estimator class (sklearn.datasets.clear_data_home, …).
+        return [f"model.estimator: '{name}' is not a scikit-learn estimator class"]
+    try:
+        estimator = found()
+    except Exception:  # needs arguments: training reports it with the definition's params
         return []
     if task == "regression" and is_classifier(estimator):
         return [

@@ -87,28 +87,24 @@ class Envelope:
                 out[name] = flagged
         return out
 
-    def bounds_for(self, names: Sequence[str]) -> tuple[list[int], FloatArray, FloatArray]:
-        """Which of ``names`` are watched numeric columns, with their bounds in that order: built
-        once per model, so flagging a request block is two comparisons."""
+    def bounds_for(self, names: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+        """Bounds aligned with ``names`` (unwatched columns get ±inf, so they never flag): built
+        once per model, so flagging a request block is two comparisons and no indexing."""
         at = {n: i for i, n in enumerate(self.numeric)}
-        cols = [j for j, n in enumerate(names) if n in at]
-        rows = [at[names[j]] for j in cols]
-        return cols, self.lo[rows], self.hi[rows]
+        lo = np.array([self.lo[at[n]] if n in at else -np.inf for n in names], dtype=np.float64)
+        hi = np.array([self.hi[at[n]] if n in at else np.inf for n in names], dtype=np.float64)
+        return lo, hi
 
     @staticmethod
     def matrix_flags(
-        names: Sequence[str], matrix: FloatArray, bounds: tuple[list[int], FloatArray, FloatArray]
+        names: Sequence[str], matrix: FloatArray, bounds: tuple[FloatArray, FloatArray]
     ) -> dict[str, BoolArray]:
         """Numeric flags for a (rows x names) block, with ``bounds`` from :meth:`bounds_for`."""
-        cols, lo, hi = bounds
-        if not cols:
-            return {}
-        block = matrix[:, cols] if len(cols) < matrix.shape[1] else matrix
-        with np.errstate(invalid="ignore"):
-            flagged = (block < lo) | (block > hi)
+        lo, hi = bounds
+        flagged = (matrix < lo) | (matrix > hi)  # NaN compares False: missing is never flagged
         if not flagged.any():
             return {}
-        return {names[j]: flagged[:, k] for k, j in enumerate(cols) if flagged[:, k].any()}
+        return {names[int(j)]: flagged[:, j] for j in np.flatnonzero(flagged.any(axis=0))}
 
     def flags(self, columns: Mapping[str, Any]) -> dict[str, BoolArray]:
         """Flags for raw columns (numbers, category labels), e.g. rows read from the store."""
@@ -127,6 +123,8 @@ class Envelope:
         """What the model saw for ``name``, for a warning: its range or its number of categories."""
         if name in self.categories:
             return f"with a category not seen in training ({len(self.categories[name])} known)"
+        if name not in self.numeric:
+            return "with a value not seen in training"
         i = self.numeric.index(name)
         if self.lo[i] > self.hi[i]:
             return "with a value where training saw none"

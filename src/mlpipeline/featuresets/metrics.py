@@ -35,6 +35,7 @@ __all__ = [
     "RESAMPLES",
     "MetricSpec",
     "Task",
+    "aligned_classes",
     "bootstrap_interval",
     "class_recalls",
     "compute",
@@ -156,6 +157,19 @@ def compute(task: str, y: Any, scores: Any, *, classes: int = 2, threshold: floa
         "balanced_accuracy": _balanced(truth, predicted, labels),
         "log_loss": float(skm.log_loss(truth, proba, labels=labels)),
     }
+
+
+def aligned_classes(task: str, y: Any, scores: Any, classes: int) -> tuple[Any, int]:
+    """A multiclass model's probabilities padded with zeros for classes the target gained after
+    it was trained (values are only ever added at the end), and the class count to judge with."""
+    if task != "multiclass":
+        return scores, classes
+    proba = np.asarray(scores, dtype=np.float64)
+    truth = np.asarray(y, dtype=np.float64)
+    k = max(classes, proba.shape[1], int(np.nanmax(truth)) + 1 if truth.size else 0)
+    if proba.shape[1] < k:
+        proba = np.hstack([proba, np.zeros((len(proba), k - proba.shape[1]))])
+    return proba, k
 
 
 def class_recalls(task: str, y: Any, scores: Any, *, classes: int, threshold: float = 0.5) -> list[float]:

@@ -120,10 +120,11 @@ def policy_from(settings: Settings, d: Definition) -> TriggerPolicy:
 
     The threshold is in the feature set's metric; the R²-shaped default (0.6) also fits a
     score between 0 and 1 (ROC AUC, F1), but not a loss: a loss has a threshold only when
-    ``[quality] threshold`` gives one.
+    ``[quality] threshold``, ``MLPIPELINE_R2_THRESHOLD`` or the IRIS task gives one.
     """
     metric = metric_for(d.quality.metric, d.target.task)
-    threshold = settings.r2_threshold if metric.higher_is_better or d.quality.threshold is not None else None
+    explicit = "r2_threshold" in settings.model_fields_set  # the environment, [quality], IRIS's task
+    threshold = settings.r2_threshold if metric.higher_is_better or explicit else None
     return TriggerPolicy(
         max_model_age=settings.duration("max_model_age"),
         new_data_rows=settings.new_data_rows or None,
@@ -581,7 +582,7 @@ def _publish(
         draw_timeline(
             history,
             promotions,
-            threshold=settings.r2_threshold,
+            threshold=policy_from(settings, d).r2_threshold,
             psi_threshold=settings.psi_threshold,
             path=png,
             title=f"'{d.name}': champion {metric.label} on newly labelled rows",

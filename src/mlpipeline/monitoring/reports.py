@@ -197,7 +197,7 @@ def build_timeline(
     checks: Sequence[CheckRecord],
     promotions: Sequence[HistoryEntry],
     *,
-    threshold: float,
+    threshold: float | None,
     title: str,
     psi_threshold: float | None = None,
     metric: str = "R²",
@@ -260,7 +260,7 @@ def draw_timeline(
     checks: Sequence[CheckRecord],
     promotions: Sequence[HistoryEntry],
     *,
-    threshold: float,
+    threshold: float | None,
     path: Path,
     title: str,
     psi_threshold: float | None = None,
@@ -322,7 +322,12 @@ def _has_verdict(c: CheckRecord) -> bool:
 
 
 def _metric_panel(
-    ax: Axes, ordered: Sequence[CheckRecord], events: Sequence[_Event], *, threshold: float, metric: str
+    ax: Axes,
+    ordered: Sequence[CheckRecord],
+    events: Sequence[_Event],
+    *,
+    threshold: float | None,
+    metric: str,
 ) -> None:
     """The metric with markers (one check is one visible point), threshold and event lines."""
     from matplotlib.lines import Line2D
@@ -355,7 +360,8 @@ def _metric_panel(
             linewidth=5,
             label="95% interval",
         )
-    ax.axhline(threshold, color=_RED, linestyle="--", linewidth=1.1, label=f"threshold {threshold:g}")
+    if threshold is not None:  # a loss without a threshold has none to draw
+        ax.axhline(threshold, color=_RED, linestyle="--", linewidth=1.1, label=f"threshold {threshold:g}")
     legend_lines: dict[str, tuple[str, Literal["-", ":"]]] = {}
     for e in events:
         ax.axvline(_num(e.at), color=e.color, linestyle=e.linestyle, linewidth=1.3, alpha=0.85)

@@ -303,7 +303,8 @@ class InputContract:
             flags = self.envelope.matrix_flags(self.numeric_names, matrix, self.bounds)
         else:
             flags = self.envelope.numeric_flags(values)
-        flags.update(unseen)
+        # Only the categorical features the model watches (drift = true) are flagged.
+        flags.update((name, mask) for name, mask in unseen.items() if name in self.envelope.categories)
         return flags
 
     def _clean(self, m: FloatArray) -> bool:

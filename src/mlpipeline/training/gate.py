@@ -27,7 +27,7 @@ Action = Literal["promote", "await_approval", "hold"]
 class GatePolicy:
     """Thresholds of the gate, in the metric's own units; ``mode`` is ``auto`` or ``manual``."""
 
-    r2_floor: float = 0.5
+    r2_floor: float | None = 0.5  # None: no floor (a loss without an explicit one)
     min_improvement: float = 0.005
     mode: Literal["auto", "manual"] = "auto"
     metric: MetricSpec = METRICS["r2"]
@@ -66,7 +66,7 @@ def decide(
     if math.isnan(challenger):
         why = "constant holdout target" if m.name == "r2" else "a single class in the holdout"
         return Decision("hold", f"challenger {name} is undefined ({why})", challenger, champion)
-    if worse_than(m, challenger, policy.r2_floor):
+    if policy.r2_floor is not None and worse_than(m, challenger, policy.r2_floor):
         side = "below" if m.higher_is_better else "above"
         reason = f"challenger {name} {challenger:.4f} is {side} the {floor_word} {policy.r2_floor:.4f}"
         return Decision("hold", reason, challenger, champion)
@@ -76,7 +76,11 @@ def decide(
             "hold", f"{weak} < min_class_recall {policy.min_class_recall:.2f}", challenger, champion
         )
     if champion is None or math.isnan(champion):
-        reason = f"first model: {name} {challenger:.4f} clears the {floor_word} {policy.r2_floor:.4f}"
+        reason = (
+            f"first model: {name} {challenger:.4f} clears the {floor_word} {policy.r2_floor:.4f}"
+            if policy.r2_floor is not None
+            else f"first model: {name} {challenger:.4f} (no {floor_word} set)"
+        )
     else:
         better = gain(m, challenger, champion)
         if better < policy.min_improvement - 1e-12:

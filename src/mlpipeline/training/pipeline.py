@@ -26,7 +26,7 @@ from mlpipeline import __version__
 from mlpipeline.errors import BusyError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
-from mlpipeline.featuresets.metrics import LEVEL, metric_for, paired_difference_interval
+from mlpipeline.featuresets.metrics import LEVEL, aligned_classes, metric_for, paired_difference_interval
 from mlpipeline.featuresets.quality import settings_for
 from mlpipeline.featuresets.reference import build_reference, prediction_histogram
 from mlpipeline.featurestore.checks import TRAINED_BATCH_KEY, CheckRecords
@@ -211,8 +211,10 @@ def _run(
         champion_metrics, champion_version, champion_scores, champion_spec = _score_champion(
             settings, tracker, pointers, d, split.holdout, y_hold
         )
+        # The R²-shaped default floor fits a score in [0, 1]; a loss gets one only when it is set.
+        explicit_floor = "r2_floor" in settings.model_fields_set
         policy = GatePolicy(
-            settings.r2_floor,
+            settings.r2_floor if metrics.spec.higher_is_better or explicit_floor else None,
             settings.min_improvement,
             settings.promotion_policy,
             metric=metrics.spec,
@@ -365,13 +367,20 @@ def _gain_interval(
     """The bootstrap interval of the challenger's gain over the champion on the same rows."""
     task = d.target.task
     y = y_hold if task != "binary" else (y_hold == d.target.positive_index).astype(np.float64)
+    if (
+        task == "binary"
+        and int(champion_spec.get("positive", d.target.positive_index)) != d.target.positive_index
+    ):
+        return None  # the champion scored another class as positive: no paired comparison
+    scores, classes = aligned_classes(task, y, scores, len(d.target.classes) or 2)
+    champion_scores, classes = aligned_classes(task, y, champion_scores, classes)
     return paired_difference_interval(
         task,
         metric_for(d.quality.metric, task).name,
         y,
         scores,
         champion_scores,
-        classes=len(d.target.classes) or 2,
+        classes=classes,
         new_threshold=float(spec.get("threshold", 0.5)),
         old_threshold=float(champion_spec.get("threshold", 0.5)),
     )

@@ -23,7 +23,14 @@ from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.envelope import observed_ranges
 from mlpipeline.featuresets.features import category_vocabulary, feature_spec
-from mlpipeline.featuresets.metrics import METRICS, MetricSpec, bootstrap_interval, compute, metric_for
+from mlpipeline.featuresets.metrics import (
+    METRICS,
+    MetricSpec,
+    aligned_classes,
+    bootstrap_interval,
+    compute,
+    metric_for,
+)
 from mlpipeline.featuresets.portable import build_matrix
 
 __all__ = [
@@ -243,6 +250,10 @@ def _sklearn_estimator(name: str, params: Mapping[str, Any], seed: int, task: st
         raise ConfigError(
             f"model.estimator '{name}' does not exist in scikit-learn; check the spelling"
         ) from exc
+    from sklearn.base import BaseEstimator
+
+    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
+        raise ConfigError(f"model.estimator '{name}' is not a scikit-learn estimator class")
     try:
         estimator = cls(**params)
     except TypeError as exc:
@@ -456,13 +467,8 @@ def evaluate(
         raise ValueError("y_true and the scores must be non-empty and of equal length")
     if task == "binary":
         y = (y == int(spec["positive"])).astype(np.float64)
-    values = compute(
-        task,
-        y,
-        scores,
-        classes=len(spec.get("classes") or ()) or 2,
-        threshold=float(spec.get("threshold", 0.5)),
-    )
+    scores, classes = aligned_classes(task, y, scores, len(spec.get("classes") or ()) or 2)
+    values = compute(task, y, scores, classes=classes, threshold=float(spec.get("threshold", 0.5)))
     return Metrics(values, int(y.size), metric_for(metric, task).name)
 
 
@@ -481,12 +487,13 @@ def metric_interval(
     y = np.asarray(y_true, dtype=np.float64)
     if task == "binary":
         y = (y == int(spec["positive"])).astype(np.float64)
+    scores, classes = aligned_classes(task, y, scores, len(spec.get("classes") or ()) or 2)
     return bootstrap_interval(
         task,
         metric_for(metric, task).name,
         y,
         scores,
-        classes=len(spec.get("classes") or ()) or 2,
+        classes=classes,
         threshold=float(spec.get("threshold", 0.5)),
         seed=seed,
     )
