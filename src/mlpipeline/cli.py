@@ -28,7 +28,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mlpipeline import __version__
-from mlpipeline.errors import BusyError, ConfigError, DataValidationError, MlpipelineError, Problem
+from mlpipeline.errors import (
+    BusyError,
+    ConfigError,
+    DataValidationError,
+    DefinitionError,
+    MlpipelineError,
+    Problem,
+)
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
 from mlpipeline.featuresets.metrics import METRICS, metric_for
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
@@ -413,10 +420,26 @@ def featuresets(
     """List the feature-set definitions, or show one."""
     settings = _settings()
     if name is None:
+        # Every file is listed: one that does not load is shown with its error, not in its place.
+        broken: list[ConfigError] = []
         for n in available_featuresets(settings.featuresets_dir):
-            d = _definition(n, settings)
+            try:
+                d = _definition(n, settings)
+            except ConfigError as exc:
+                broken.append(exc)
+                out.print(f"{n}: invalid: {exc}", markup=False, highlight=False)
+                continue
             about = f"{d.description} " if d.description else ""
-            out.print(f"{n}: {about}(table {d.table}, {len(d.model_features)} model features)")
+            kind = d.target.task if d.target.task == "regression" else f"{d.target.task} classifier"
+            out.print(
+                f"{n}: {about}(table {d.table}, {kind}, {len(d.model_features)} model features)",
+                markup=False,
+                highlight=False,
+            )
+        if broken:
+            raise DefinitionError(
+                f"{len(broken)} definition(s) do not load; each is listed above with its fix"
+            )
         return
     d = _definition(name, settings)
     out.print_json(json.dumps(d.model_dump(mode="json")))

@@ -229,3 +229,19 @@ def test_an_invalid_setting_is_one_line_without_a_traceback(tmp_path: Path) -> N
         [*command, "--verbose", "status"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
     )
     assert "Traceback" in loud.stderr, "--verbose still shows it"
+
+
+def test_featuresets_lists_every_file_and_each_broken_one_with_its_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    (folder / "aaa.toml").write_text('name = "aaa"\ntable = "aaa"\n[target]\ncolumn = "y"\n')
+    monkeypatch.setenv("MLPIPELINE_FEATURESETS_DIR", str(folder))
+    code, out, err = run(capsys, "featuresets")
+    assert code == 2
+    assert "aaa: invalid:" in out
+    assert "demo_late:" in out  # the files after the broken one are listed too
+    assert "binary classifier" in out
+    assert "housing:" in out
+    assert "1 definition(s) do not load" in err

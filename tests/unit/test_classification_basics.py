@@ -152,7 +152,7 @@ def test_a_label_outside_the_values_refuses_the_batch_naming_them() -> None:
     assert "not one of the target's values 'no', 'yes'" in text
     assert "maybe" in text
     labels = pd.DataFrame({"customer_id": [1], "churned": ["Yes"]})  # case matters: say so
-    with pytest.raises(DataValidationError, match="not one of the target's values"):
+    with pytest.raises(DataValidationError, match="'Yes': did you mean 'yes'"):
         validate_labels(labels, d)
 
 

@@ -11,6 +11,7 @@ ingest is rejected at serving time too.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import numpy as np
@@ -258,11 +259,24 @@ def _classes(series: pd.Series, column: str, classes: tuple[str, ...], problems:
     unknown = np.array([t is not None and t not in position for t in labels], dtype=bool)
     if unknown.any():
         shown = ", ".join(repr(c) for c in classes)
+        hints = []
+        lowered = {c.lower(): c for c in classes}
+        for label in dict.fromkeys(t for t, bad in zip(labels, unknown, strict=True) if bad and t):
+            close = (
+                [lowered[label.lower()]]
+                if label.lower() in lowered
+                else difflib.get_close_matches(label, classes, n=1)
+            )
+            if close:
+                hints.append(f"'{label}': did you mean '{close[0]}'?")
+            if len(hints) == 3:
+                break
         _add(
             problems,
             column,
             "class",
-            f"not one of the target's values {shown} ({_samples(series, unknown)})",
+            f"not one of the target's values {shown} ({_samples(series, unknown)})"
+            + (f"; {'; '.join(hints)}" if hints else ""),
             unknown,
         )
     result = pd.Series(codes, index=series.index, name=column)
