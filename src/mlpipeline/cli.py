@@ -548,10 +548,13 @@ def demo(
     lines: list[DayRow] = []
 
     def on_day(row: DayRow) -> None:
+        # The table is the demo's output: on a terminal it prints above the progress bar; sent to
+        # a file or a pipe it goes to stdout with the summary, so '> log' keeps it.
+        table = bar.console if out.is_terminal else out
         if not lines:
-            bar.console.print(header, markup=False, highlight=False)
+            table.print(header, markup=False, highlight=False)
         lines.append(row)
-        bar.console.print(
+        table.print(
             layout.format(
                 row.day,
                 row.date,
