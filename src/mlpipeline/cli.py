@@ -362,7 +362,12 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
         out.print(
             f"'{name}': champion version {champion['version']}, promoted {champion['promoted_at']} "
             f"by {champion['promoted_by']} ({_first_line(champion['reason'], 240)})"
-            + (f", trained {age:g} h ago{replay}" if age is not None else ""),
+            + (f", trained {age:g} h ago{replay}" if age is not None else "")
+            + (
+                ", trained after the last check's moment (another clock: on a replay, train with --as-of)"
+                if champion.get("trained_after_clock")
+                else ""
+            ),
             markup=False,
             highlight=False,
         )
@@ -714,15 +719,19 @@ def models(
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    if metric.name in ("r2", "rmse", "mae"):
+    regression = metric.name in ("r2", "rmse", "mae")
+    others = [m for m in ("accuracy", "log_loss", "roc_auc", "f1_macro") if m != metric.name][:2]
+    if regression:
         table = Table("version", "aliases", "R²", "RMSE", "MAE", "gate", "trigger")
     else:
-        table = Table("version", "aliases", metric.label, "accuracy", "log loss", "gate", "trigger")
+        table = Table(
+            "version", "aliases", metric.label, *(METRICS[m].label for m in others), "gate", "trigger"
+        )
     for r in rows:
         shown = (
             [r["r2"], r["rmse"], r["mae"]]
-            if metric.name in ("r2", "rmse", "mae")
-            else [r["value"], r["metrics"].get("accuracy"), r["metrics"].get("log_loss")]
+            if regression
+            else [r["value"], *(r["metrics"].get(m) for m in others)]
         )
         table.add_row(
             r["version"],

@@ -227,3 +227,20 @@ def test_a_replay_reads_files_that_name_columns_their_own_way(settings: Settings
             run_check(settings, store, d, as_of=datetime(2026, 1, 3))
     finally:
         store.dispose()
+
+
+def test_training_as_of_a_moment_sees_no_later_row_without_a_label_time(on_backend: Settings) -> None:
+    on_backend.featuresets_dir.mkdir(parents=True, exist_ok=True)
+    (on_backend.featuresets_dir / "deliveries.toml").write_text(SOURCED)
+    d = load_definition("deliveries", on_backend.featuresets_dir)
+    rows = pd.concat([generate_day(StreamConfig(seed=4, rows_per_day=50), day) for day in range(4)])
+    store = SqlFeatureStore(on_backend.featurestore_url)
+    try:
+        store.create_schema([d])
+        ingest_frame(store, d, rows.drop(columns=["delivered_at"]).reset_index(drop=True))
+        moment = datetime(2026, 1, 2, 23, 59, 59)
+        window = store.training_window(d, as_of=moment)
+        assert len(window) == 100  # days 0 and 1 only
+        assert window["ordered_at"].max() <= moment
+    finally:
+        store.dispose()

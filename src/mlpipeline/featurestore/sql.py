@@ -446,8 +446,11 @@ class SqlFeatureStore:
             query = query.order_by(t.c[d.event_time], *_key_order(d, t))
         else:
             query = query.order_by(*_key_order(d, t))
-        if d.label_time and as_of is not None:
-            query = query.where(t.c[d.label_time] <= as_of)
+        # Labels known by then: their label time, else (replays, backfills) their row's event time,
+        # as monitoring counts them, so a model trained "as of" a moment never sees later rows.
+        known_at = d.label_time or d.event_time
+        if known_at and as_of is not None:
+            query = query.where(t.c[known_at] <= as_of)
         return self._frame(d, query, "read the training window")
 
     def labelled_since(

@@ -699,7 +699,11 @@ def status_of(
             "promoted_at": pointer.promoted_at.isoformat() if pointer.promoted_at else None,
             "promoted_by": pointer.promoted_by,
             "reason": pointer.reason,
-            "age_hours": round((now - trained).total_seconds() / 3600, 1) if trained else None,
+            # A champion trained after the clock's moment (another clock) has no age there.
+            "age_hours": round((now - trained).total_seconds() / 3600, 1)
+            if trained and trained <= now
+            else None,
+            "trained_after_clock": bool(trained and trained > now),
             "metrics": pointer.metrics,
         }
     if with_registry:
