@@ -9,7 +9,10 @@ One check, in order:
    score the rest with the champion from the verified cache.
 3. R², RMSE and MAE with the sample size; PSI per feature and of the target against the
    histograms stored with the champion at training; the share of rows with an input outside
-   the champion's training ranges or categories. Fewer new rows than ``min_samples`` are not
+   the champion's training ranges or categories; each metric's seeded bootstrap interval (the
+   performance trigger judges its favourable end); and, from the prediction log, the PSI of the
+   predictions served since the last reading against the champion's own training outputs (an
+   early warning before labels arrive, no retrain reason). Fewer new rows than ``min_samples`` are not
    judged yet: the watermark stays, so they wait for the next check's rows (none is passed
    over), until the window has waited ``max_window_age``; then it is judged with what it has.
    A window that waits when a retrain is decided is judged at once, by the champion that
