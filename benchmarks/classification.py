@@ -14,33 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving import local_settings, per_call_us, records_of
+from benchmarks.serving import per_call_us, records_of, setup
 from mlpipeline.featuresets import portable
-from mlpipeline.featuresets.definition import load_definition
-from mlpipeline.featurestore.ingest import ingest_frame
-from mlpipeline.featurestore.sql import open_store
-from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
 from mlpipeline.serving.predictor import open_predictor
-from mlpipeline.training.pipeline import train
 
 __all__ = ["single_row"]
 
 
 def single_row(home: Path, n: int = 3000) -> dict[str, float]:
     """µs per call: mlpipeline's class and probabilities, and the raw booster's probability."""
-    settings = local_settings(home)
-    d = load_definition("demo_late")
-    store = open_store(settings)
-    store.create_schema([d])
-    raw = generate_stream(StreamConfig(rows_per_day=2000), 5)
-    ingest_frame(store, d, raw)
-    result = train(settings, store, d, reason="benchmark")
-    store.dispose()
-    assert result.decision is not None
-    assert result.decision.action == "promote", result.decision
-    frame = raw[list(d.features)].head(2000).reset_index(drop=True)
+    settings, name, frame = setup(home, None, "demo_late")
     records = records_of(frame)
-    with open_predictor(settings, d.name, log_predictions=False) as predictor:
+    with open_predictor(settings, name, log_predictions=False) as predictor:
         serving = predictor.current()
         booster = serving.model.model
         rows = [

@@ -89,9 +89,11 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def setup(home: Path, csv: Path | None) -> tuple[Settings, str, pd.DataFrame]:
+def setup(home: Path, csv: Path | None, featureset: str | None = None) -> tuple[Settings, str, pd.DataFrame]:
+    """A trained champion: housing from ``csv``, else ``featureset`` (default ``demo``) on five
+    days of the synthetic stream; the settings, its name and 2,000 rows of its raw features."""
     settings = local_settings(home)
-    name = "housing" if csv else "demo"
+    name = "housing" if csv else featureset or "demo"
     d = load_definition(name)
     store = open_store(settings)
     store.create_schema([d])

@@ -351,6 +351,10 @@ def paired_difference_interval(
     spec = METRICS[name]
     y_arr = np.asarray(y, dtype=np.float64)
     new, old = np.asarray(new_scores, dtype=np.float64), np.asarray(old_scores, dtype=np.float64)
+    if task == "regression":  # the same seed draws the same rows for both: paired, vectorised
+        a = _regression_draws(name, y_arr, new, resamples, seed)
+        b = _regression_draws(name, y_arr, old, resamples, seed)
+        return _interval_of_draws(a - b if spec.higher_is_better else b - a, resamples, level)
 
     def paired(idx: npt.NDArray[np.int64]) -> float:
         a = one(task, name, y_arr[idx], new[idx], classes=classes, threshold=new_threshold)

@@ -77,7 +77,7 @@ from mlpipeline.monitoring.triggers import (
     TriggerState,
     decide_retrain,
 )
-from mlpipeline.registry.model_cache import ModelCache
+from mlpipeline.registry.model_cache import LoadedModel, ModelCache
 from mlpipeline.registry.pointer import Pointer, SqlPointerStore
 from mlpipeline.settings import Settings
 from mlpipeline.training.steps import Metrics, columns_of, evaluate, metric_interval
@@ -233,6 +233,14 @@ def _check(
     )
     held = small and not overdue
     all_rows, next_mark = frame, new_mark
+    loaded: list[LoadedModel] = []
+
+    def champion() -> LoadedModel:
+        """The champion from the verified cache, read once per check (measure and drift share it)."""
+        assert pointer is not None
+        if not loaded:
+            loaded.append(ModelCache(settings.home / "models", tracker_factory).load(pointer.ref))
+        return loaded[0]
 
     def judge(held: bool) -> tuple[CheckResult, TriggerDecision, int]:
         """Measure (unless the window is held) and decide; the result and the new-data count."""
@@ -243,7 +251,7 @@ def _check(
         else:
             result.n_rows, result.window = len(frame), _span(d, frame)
         if pointer is not None and len(frame):
-            _measure(settings, d, frame, pointer, records, tracker_factory, result)
+            _measure(d, frame, pointer, records, champion(), result)
         result.verdict = result.metrics is not None and result.n_rows >= settings.min_samples
         rows_since = int(store.get_state(d.name, ROWS_SINCE_TRAINING_KEY) or 0) + result.n_rows
         state = TriggerState(
@@ -277,9 +285,7 @@ def _check(
     new_mark = mark if held else next_mark
     seen = int(store.get_state(d.name, PREDICTIONS_SEEN_KEY) or 0)
     if pointer is not None:
-        result.prediction_drift, seen = _prediction_drift(
-            settings, d, pointer, records, tracker_factory, seen
-        )
+        result.prediction_drift, seen = _prediction_drift(settings, pointer, records, champion, seen)
     if result.decision.action == "deferred":
         _record_deferred(store, d, result.decision, now)
     details = _details(result)
@@ -329,16 +335,14 @@ def _check(
 
 
 def _measure(
-    settings: Settings,
     d: Definition,
     frame: Any,
     pointer: Pointer,
     records: CheckRecords,
-    tracker_factory: Callable[[], Any],
+    model: LoadedModel,
     result: CheckResult,
 ) -> None:
     """Metrics and drift of the champion on ``frame`` (served predictions where logged)."""
-    model = ModelCache(settings.home / "models", tracker_factory).load(pointer.ref)
     names = portable.input_names(model.spec)
     y = frame[d.target.column].to_numpy(dtype=np.float64)
     if portable.task_of(model.spec) == "multiclass":
@@ -370,10 +374,9 @@ def _measure(
 
 def _prediction_drift(
     settings: Settings,
-    d: Definition,
     pointer: Pointer,
     records: CheckRecords,
-    tracker_factory: Callable[[], Any],
+    champion: Callable[[], LoadedModel],
     seen: int,
 ) -> tuple[dict[str, Any] | None, int]:
     """PSI of the champion's served predictions since log row ``seen`` against its outputs on its
@@ -381,7 +384,7 @@ def _prediction_drift(
     values, last = records.logged_since(pointer.version, seen)
     if len(values) < settings.min_samples:
         return ({"psi": None, "rows": len(values), "warning": False} if values else None), seen
-    model = ModelCache(settings.home / "models", tracker_factory).load(pointer.ref)
+    model = champion()
     reference = Reference.from_dict(model.reference) if model.reference is not None else None
     if reference is None or reference.prediction is None:  # a model from before it was recorded
         return None, last

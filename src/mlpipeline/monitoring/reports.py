@@ -380,13 +380,18 @@ def _metric_panel(
         labels.append(f"{skipped} check{'s' if skipped > 1 else ''} without a verdict")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
+    _side_legend(ax, handles, labels, fontsize=8)
+
+
+def _side_legend(ax: Axes, handles: list[Any], labels: list[str], *, fontsize: float) -> None:
+    """A legend beside the panel, outside the plot, so it never hides a point."""
     ax.legend(
         handles,
         labels,
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),
         borderaxespad=0.0,
-        fontsize=8,
+        fontsize=fontsize,
         frameon=False,
         handlelength=1.6,
     )
@@ -488,16 +493,7 @@ def _drift_panel(
     ax.set_ylabel("PSI (drift)")
     ax.grid(alpha=0.3)
     if handles:
-        ax.legend(
-            handles,
-            labels,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            borderaxespad=0.0,
-            fontsize=7.5,
-            frameon=False,
-            handlelength=1.6,
-        )
+        _side_legend(ax, handles, labels, fontsize=7.5)
 
 
 def _strip_frame(ax: Axes) -> None:
