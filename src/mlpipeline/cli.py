@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -24,7 +25,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from mlpipeline import __version__
@@ -39,7 +47,7 @@ from mlpipeline.errors import (
 from mlpipeline.featuresets.definition import Definition, available_featuresets, load_definition
 from mlpipeline.featuresets.metrics import METRICS, metric_for
 from mlpipeline.logs import configure_logging, log_context, redact, register_secret
-from mlpipeline.settings import Settings, load_settings
+from mlpipeline.settings import Settings, load_settings, parse_duration
 
 __all__ = ["app", "main"]
 
@@ -681,6 +689,110 @@ def train(
     out.print(f"gate: {result.decision.action}: {result.decision.reason}", markup=False, highlight=False)
     steps = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
     out.print(f"steps: {steps}", markup=False, highlight=False)
+
+
+@app.command()
+def tune(
+    featureset: FeaturesetOption,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials", min=1, help="End with this many complete trials (default: [model.tuning] trials)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", help="Stop the search after this long, e.g. 10m (default: [model.tuning] timeout)."
+        ),
+    ] = None,
+    reason: ReasonOption = "manual tuning",
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Tune and train as of this moment (ISO-8601), as train --as-of."),
+    ] = None,
+) -> None:
+    """Search hyperparameters on the training part, refit the best and gate it like any retrain.
+
+    A study interrupted (Ctrl-C, kill -9) resumes from its complete trials when run again on
+    the same data.
+    """
+    from mlpipeline.featurestore.sql import open_store
+    from mlpipeline.training.pipeline import train as run_train
+    from mlpipeline.training.study import TuneRequest
+    from mlpipeline.training.tuning import check_tuning, tuning_of
+
+    moment = _as_of(as_of)
+    settings = _settings()
+    d = _definition(featureset, settings)
+    check_tuning(d)
+    wanted = tuning_of(d)
+    budget = timeout if timeout is not None else wanted.timeout
+    try:
+        seconds = parse_duration(budget).total_seconds() if budget is not None else None
+    except ConfigError as exc:
+        raise ConfigError(f"--timeout: {exc}") from exc
+    if seconds is not None and seconds <= 0:
+        raise ConfigError(f"--timeout: '{budget}' is not a positive duration; give e.g. 10m")
+    request = TuneRequest(trials or wanted.trials, seconds)
+    store = open_store(settings)
+    try:
+        store.create_schema([d])
+        with _study_progress(d.name, request.trials, err.is_terminal) as progress:
+            result = run_train(
+                settings, store, d, reason=reason, as_of=moment, tune=request, progress=progress
+            )
+    finally:
+        store.dispose()
+    assert result.metrics is not None and result.decision is not None
+    assert result.study is not None
+    study = result.study
+    label = result.metrics.spec.label
+    resumed = f", {study.resumed} of them from an interrupted run" if study.resumed else ""
+    out.print(
+        f"study {study.name}: {study.complete} complete trials{resumed}, {study.failed} failed; "
+        f"best cross-validated {label} {study.best_value:.4f} (trial {study.best_trial}, {study.folds}) "
+        f"in {study.seconds:.1f} s",
+        markup=False,
+        highlight=False,
+    )
+    out.print(f"best parameters: {json.dumps(study.params, sort_keys=True)}", markup=False, highlight=False)
+    m = result.metrics
+    out.print(
+        f"refitted as '{d.name}' version {result.version} (run {result.run_id}): holdout {m.describe()} "
+        f"on {m.n:,} rows",
+        markup=False,
+        highlight=False,
+    )
+    out.print(f"gate: {result.decision.action}: {result.decision.reason}", markup=False, highlight=False)
+
+
+@contextmanager
+def _study_progress(name: str, trials: int, enabled: bool) -> Iterator[Any]:
+    """A bar of complete trials with the best value so far (stderr), or one log line per trial."""
+    if not enabled:
+
+        def note(done: int, wanted: int, best: float, label: str) -> None:
+            log.info("tuning progress", extra={"complete": done, "wanted": wanted, "best": best})
+
+        yield note
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"tuning {name}", total=trials, best="")
+
+        def update(done: int, wanted: int, best: float, label: str) -> None:
+            shown = "" if math.isnan(best) else f"best {label} {best:.4f}"
+            bar.update(task, completed=done, total=wanted, best=shown)
+
+        yield update
 
 
 @app.command()

@@ -11,7 +11,8 @@ prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
     ├── ConfigError                      MLP-100  settings or feature-set definition invalid (exit 2)
     │   ├── DefinitionError              MLP-101  a feature-set TOML file is invalid
     │   │   └── ExpressionError          MLP-102  a derived-feature expression is invalid
-    │   └── SchemaChangeError            MLP-103  a stored table does not match its changed definition
+    │   ├── SchemaChangeError            MLP-103  a stored table does not match its changed definition
+    │   └── TuningError                  MLP-104  a tuning study found no working configuration
     ├── DataValidationError              MLP-200  a batch or request failed validation (exit 3)
     │   └── EmptyBatchError              MLP-201  a batch holds no rows
     ├── StoreError                       MLP-300  the feature store failed (exit 4)
@@ -45,6 +46,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "TrackingError",
+    "TuningError",
     "UnsupportedError",
 ]
 
@@ -91,6 +93,12 @@ class SchemaChangeError(ConfigError):
     """
 
     code = "MLP-103"
+
+
+class TuningError(ConfigError):
+    """Every trial of a tuning study failed: the search space gives no model that trains."""
+
+    code = "MLP-104"
 
 
 class NotFoundError(MlpipelineError):

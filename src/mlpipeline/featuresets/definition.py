@@ -44,6 +44,8 @@ __all__ = [
     "Definition",
     "DerivedFeature",
     "Feature",
+    "ParamRange",
+    "Tuning",
     "available_featuresets",
     "load_definition",
     "parse_definition",
@@ -279,6 +281,74 @@ class Holdout(_Strict):
     min_rows: int = Field(default=50, ge=1, description="smallest holdout that gives a verdict")
 
 
+TuneWhen = Literal["never", "first", "gate_failed", "drift", "every_retrain"]
+
+
+class ParamRange(_Strict):
+    """One hyperparameter's search range: ``{low, high}`` (whole numbers give an integer range,
+    ``log = true`` samples on a log scale) or ``{choices = [...]}``."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: list[int | float | str | bool] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ParamRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("give either choices = [...] or low/high (and log), not both")
+            if not self.choices:
+                raise ValueError("choices is empty; list at least two values")
+            if len({json.dumps(c) for c in self.choices}) != len(self.choices):
+                raise ValueError("choices lists a value twice; list each once")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high, e.g. {low = 0.01, high = 0.3}, or choices = [...]")
+        if isinstance(self.low, bool) or isinstance(self.high, bool):
+            raise ValueError("low and high must be numbers")
+        if not self.low < self.high:
+            raise ValueError(
+                f"the range {self.low}..{self.high} is empty: low must be below high "
+                "(to fix a value, put it in model.params instead)"
+            )
+        if self.log and self.low <= 0:
+            raise ValueError(f"log = true needs low > 0 (got {self.low}); raise low, e.g. to 1e-8")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+class Tuning(_Strict):
+    """``[model.tuning]``: how ``mlpipeline tune`` searches hyperparameters, and when the loop does."""
+
+    trials: int = Field(default=30, ge=1, description="complete trials a study ends with")
+    timeout: str | None = Field(default=None, description="longest a study runs, e.g. '10m'")
+    when: TuneWhen = Field(
+        default="never",
+        description="when a retrain tunes: never, first, gate_failed, drift or every_retrain",
+    )
+    cv: int = Field(default=3, ge=2, le=20, description="cross-validation folds inside the training part")
+    group: str | None = Field(default=None, description="a column whose rows stay in one fold (a panel's id)")
+    space: dict[str, ParamRange] | None = Field(
+        default=None, description="the ranges searched; default: LightGBM's main parameters"
+    )
+
+    @model_validator(mode="after")
+    def _budget(self) -> Tuning:
+        if self.timeout is not None:
+            try:
+                if parse_duration(self.timeout).total_seconds() <= 0:
+                    raise ValueError(f"timeout: '{self.timeout}' is not a positive duration, e.g. '10m'")
+            except ConfigError as exc:
+                raise ValueError(f"timeout: {exc}") from exc
+        if self.space is not None and not self.space:
+            raise ValueError("space is empty; name at least one parameter, or remove [model.tuning.space]")
+        return self
+
+
 class ModelSpec(_Strict):
     estimator: str = Field(
         default="lightgbm",
@@ -300,6 +370,7 @@ class ModelSpec(_Strict):
         lt=1,
         description="a binary model's score from which a row is positive; default: chosen for F1",
     )
+    tuning: Tuning | None = Field(default=None, description="[model.tuning]: hyperparameter search")
 
 
 class Quality(_Strict):
@@ -623,6 +694,26 @@ def _target_problems(d: Definition, columns: Mapping[str, str]) -> list[str]:
         problems.append("model.class_weight: a regression target has no classes; remove it")
     if d.model.threshold is not None and d.target.task != "binary":
         problems.append("model.threshold: only a binary target has a decision threshold; remove it")
+    return problems + _tuning_problems(d)
+
+
+def _tuning_problems(d: Definition) -> list[str]:
+    """``[model.tuning]`` against the rest of the definition (parameter names are checked
+    against the estimator itself when a study starts: see ``mlpipeline.training.tuning``)."""
+    tuning = d.model.tuning
+    if tuning is None:
+        return []
+    problems = []
+    if d.model.estimator != "lightgbm" and not tuning.space:
+        problems.append(
+            f"model.tuning: {d.model.estimator} has no default search space (only LightGBM has one); "
+            "add [model.tuning.space] with the ranges to search, e.g. max_depth = {low = 2, high = 12}"
+        )
+    if tuning.group is not None and tuning.group not in (*d.key_columns, *d.features):
+        problems.append(
+            f"model.tuning.group: '{tuning.group}' is not a key column or feature of the feature set; "
+            "name the column whose rows must stay in one fold (a panel's person id, say)"
+        )
     return problems
 
 

@@ -175,6 +175,7 @@ class SqlFeatureStore:
             own.promotion_history,
             own.prediction_log,
             own.label_audit,
+            own.tuning_journal,
         ]
         table = self.table_for(d)
         with self.guarded(f"remove the data of '{d.name}'"), self.transaction() as conn:

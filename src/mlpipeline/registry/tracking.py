@@ -192,6 +192,21 @@ class Tracker:
     def end_run(self, run_id: str, status: str) -> None:
         self._call("close the run", self.client.set_terminated, run_id, status)
 
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a run RUNNING again (a tuning study resumed after its process died)."""
+        self._call("reopen the run", self.client.update_run, run_id, status="RUNNING")
+
+    def child_runs(self, experiment_id: str, parent_run_id: str, key_tag: str) -> dict[str, str]:
+        """The nested runs of ``parent_run_id``, by the value of their tag ``key_tag``."""
+        runs = self._call(
+            "list nested runs",
+            self.client.search_runs,
+            [experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            max_results=10_000,
+        )
+        return {str(r.data.tags[key_tag]): str(r.info.run_id) for r in runs if key_tag in r.data.tags}
+
     def running_runs(self, experiment_id: str, *, kind_tag: str, kind: str) -> list[str]:
         """Ids of the experiment's runs still marked RUNNING with tag ``kind_tag`` = ``kind``."""
         runs = self._call(

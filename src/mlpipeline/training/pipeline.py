@@ -9,6 +9,7 @@ A failure marks the MLflow run FAILED and leaves the production pointer and the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -51,8 +52,16 @@ from mlpipeline.training.steps import (
     training_data_hash,
     validate_training_data,
 )
+from mlpipeline.training.study import (
+    ACTIVE_STUDY_KEY,
+    LAST_STUDY_KEY,
+    Progress,
+    StudyOutcome,
+    TuneRequest,
+    run_study,
+)
 
-__all__ = ["TrainResult", "train", "write_reference"]
+__all__ = ["LAST_TRAINING_KEY", "TrainResult", "champion_params", "params_key", "train", "write_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,8 @@ log = logging.getLogger(__name__)
 SHAP_SAMPLE = 500
 #: One training per feature set at a time, whoever starts it (CLI, check, IRIS task).
 TRAIN_LEASE = "train"
+#: State key of the last training's outcome: {"tuned": bool, "action": gate action, "version"}.
+LAST_TRAINING_KEY = "training.last"
 
 
 @dataclass
@@ -72,6 +83,9 @@ class TrainResult:
     decision: Decision | None
     timings: dict[str, float] = field(default_factory=dict)
     champion_version: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    params_source: str = "definition"
+    study: StudyOutcome | None = None
 
 
 class _Timer:
@@ -96,8 +110,15 @@ def train(
     reason: str = "manual",
     tracker: Tracker | None = None,
     as_of: datetime | None = None,
+    tune: TuneRequest | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Run the pipeline once for ``d``; see the module docstring for the steps.
+
+    Without ``tune`` the model is fitted with the champion's parameters when the champion was
+    tuned (and the definition's model settings have not changed since), else the definition's.
+    With ``tune`` a study searches the training part first (see :mod:`mlpipeline.training.study`),
+    and its best configuration is refitted on the whole training part and gated like any other.
 
     ``as_of`` (naive UTC, default now) is the moment the training sees: only labels known by
     then, and with ``training_window`` set, only rows whose event time falls in the window
@@ -114,7 +135,17 @@ def train(
         who = f"{held.owner}, until {held.expires_at:%Y-%m-%d %H:%M:%S} UTC" if held else "another process"
         raise BusyError(f"another training of '{d.name}' is running ({who}); try again when it has finished")
     try:
-        return _train_locked(settings, store, d, reason, tracker, as_of)
+        return _train_locked(
+            settings,
+            store,
+            d,
+            reason,
+            tracker,
+            as_of,
+            tune,
+            progress,
+            lambda: leases.acquire(TRAIN_LEASE, owner, ttl),
+        )
     finally:
         leases.release(TRAIN_LEASE, owner)
 
@@ -126,6 +157,9 @@ def _train_locked(
     reason: str,
     tracker: Tracker | None,
     as_of: datetime | None,
+    tune: TuneRequest | None,
+    progress: Progress | None,
+    renew: Any,
 ) -> TrainResult:
     tracker = tracker or Tracker(settings)
     pointers = SqlPointerStore(store)
@@ -145,11 +179,15 @@ def _train_locked(
                 "mlpipeline.featureset": d.name,
                 "mlpipeline.estimator": d.model.estimator,
                 "mlpipeline.kind": "train",
+                **({"mlpipeline.tuning": f"{tune.trials} trials"} if tune else {}),
             },
         )
         with log_context(run_id=run_id):
             try:
-                result = _run(settings, store, d, tracker, promoter, pointers, timer, run_id, reason, as_of)
+                tuning = None if tune is None else (tune, experiment, _with_heartbeat(progress, renew))
+                result = _run(
+                    settings, store, d, tracker, promoter, pointers, timer, run_id, reason, as_of, tuning
+                )
                 batches = store.batches(d)
                 promoted = result.decision is not None and result.decision.action == "promote"
                 CheckRecords(store, d.name).training_done(
@@ -177,6 +215,7 @@ def _run(
     run_id: str,
     reason: str,
     as_of: datetime | None,
+    tuning: tuple[TuneRequest, str, Progress] | None = None,
 ) -> TrainResult:
     with timer.step("extract"):
         window = settings.duration("training_window")
@@ -200,8 +239,23 @@ def _run(
     with timer.step("split"):
         trained_batch = store.get_state(d.name, TRAINED_BATCH_KEY) if pointers.get(d.name) else None
         split = split_holdout(d, frame, new_after_batch=int(trained_batch) if trained_batch else None)
+    params, source = champion_params(store, d, pointers)
+    study = None
+    if tuning is not None:
+        request, experiment, progress = tuning
+        with timer.step("tune"):
+            study = run_study(store, d, tracker, experiment, split.train, params, request, progress)
+        params, source = study.params, f"tuned: study {study.name}, best of {study.complete} trials"
+        tracker.log(
+            run_id,
+            tags={
+                "mlflow.parentRunId": study.run_id,
+                "mlpipeline.tuning.study": study.name,
+                "mlpipeline.tuning.best_run": study.best_run_id or "",
+            },
+        )
     with timer.step("train"):
-        fitted = fit(d, split.train)
+        fitted = fit(d, split.train, params)
     with timer.step("evaluate"):
         y_hold = split.holdout[d.target.column].to_numpy(dtype=np.float64)
         scores = fitted.predict(split.holdout)
@@ -252,7 +306,8 @@ def _run(
     params = {
         "estimator": d.model.estimator,
         "seed": d.model.seed,
-        **{f"model.{k}": v for k, v in d.model.params.items()},
+        **{f"model.{k}": v for k, v in params.items()},
+        "model.params_source": source[:250],
         "holdout.fraction": d.model.holdout.fraction,
         **lineage,
     }
@@ -287,9 +342,15 @@ def _run(
             else f"{gain_interval[0]:.6f},{gain_interval[1]:.6f}",
             "mlpipeline.trigger": reason[:500],
             SHA_TAG: digest,
+            **(
+                {"mlpipeline.tuning.study": study.name, "mlpipeline.tuning.best_run": study.best_run_id or ""}
+                if study
+                else {}
+            ),
             **{f"mlpipeline.metric.{k}": f"{v:.6g}" for k, v in metrics.as_dict().items()},
         }
         version = tracker.register(d.name, run_id, "model", gate_tags)
+        _record_params(store, d, version, params, source, study, decision)
     tracker.log(
         run_id,
         tags={"mlpipeline.model_version": version, "mlpipeline.gate.decision": decision.action},
@@ -302,7 +363,95 @@ def _run(
             tracker.set_alias(d.name, CHALLENGER, version)
         log.info("gate decided", extra={"decision": decision.action, "reason": decision.reason})
     tracker.log(run_id, metrics={f"time_{k}_s": v for k, v in timer.timings.items()})
-    return TrainResult(d.name, run_id, version, metrics, decision, dict(timer.timings), champion_version)
+    return TrainResult(
+        d.name,
+        run_id,
+        version,
+        metrics,
+        decision,
+        dict(timer.timings),
+        champion_version,
+        params=dict(params),
+        params_source=source,
+        study=study,
+    )
+
+
+def params_key(version: str) -> str:
+    """State key of the parameters a version was trained with."""
+    return f"params.v{version}"
+
+
+def _model_fingerprint(d: Definition) -> str:
+    """The definition's model settings that tuned parameters stand in for."""
+    facts = {"estimator": d.model.estimator, "params": d.model.params}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def champion_params(
+    store: SqlFeatureStore, d: Definition, pointers: SqlPointerStore
+) -> tuple[dict[str, Any], str]:
+    """What a plain retrain fits with: the champion's tuned parameters, or the definition's.
+
+    Tuned parameters stop applying when the definition's estimator or ``model.params`` change
+    after the tuning: an edited definition is the user's newer intent.
+    """
+    pointer = pointers.get(d.name)
+    if pointer is not None:
+        raw = store.get_state(d.name, params_key(pointer.version))
+        record = json.loads(raw) if raw else None
+        if record and record.get("tuned"):
+            if record.get("definition") == _model_fingerprint(d):
+                return dict(
+                    record["params"]
+                ), f"tuned: the champion v{pointer.version}'s ({record.get('study')})"
+            log.info(
+                "model settings edited since the champion was tuned: fitting with the definition's",
+                extra={"champion": pointer.version},
+            )
+    return dict(d.model.params), "definition"
+
+
+def _record_params(
+    store: SqlFeatureStore,
+    d: Definition,
+    version: str,
+    params: dict[str, Any],
+    source: str,
+    study: StudyOutcome | None,
+    decision: Decision,
+) -> None:
+    """What the next plain retrain, the ``when`` policy and ``status`` need to know."""
+    tuned = study is not None or source.startswith("tuned")
+    record = {
+        "params": params,
+        "tuned": tuned,
+        "study": study.name if study else (source if tuned else None),
+        "definition": _model_fingerprint(d),
+    }
+    store.set_state(d.name, params_key(version), json.dumps(record, sort_keys=True))
+    store.set_state(
+        d.name,
+        LAST_TRAINING_KEY,
+        json.dumps({"tuned": study is not None, "action": decision.action, "version": version}),
+    )
+    if study is not None:
+        summary = study.summary(metric_for(d.quality.metric, d.target.task).name)
+        summary.update(version=version, action=decision.action)
+        store.set_state(d.name, LAST_STUDY_KEY, json.dumps(summary, sort_keys=True, default=str))
+        store.set_state(d.name, ACTIVE_STUDY_KEY, "")
+
+
+def _with_heartbeat(progress: Progress | None, renew: Any) -> Progress:
+    """The caller's progress, and the training lease renewed after every trial (a study may
+    outlast the lease's time to live)."""
+
+    def report(done: int, wanted: int, best: float, label: str) -> None:
+        renew()
+        if progress is not None:
+            progress(done, wanted, best, label)
+
+    return report
 
 
 def _close_abandoned_runs(tracker: Tracker, experiment: str) -> None:

@@ -39,10 +39,13 @@ __all__ = [
     "Metrics",
     "Split",
     "evaluate",
+    "f1_threshold",
     "fit",
+    "fit_matrix",
     "metric_interval",
     "split_holdout",
     "training_data_hash",
+    "training_matrix",
     "validate_training_data",
 ]
 
@@ -277,7 +280,7 @@ def _sklearn_estimator(name: str, params: Mapping[str, Any], seed: int, task: st
     return estimator
 
 
-def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
+def fit(d: Definition, train: pd.DataFrame, params: Mapping[str, Any] | None = None) -> FittedModel:
     """Train the definition's estimator on the training rows.
 
     LightGBM gets the categorical features declared as such and handles missing values
@@ -286,8 +289,23 @@ def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
     target trains a classifier: LightGBM's binary or multiclass objective (or a scikit-learn
     classifier), optionally with balanced class weights; a binary model's decision threshold
     is the definition's, or the one that maximises F1 on a validation part of the training
-    rows (the model is then refitted on all of them).
+    rows (the model is then refitted on all of them). ``params`` (default: the definition's)
+    are the estimator's hyperparameters, e.g. a tuning study's best.
     """
+    params = d.model.params if params is None else params
+    spec, x, y, categorical = training_matrix(d, train)
+    if d.target.task == "binary":
+        spec["threshold"] = d.model.threshold or f1_threshold(d, spec, x, y, categorical, params)
+    model = fit_matrix(d, spec, x, y, categorical, params)
+    return FittedModel(d.model.estimator, spec, model, categorical)
+
+
+def training_matrix(
+    d: Definition, train: pd.DataFrame
+) -> tuple[dict[str, Any], FloatArray, FloatArray, list[str]]:
+    """What every fit on these rows shares: the feature spec (vocabularies, training ranges,
+    and for a classifier its classes), the float matrix, the labels a model learns and the
+    categorical features. Built once per fold by tuning, so a trial only fits."""
     task = d.target.task
     observed = {
         n: train[n].dropna().unique().tolist() for n, f in d.features.items() if f.type == "categorical"
@@ -313,10 +331,7 @@ def fit(d: Definition, train: pd.DataFrame) -> FittedModel:
     if task != "regression":
         spec.update(task=task, classes=list(d.target.values or ()), positive=d.target.positive_index)
         y = _class_labels(d, y)
-        if task == "binary":
-            spec["threshold"] = d.model.threshold or _f1_threshold(d, spec, x, y, categorical)
-    model = _fit_matrix(d, spec, x, y, categorical)
-    return FittedModel(d.model.estimator, spec, model, categorical)
+    return spec, x, y, categorical
 
 
 def _class_labels(d: Definition, codes: FloatArray) -> FloatArray:
@@ -341,9 +356,17 @@ def _class_labels(d: Definition, codes: FloatArray) -> FloatArray:
     return codes
 
 
-def _fit_matrix(
-    d: Definition, spec: Mapping[str, Any], x: FloatArray, y: FloatArray, categorical: list[str]
+def fit_matrix(
+    d: Definition,
+    spec: Mapping[str, Any],
+    x: FloatArray,
+    y: FloatArray,
+    categorical: list[str],
+    params: Mapping[str, Any] | None = None,
 ) -> Any:
+    """The definition's estimator fitted on a prepared matrix (see :func:`training_matrix`)
+    with ``params`` (default: the definition's)."""
+    params = d.model.params if params is None else params
     task = d.target.task
     weights = None
     if d.model.class_weight == "balanced":
@@ -355,7 +378,7 @@ def _fit_matrix(
         import lightgbm as lgb
 
         objective = {"regression": "regression", "binary": "binary", "multiclass": "multiclass"}[task]
-        params: dict[str, Any] = {
+        options: dict[str, Any] = {
             "objective": objective,
             "verbosity": -1,
             "seed": d.model.seed,
@@ -363,9 +386,9 @@ def _fit_matrix(
             "num_threads": 2,
         }
         if task == "multiclass":
-            params["num_class"] = len(d.target.classes)
-        params.update(d.model.params)
-        rounds = int(params.pop("n_estimators", params.pop("num_boost_round", 100)))
+            options["num_class"] = len(d.target.classes)
+        options.update(params)
+        rounds = int(options.pop("n_estimators", options.pop("num_boost_round", 100)))
         dataset = lgb.Dataset(
             x,
             label=y,
@@ -374,8 +397,8 @@ def _fit_matrix(
             categorical_feature=categorical,
             free_raw_data=True,
         )
-        return lgb.train(params, dataset, num_boost_round=rounds)
-    estimator = _sklearn_estimator(name, d.model.params, d.model.seed, task)
+        return lgb.train(options, dataset, num_boost_round=rounds)
+    estimator = _sklearn_estimator(name, params, d.model.seed, task)
     if weights is None:
         estimator.fit(x, y)
     else:
@@ -383,8 +406,13 @@ def _fit_matrix(
     return estimator
 
 
-def _f1_threshold(
-    d: Definition, spec: Mapping[str, Any], x: FloatArray, y: FloatArray, categorical: list[str]
+def f1_threshold(
+    d: Definition,
+    spec: Mapping[str, Any],
+    x: FloatArray,
+    y: FloatArray,
+    categorical: list[str],
+    params: Mapping[str, Any] | None = None,
 ) -> float:
     """The score from which a row is positive that maximises F1 on a stratified validation part
     (a fifth) of the training rows, scored by a model fitted on the rest; 0.5 when too few."""
@@ -395,7 +423,7 @@ def _f1_threshold(
         val[rng.permutation(idx)[: max(1, len(idx) // 5)]] = True
     if val.sum() < 20 or len(np.unique(y[~val])) < 2 or len(np.unique(y[val])) < 2:
         return 0.5
-    model = _fit_matrix(d, spec, x[~val], y[~val], categorical)
+    model = fit_matrix(d, spec, x[~val], y[~val], categorical, params)
     scores = portable.model_scores(spec, model, x[val])
     truth = y[val]
     candidates = np.unique(np.quantile(scores, np.linspace(0.02, 0.98, 49)))

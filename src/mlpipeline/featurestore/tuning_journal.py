@@ -1,0 +1,61 @@
+"""Optuna's journal storage on the feature store's own database.
+
+A study lives where the feature set's data lives (SQLite, PostgreSQL or IRIS), so it survives
+``kill -9`` and a resumed ``mlpipeline tune`` carries on from the trials already complete.
+Optuna's journal storage keeps every study as an append-only list of operations; this backend
+stores them as rows of ``mlp_tuning_journal`` (feature set, log number, JSON). Optuna's
+relational storage would need its own schema and migrations, which IRIS's SQL dialect is not
+known to support; two portable statements are all a journal needs. One writer at a time is
+guaranteed by the feature set's training lease, and the primary key refuses a second writer's
+clashing log number instead of interleaving it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from optuna.storages.journal import BaseJournalBackend
+from sqlalchemy import func, insert, select
+
+from mlpipeline.featurestore.sql import SqlFeatureStore
+
+__all__ = ["SqlJournalBackend"]
+
+
+class SqlJournalBackend(BaseJournalBackend):
+    """The tuning journal of one feature set, in ``mlp_tuning_journal``."""
+
+    def __init__(self, store: SqlFeatureStore, featureset: str) -> None:
+        self.store = store
+        self.featureset = featureset
+        self.table = store.tables.tuning_journal
+
+    def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
+        t = self.table
+        query = (
+            select(t.c.log_entry)
+            .where(t.c.featureset == self.featureset, t.c.log_number >= log_number_from)
+            .order_by(t.c.log_number)
+        )
+        with self.store.guarded("read the tuning journal"), self.store.engine.connect() as conn:
+            rows = conn.execute(query).scalars().all()
+        return [json.loads(row) for row in rows]
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        if not logs:
+            return
+        t = self.table
+        with self.store.guarded("write the tuning journal"), self.store.transaction() as conn:
+            last = conn.execute(
+                select(func.max(t.c.log_number)).where(t.c.featureset == self.featureset)
+            ).scalar()
+            start = -1 if last is None else int(last)
+            conn.execute(
+                insert(t),
+                [
+                    {"featureset": self.featureset, "log_number": start + 1 + i, "log_entry": json.dumps(log)}
+                    for i, log in enumerate(logs)
+                ],
+            )
