@@ -386,6 +386,7 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
     if defined:
         shown = ", ".join(f"{k} {v['value']} ({v['source']})" for k, v in defined.items())
         out.print(f"  quality in force (others: defaults): {shown}", markup=False, highlight=False)
+    _print_tuning(s.get("tuning") or {})
     pending = s.get("retrain_pending")
     if pending:
         why = "+".join(pending.get("reasons") or [])
@@ -424,6 +425,28 @@ def _print_serving(name: str, s: dict[str, Any]) -> None:
                 ",".join(c["reasons"]) or "-",
             )
         out.print(table)
+
+
+def _print_tuning(t: dict[str, Any]) -> None:
+    last = t.get("last_study")
+    if last:
+        label = METRICS[last["metric"]].label if last["metric"] in METRICS else last["metric"]
+        out.print(
+            f"  last tuning study {last['study']}: {last['complete']} complete trials, best cross-validated "
+            f"{label} {last['best_value']:.4f} (trial {last['best_trial']}), finished "
+            f"{last['finished_at']}, refitted as version {last.get('version')} ({last.get('action')}); "
+            f"retrains tune: {t.get('when')}",
+            markup=False,
+            highlight=False,
+        )
+    elif t.get("when") not in (None, "never"):
+        out.print(f"  no tuning study yet; retrains tune: {t['when']}", markup=False, highlight=False)
+    if t.get("in_progress"):
+        out.print(
+            f"  tuning study {t['in_progress']} was interrupted: 'mlpipeline tune' resumes it",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
@@ -744,7 +767,8 @@ def tune(
             )
     finally:
         store.dispose()
-    assert result.metrics is not None and result.decision is not None
+    assert result.metrics is not None
+    assert result.decision is not None
     assert result.study is not None
     study = result.study
     label = result.metrics.spec.label

@@ -219,6 +219,15 @@ def test_every_class_method_runs_through_the_bridge(bridge_env: Path, gref: Fake
     assert final is not None
     assert global_version(gref) == final.version, "the global names the production model"
 
+    # tuning from IRIS: a 3-trial study on the training part, refitted as the next version
+    tuned = ok(run("MLpipeline.Pipeline.TuneReply", trials=3))["result"]
+    assert tuned["version"] == "4"
+    assert tuned["study"]["complete"] == 3
+    assert tuned["params_source"].startswith("tuned")
+    refused = run("MLpipeline.Pipeline.TuneReply", trials=-2)
+    assert (refused["ok"], refused["code"]) == (False, "MLP-100")
+    assert "at least 1" in refused["message"]
+
     assert run.done == set(run.calls), f"not exercised: {set(run.calls) - run.done}"
     log = (bridge_env / "logs" / "mlpipeline.jsonl").read_text()
     assert '"entry": "iris"' in log

@@ -80,6 +80,7 @@ __all__ = [
     "status",
     "task_schedule",
     "train",
+    "tune",
 ]
 
 log = logging.getLogger(__name__)
@@ -370,19 +371,57 @@ def create_tables() -> str:
 
 def train(featureset: str, reason: str) -> str:
     """Train, evaluate and gate a new model version; promoted when it beats production."""
+    return _train("train", featureset, str(reason or "").strip() or "manual (IRIS)", None)
+
+
+def tune(featureset: str, trials: Any = 0) -> str:
+    """Search hyperparameters (``trials`` complete trials; 0: the definition's), refit the best
+    and gate it; an interrupted study resumes. ``Pipeline.Tune`` passes an %Integer."""
+    return _train("tune", featureset, "manual tuning (IRIS)", trials)
+
+
+def _trials(value: Any) -> int | None:
+    """An %Integer (or its text) of trials: 0 or empty means the definition's."""
+    try:
+        wanted = int(str(value if value is not None else "").strip() or 0)
+    except ValueError:
+        wanted = -1
+    if wanted < 0:
+        raise ConfigError(
+            f"trials must be a whole number of at least 1, or 0 for the definition's; got {value!r}"
+        )
+    return wanted or None
+
+
+def _train(what: str, featureset: str, reason: str, trials: Any) -> str:
     name = _name(featureset)
 
     def body(settings: Settings) -> tuple[str, Any]:
         from mlpipeline.training.pipeline import train as run_train
 
         d = _definition(settings, name)
+        request = None
+        if what == "tune":
+            from mlpipeline.settings import parse_duration
+            from mlpipeline.training.study import TuneRequest
+            from mlpipeline.training.tuning import check_tuning, tuning_of
+
+            check_tuning(d)
+            wanted = tuning_of(d)
+            budget = parse_duration(wanted.timeout).total_seconds() if wanted.timeout else None
+            request = TuneRequest(_trials(trials) or wanted.trials, budget)
         with _store(settings, d) as store:
-            result = run_train(settings, store, d, reason=str(reason or "").strip() or "manual (IRIS)")
+            result = run_train(settings, store, d, reason=reason, tune=request)
             with _pointers(settings, store) as pointers:
                 published = _published(pointers, d.name)
         m = result.metrics
         decision = result.decision
         summary = f"trained '{d.name}' version {result.version}"
+        if result.study is not None:
+            summary = (
+                f"tuned '{d.name}' ({result.study.complete} trials, best cross-validated "
+                f"{result.study.best_value:.4f}) and refitted as version {result.version}"
+            )
         if m is not None:
             extra = f", RMSE {m.rmse:.4g}" if m.metric == "r2" else ""
             summary += f": holdout {m.describe()}{extra} on {m.n:,} rows"
@@ -396,9 +435,21 @@ def train(featureset: str, reason: str) -> str:
             "decision": {"action": decision.action, "reason": decision.reason} if decision else None,
             "timings": result.timings,
             "published": published,
+            "params": result.params,
+            "params_source": result.params_source,
+            "study": None
+            if result.study is None
+            else {
+                "name": result.study.name,
+                "complete": result.study.complete,
+                "failed": result.study.failed,
+                "best_value": result.study.best_value,
+                "best_trial": result.study.best_trial,
+                "run_id": result.study.run_id,
+            },
         }
 
-    return _call("train", name, body)
+    return _call(what, name, body)
 
 
 def _move(what: str, featureset: str, act: Callable[[Any, str], Any]) -> str:

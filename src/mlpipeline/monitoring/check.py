@@ -75,12 +75,15 @@ from mlpipeline.monitoring.triggers import (
     TriggerDecision,
     TriggerPolicy,
     TriggerState,
+    TuningDecision,
     decide_retrain,
+    decide_tuning,
 )
 from mlpipeline.registry.model_cache import LoadedModel, ModelCache
 from mlpipeline.registry.pointer import Pointer, SqlPointerStore
-from mlpipeline.settings import Settings
+from mlpipeline.settings import Settings, parse_duration
 from mlpipeline.training.steps import Metrics, columns_of, evaluate, metric_interval
+from mlpipeline.training.tuning import tuning_of
 
 __all__ = ["CheckResult", "policy_from", "run_check"]
 
@@ -495,14 +498,23 @@ def _retrain(
 ) -> dict[str, Any]:
     """Train once (``train`` holds the feature set's training lease); the outcome or the error."""
     from mlpipeline.training.pipeline import train
+    from mlpipeline.training.study import TuneRequest
 
     outcome: dict[str, Any] = {"reasons": list(decision.reasons)}
     started_before = store.get_state(d.name, RETRAIN_STARTED_KEY) or ""
     try:
         store.set_state(d.name, RETRAIN_STARTED_KEY, now.isoformat())
         reason = f"{decision.label}: {decision.explanation}"[:480]
+        tuning = _tuning_decision(store, d, decision)
+        outcome["tuning"] = tuning.why
+        request = None
+        if tuning.tune:
+            wanted = tuning_of(d)
+            budget = parse_duration(wanted.timeout).total_seconds() if wanted.timeout else None
+            request = TuneRequest(wanted.trials, budget)
+            reason = f"{reason}; tuned: {tuning.why}"[:480]
         # A live check trains on the wall clock; a replay (--as-of) on its own clock.
-        trained = train(settings, store, d, reason=reason, as_of=now if simulated else None)
+        trained = train(settings, store, d, reason=reason, as_of=now if simulated else None, tune=request)
         store.set_state(d.name, RETRAIN_PENDING_KEY, "")
         outcome.update(
             version=trained.version,
@@ -513,6 +525,12 @@ def _retrain(
         )
         if trained.decision is not None and trained.decision.action == "promote":
             outcome["promoted_version"] = trained.version
+        if trained.study is not None:
+            outcome["study"] = {
+                "name": trained.study.name,
+                "complete": trained.study.complete,
+                "best_value": trained.study.best_value,
+            }
     except BusyError as exc:  # another training runs: it is the retrain
         log.warning("retrain skipped: another training is running", extra={"detail": str(exc)[:300]})
         outcome["error"] = f"{exc.code}: {exc}"[:1000]
@@ -524,6 +542,36 @@ def _retrain(
         outcome["pending"] = True
         _record_pending(store, d, decision, now, started_before, outcome["error"])
     return outcome
+
+
+def _tuning_decision(store: SqlFeatureStore, d: Definition, decision: TriggerDecision) -> TuningDecision:
+    """``[model.tuning] when`` applied to this retrain (see :func:`decide_tuning`)."""
+    from mlpipeline.training.pipeline import LAST_TRAINING_KEY
+    from mlpipeline.training.study import LAST_STUDY_KEY
+
+    last = json.loads(store.get_state(d.name, LAST_TRAINING_KEY) or "null")
+    return decide_tuning(
+        tuning_of(d).when,
+        decision.reasons,
+        studied_before=bool(store.get_state(d.name, LAST_STUDY_KEY)),
+        last_training_tuned=None if last is None else bool(last.get("tuned")),
+        last_training_held=None if last is None else last.get("action") == "hold",
+    )
+
+
+def _tuning_status(store: SqlFeatureStore, d: Definition, pointer: Pointer | None) -> dict[str, Any]:
+    """The last study, one in progress, the policy, and where the champion's parameters came from."""
+    from mlpipeline.training.pipeline import params_key
+    from mlpipeline.training.study import ACTIVE_STUDY_KEY, LAST_STUDY_KEY
+
+    active = json.loads(store.get_state(d.name, ACTIVE_STUDY_KEY) or "null")
+    record = json.loads(store.get_state(d.name, params_key(pointer.version)) or "null") if pointer else None
+    return {
+        "when": tuning_of(d).when,
+        "last_study": json.loads(store.get_state(d.name, LAST_STUDY_KEY) or "null"),
+        "in_progress": active.get("study") if active else None,
+        "champion_params": None if record is None else ("tuned" if record.get("tuned") else "definition"),
+    }
 
 
 def _record_deferred(store: SqlFeatureStore, d: Definition, decision: TriggerDecision, now: datetime) -> None:
@@ -697,6 +745,7 @@ def status_of(
         "clock": "simulated" if simulated else "wall",
         "clock_at": now.isoformat(),
         "quality": quality,
+        "tuning": _tuning_status(store, d, pointer),
     }
     if pointer is not None:
         trained = _champion_trained_at(store, d, pointer)

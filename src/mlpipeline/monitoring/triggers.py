@@ -81,7 +81,10 @@ __all__ = [
     "TriggerDecision",
     "TriggerPolicy",
     "TriggerState",
+    "TuneWhen",
+    "TuningDecision",
     "decide_retrain",
+    "decide_tuning",
 ]
 
 Reason = Literal["manual", "no_model", "schedule", "new_data", "performance", "drift", "out_of_range"]
@@ -446,3 +449,63 @@ def _finite(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+# -- tuning ------------------------------------------------------------------------------------
+
+TuneWhen = Literal["never", "first", "gate_failed", "drift", "every_retrain"]
+
+
+@dataclass(frozen=True)
+class TuningDecision:
+    """Whether a retrain searches hyperparameters first, and why, in one sentence."""
+
+    tune: bool
+    why: str
+
+
+def decide_tuning(  # noqa: PLR0911  (a decision table reads best as one return per row)
+    when: TuneWhen,
+    reasons: tuple[Reason, ...],
+    *,
+    studied_before: bool,
+    last_training_tuned: bool | None,
+    last_training_held: bool | None,
+) -> TuningDecision:
+    """Tune or refit, for a retrain the trigger decided (``reasons``), under ``[model.tuning] when``.
+
+    ==============  ===========================================================================
+    ``when``        the retrain tunes when …
+    ==============  ===========================================================================
+    never           never (``mlpipeline tune`` still does)
+    first           no study has finished for the feature set yet
+    gate_failed     the last training was a plain refit that the gate held back
+    drift           the retrain's reasons include ``drift`` or ``out_of_range``
+    every_retrain   always
+    ==============  ===========================================================================
+
+    Otherwise the retrain refits with the champion's (tuned) parameters. ``last_training_*`` are
+    ``None`` when nothing was trained yet. A tuned training the gate held does not make the
+    next retrain tune again under ``gate_failed``: a plain refit comes first, so a stubborn
+    champion does not cost a study at every check.
+    """
+    if when == "never":
+        return TuningDecision(False, "tuning is off (when = never)")
+    if when == "every_retrain":
+        return TuningDecision(True, "every retrain tunes (when = every_retrain)")
+    if when == "first":
+        if studied_before:
+            return TuningDecision(False, "a study has already run (when = first): refit with its parameters")
+        return TuningDecision(True, "no study has run yet (when = first)")
+    if when == "gate_failed":
+        if last_training_held and not last_training_tuned:
+            return TuningDecision(True, "the last plain refit was held by the gate (when = gate_failed)")
+        if last_training_held:
+            return TuningDecision(
+                False, "the last training was tuned and held: refit first (when = gate_failed)"
+            )
+        return TuningDecision(False, "the last training passed the gate (when = gate_failed): refit")
+    fired = [r for r in reasons if r in ("drift", "out_of_range")]
+    if fired:
+        return TuningDecision(True, f"the retrain is for {' and '.join(fired)} (when = drift)")
+    return TuningDecision(False, "no drift among the reasons (when = drift): refit")
