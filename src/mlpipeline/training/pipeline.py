@@ -303,7 +303,7 @@ def _run(
         "lineage.table": d.table,
         **{f"lineage.{k}": v for k, v in split.window.items()},
     }
-    params = {
+    run_params = {
         "estimator": d.model.estimator,
         "seed": d.model.seed,
         **{f"model.{k}": v for k, v in params.items()},
@@ -314,7 +314,7 @@ def _run(
     run_metrics: dict[str, float] = {f"holdout_{k}": v for k, v in metrics.as_dict().items()}
     if champion_metrics is not None:
         run_metrics.update({f"champion_holdout_{k}": v for k, v in champion_metrics.as_dict().items()})
-    tracker.log(run_id, params=params, metrics=run_metrics)
+    tracker.log(run_id, params=run_params, metrics=run_metrics)
     with tempfile.TemporaryDirectory(prefix="mlpipeline-train-") as tmp:
         work = Path(tmp)
         with timer.step("log_model"):

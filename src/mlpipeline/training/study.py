@@ -353,9 +353,10 @@ def _close_superseded(tracker: Tracker, active: Mapping[str, Any]) -> None:
 def _finish_parent(tracker: Tracker, study: Any, outcome: StudyOutcome, metric: str) -> None:
     tracker.log(
         outcome.run_id,
-        metrics={f"best_cv_{metric}": outcome.best_value, "trials_complete": outcome.complete},
+        metrics={"trials_complete": outcome.complete, "trials_failed": outcome.failed},
         tags={
             "mlpipeline.tuning.best_trial": str(outcome.best_trial),
+            f"mlpipeline.tuning.best_cv_{metric}": f"{outcome.best_value:.6g}",
             "mlpipeline.tuning.best_run": outcome.best_run_id or "",
             "mlpipeline.tuning.best_params": json.dumps(outcome.params, sort_keys=True)[:5000],
         },
