@@ -117,7 +117,7 @@ def test_a_given_space_replaces_the_default() -> None:
 )
 def test_unknown_or_reserved_parameters_are_refused(space: dict[str, Any], message: str) -> None:
     d = _definition({"tuning": {"space": space}})
-    with pytest.raises(ConfigError, match="model.tuning.space") as err:
+    with pytest.raises(ConfigError, match=r"model\.tuning\.space") as err:
         check_tuning(d)
     assert message in str(err.value)
 
@@ -142,7 +142,7 @@ def test_unknown_or_reserved_parameters_are_refused(space: dict[str, Any], messa
     ],
 )
 def test_bad_tuning_sections_fail_when_the_definition_loads(tuning: dict[str, Any], message: str) -> None:
-    with pytest.raises(DefinitionError, match="model.tuning") as err:
+    with pytest.raises(DefinitionError, match=r"model\.tuning") as err:
         _definition({"tuning": tuning})
     assert message in str(err.value)
 
@@ -167,7 +167,7 @@ def test_a_scikit_learn_estimator_needs_a_space() -> None:
             "tuning": {"space": {"random_state": {"low": 1, "high": 8}}},
         }
     )
-    with pytest.raises(ConfigError, match="model.seed"):
+    with pytest.raises(ConfigError, match=r"model\.seed"):
         check_tuning(seeded)
 
 
@@ -233,7 +233,7 @@ def test_stratified_folds_keep_the_class_shares() -> None:
 
 def test_too_few_rows_for_the_folds_is_a_clear_error() -> None:
     d = _definition()
-    with pytest.raises(DataValidationError, match="lower \\[model.tuning\\] cv"):
+    with pytest.raises(DataValidationError, match=r"lower \[model\.tuning\] cv"):
         cv_folds(d, _frame(20), 3, seed=0)
     grouped = _definition({"tuning": {"group": "g", "cv": 5}})
     frame = _frame()
@@ -263,6 +263,13 @@ def test_the_tuning_journal_numbers_logs_in_order_per_feature_set(store: SqlFeat
     assert [log["op"] for log in a.read_logs(2)] == [3]
     assert list(a.read_logs(3)) == []
     assert [log["op"] for log in b.read_logs(0)] == ["other"]
+    # the lease holder skips reads that cannot find anything new, and still reads its own appends
+    writer = SqlJournalBackend(store, "demo", sole_writer=True)
+    assert len(list(writer.read_logs(0))) == 3
+    writer.append_logs([{"op": 4}])
+    assert [log["op"] for log in writer.read_logs(3)] == [4]
+    assert list(writer.read_logs(4)) == []
+    assert [log["op"] for log in a.read_logs(3)] == [4]
 
 
 def test_an_optuna_study_round_trips_through_the_journal(store: SqlFeatureStore) -> None:

@@ -27,12 +27,19 @@ __all__ = ["SqlJournalBackend"]
 class SqlJournalBackend(BaseJournalBackend):
     """The tuning journal of one feature set, in ``mlp_tuning_journal``."""
 
-    def __init__(self, store: SqlFeatureStore, featureset: str) -> None:
+    def __init__(self, store: SqlFeatureStore, featureset: str, *, sole_writer: bool = False) -> None:
+        """``sole_writer``: this process holds the feature set's training lease, so no other
+        process appends; reads then skip the database when nothing new can be there (Optuna
+        reads the journal before nearly every operation, several times per trial)."""
         self.store = store
         self.featureset = featureset
         self.table = store.tables.tuning_journal
+        self.sole_writer = sole_writer
+        self._known = 0  # logs this backend has read or written (sole writer only)
 
     def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
+        if self.sole_writer and self._known and log_number_from >= self._known:
+            return []
         t = self.table
         query = (
             select(t.c.log_entry)
@@ -41,6 +48,7 @@ class SqlJournalBackend(BaseJournalBackend):
         )
         with self.store.guarded("read the tuning journal"), self.store.engine.connect() as conn:
             rows = conn.execute(query).scalars().all()
+        self._known = max(self._known, log_number_from + len(rows))
         return [json.loads(row) for row in rows]
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
@@ -59,3 +67,4 @@ class SqlJournalBackend(BaseJournalBackend):
                     for i, log in enumerate(logs)
                 ],
             )
+        self._known = start + 1 + len(logs)

@@ -103,8 +103,9 @@ class StudyOutcome:
     failed: int
     resumed: int  # complete trials found in storage when this process started
     folds: str
-    seconds: float
-    fit_seconds: float
+    seconds: float  # the whole study: folds, trials, plots
+    search_seconds: float  # the trials, their storage and their MLflow runs
+    fit_seconds: float  # the fits and scores inside the trials
     overhead: dict[str, float] = field(default_factory=dict)
 
     def summary(self, metric: str) -> dict[str, Any]:
@@ -148,7 +149,7 @@ def run_study(
     metric = metric_for(d.quality.metric, d.target.task)
     folds, method = prepare_folds(d, train, tuning.cv)
     fingerprint = _fingerprint(d, train, space, base)
-    storage = JournalStorage(SqlJournalBackend(store, d.name))
+    storage = JournalStorage(SqlJournalBackend(store, d.name, sole_writer=True))  # we hold the lease
     direction: Literal["maximize", "minimize"] = "maximize" if metric.higher_is_better else "minimize"
     active = json.loads(store.get_state(d.name, ACTIVE_STUDY_KEY) or "null")
     if active and active.get("fingerprint") == fingerprint:
@@ -230,6 +231,8 @@ def run_study(
             study.stop()
 
     remaining = request.trials - resumed
+    search_started = time.perf_counter()
+    done_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     if progress is not None:
         progress(resumed, request.trials, _best_value(study), metric.label)
     if remaining > 0:
@@ -243,6 +246,7 @@ def run_study(
             gc_after_trial=False,
         )
     logger.close()
+    search_seconds = time.perf_counter() - search_started
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     failed = [t for t in trials if t.state == TrialState.FAIL]
@@ -257,7 +261,9 @@ def run_study(
             "narrow [model.tuning.space] to values the estimator accepts"
         )
     best = study.best_trial
-    fit_seconds = sum(float(t.user_attrs.get("fit_seconds", 0.0)) for t in complete)
+    fit_seconds = sum(
+        float(t.user_attrs.get("fit_seconds", 0.0)) for t in trials if t.number not in done_before
+    )
     outcome = StudyOutcome(
         name=study.study_name,
         run_id=run_id,
@@ -270,6 +276,7 @@ def run_study(
         resumed=resumed,
         folds=f"{tuning.cv} folds, {method}",
         seconds=time.perf_counter() - started,
+        search_seconds=search_seconds,
         fit_seconds=fit_seconds,
         overhead=logger.overhead(),
     )
