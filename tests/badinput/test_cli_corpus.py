@@ -124,6 +124,19 @@ def definition(edit: Callable[[str], str | bytes]) -> Callable[[Ctx], list[str]]
     return make
 
 
+def tune_with(section: str, *, estimator: str | None = None) -> Callable[[Ctx], list[str]]:
+    """``mlpipeline tune`` with a user ``demo.toml`` that ends with ``section``."""
+
+    def make(ctx: Ctx) -> list[str]:
+        text = shipped_demo() + "\n" + section
+        if estimator is not None:
+            text = text.replace('estimator = "lightgbm"', f'estimator = "{estimator}"')
+        (ctx.featuresets / "demo.toml").write_text(text, encoding="utf-8")
+        return ["tune", "-f", "demo", "--trials", "2"]
+
+    return make
+
+
 def setting(name: str, value: str) -> Callable[[Ctx], list[str]]:
     def make(ctx: Ctx) -> list[str]:
         ctx.monkeypatch.setenv(name, value)
@@ -953,6 +966,50 @@ ARGUMENTS = [
         command("check", "-f", "demo", "--as-of", "yesterday"),
         ("not an ISO-8601 time", "--as-of"),
         USAGE,
+        2,
+    ),
+    CliCase(
+        "cli-tune-zero-trials",
+        "cli",
+        command("tune", "-f", "demo", "--trials", "0"),
+        ("--trials", "greater than or equal to 1"),
+        USAGE,
+        2,
+    ),
+    CliCase(
+        "cli-tune-non-positive-timeout",
+        "cli",
+        command("tune", "-f", "demo", "--timeout", "0s"),
+        ("--timeout", "'0s' is not a positive duration"),
+        "MLP-100",
+        2,
+    ),
+    CliCase(
+        "cli-tune-unknown-parameter",
+        "cli",
+        tune_with("[model.tuning.space]\nlearning_rat = {low = 0.01, high = 0.2}\n"),
+        (
+            "model.tuning.space",
+            "'learning_rat' is not a parameter of LightGBM",
+            "did you mean 'learning_rate'",
+        ),
+        "MLP-100",
+        2,
+    ),
+    CliCase(
+        "cli-tune-empty-range",
+        "cli",
+        tune_with("[model.tuning.space]\nnum_leaves = {low = 64, high = 8}\n"),
+        ("model.tuning.space.num_leaves", "the range 64..8 is empty"),
+        "MLP-101",
+        2,
+    ),
+    CliCase(
+        "cli-tune-scikit-learn-without-space",
+        "cli",
+        tune_with("", estimator="sklearn.ensemble.HistGradientBoostingRegressor"),
+        ("has no default search space", "add [model.tuning.space]"),
+        "MLP-100",
         2,
     ),
     CliCase(
