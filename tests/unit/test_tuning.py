@@ -263,13 +263,15 @@ def test_the_tuning_journal_numbers_logs_in_order_per_feature_set(store: SqlFeat
     assert [log["op"] for log in a.read_logs(2)] == [3]
     assert list(a.read_logs(3)) == []
     assert [log["op"] for log in b.read_logs(0)] == ["other"]
-    # the lease holder skips reads that cannot find anything new, and still reads its own appends
+    # the lease holder answers reads from memory once it has read the journal, and numbers its
+    # appends on from what it knows; other readers see them in the database
     writer = SqlJournalBackend(store, "demo", sole_writer=True)
     assert len(list(writer.read_logs(0))) == 3
-    writer.append_logs([{"op": 4}])
-    assert [log["op"] for log in writer.read_logs(3)] == [4]
-    assert list(writer.read_logs(4)) == []
-    assert [log["op"] for log in a.read_logs(3)] == [4]
+    writer.append_logs([{"op": 4}, {"op": 5}])
+    assert [log["op"] for log in writer.read_logs(3)] == [4, 5]
+    assert list(writer.read_logs(5)) == []
+    assert [log["op"] for log in a.read_logs(3)] == [4, 5]
+    assert [log["op"] for log in SqlJournalBackend(store, "demo").read_logs(0)] == [1, 2, 3, 4, 5]
 
 
 def test_an_optuna_study_round_trips_through_the_journal(store: SqlFeatureStore) -> None:

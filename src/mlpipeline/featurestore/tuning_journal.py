@@ -29,17 +29,18 @@ class SqlJournalBackend(BaseJournalBackend):
 
     def __init__(self, store: SqlFeatureStore, featureset: str, *, sole_writer: bool = False) -> None:
         """``sole_writer``: this process holds the feature set's training lease, so no other
-        process appends; reads then skip the database when nothing new can be there (Optuna
-        reads the journal before nearly every operation, several times per trial)."""
+        process appends. The backend then keeps the journal it has read and written in memory
+        and answers Optuna's reads from it (Optuna reads the journal before nearly every
+        operation, some twenty times a trial); only appends reach the database."""
         self.store = store
         self.featureset = featureset
         self.table = store.tables.tuning_journal
         self.sole_writer = sole_writer
-        self._known = 0  # logs this backend has read or written (sole writer only)
+        self._mirror: list[dict[str, Any]] | None = None  # every log, from 0 (sole writer only)
 
     def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
-        if self.sole_writer and self._known and log_number_from >= self._known:
-            return []
+        if self._mirror is not None:
+            return self._mirror[log_number_from:]
         t = self.table
         query = (
             select(t.c.log_entry)
@@ -47,24 +48,29 @@ class SqlJournalBackend(BaseJournalBackend):
             .order_by(t.c.log_number)
         )
         with self.store.guarded("read the tuning journal"), self.store.engine.connect() as conn:
-            rows = conn.execute(query).scalars().all()
-        self._known = max(self._known, log_number_from + len(rows))
-        return [json.loads(row) for row in rows]
+            logs = [json.loads(row) for row in conn.execute(query).scalars().all()]
+        if self.sole_writer and log_number_from == 0:
+            self._mirror = list(logs)
+        return logs
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         if not logs:
             return
         t = self.table
         with self.store.guarded("write the tuning journal"), self.store.transaction() as conn:
-            last = conn.execute(
-                select(func.max(t.c.log_number)).where(t.c.featureset == self.featureset)
-            ).scalar()
-            start = -1 if last is None else int(last)
+            if self._mirror is not None:
+                start = len(self._mirror)
+            else:
+                last = conn.execute(
+                    select(func.max(t.c.log_number)).where(t.c.featureset == self.featureset)
+                ).scalar()
+                start = 0 if last is None else int(last) + 1
             conn.execute(
                 insert(t),
                 [
-                    {"featureset": self.featureset, "log_number": start + 1 + i, "log_entry": json.dumps(log)}
+                    {"featureset": self.featureset, "log_number": start + i, "log_entry": json.dumps(log)}
                     for i, log in enumerate(logs)
                 ],
             )
-        self._known = start + 1 + len(logs)
+        if self._mirror is not None:
+            self._mirror.extend(json.loads(json.dumps(log)) for log in logs)
