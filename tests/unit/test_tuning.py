@@ -211,6 +211,23 @@ def test_time_ordered_folds_validate_on_later_rows() -> None:
         assert frame["t"].iloc[train].max() < frame["t"].iloc[valid].min()
 
 
+def test_time_ordered_folds_never_cut_through_one_event_time() -> None:
+    d = _definition(event_time="t")
+    frame = _frame(400)
+    frame["t"] = pd.Timestamp("1984-01-01") + pd.to_timedelta(np.arange(400) % 5 * 365, unit="D")  # 5 years
+    folds, _ = cv_folds(d, frame, 3, seed=0)
+    assert len(folds) == 3
+    for train, valid in folds:
+        assert frame["t"].iloc[train].max() < frame["t"].iloc[valid].min()
+        assert frame["t"].iloc[valid].nunique() >= 1
+    assert sorted(np.concatenate([folds[0][0], *[v for _, v in folds]]).tolist()) == list(range(400))
+    two_years = frame[frame["t"] <= sorted(frame["t"].unique())[1]]
+    with pytest.raises(
+        DataValidationError, match="2 distinct event times in the training part cannot make 3"
+    ):
+        cv_folds(d, two_years.reset_index(drop=True), 3, seed=0)
+
+
 def test_grouped_folds_keep_each_group_in_one_fold() -> None:
     d = _definition({"tuning": {"group": "g"}})
     frame = _frame()

@@ -203,8 +203,7 @@ def cv_folds(d: Definition, frame: pd.DataFrame, k: int, seed: int) -> tuple[lis
     classify = d.target.task != "regression"
     y = frame[d.target.column].to_numpy(dtype=np.float64)
     if d.event_time:
-        order = np.argsort(frame[d.event_time].to_numpy(), kind="stable")
-        splits = [(order[a], order[b]) for a, b in ms.TimeSeriesSplit(n_splits=k).split(order)]
+        splits = _time_ordered(d, frame[d.event_time].to_numpy(), k)
         method = "time-ordered"
     elif group is not None:
         groups = frame[group].astype(str).to_numpy()
@@ -230,6 +229,30 @@ def cv_folds(d: Definition, frame: pd.DataFrame, k: int, seed: int) -> tuple[lis
     if small < MIN_FOLD_ROWS:
         raise _too_few(d, f"a fold would validate on {small} rows")
     return splits, method
+
+
+def _time_ordered(d: Definition, times: Any, k: int) -> list[tuple[Any, Any]]:
+    """Expanding-window folds: fold i learns from the oldest rows and validates on the next
+    chunk, with every cut between two distinct event times (rows of one day, or one year of a
+    panel, never sit on both sides of a cut)."""
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    n = len(order)
+    cuts: list[int] = []
+    for i in range(1, k + 1):
+        at = round(i * n / (k + 1))
+        at = int(
+            np.searchsorted(ordered, ordered[min(at, n - 1)], side="left")
+        )  # back to the time's first row
+        if 0 < at < n and (not cuts or at > cuts[-1]):
+            cuts.append(at)
+    if len(cuts) < k:
+        distinct = len(np.unique(ordered))
+        raise _too_few(
+            d, f"{distinct} distinct event times in the training part cannot make {k} time-ordered folds"
+        )
+    bounds = [*cuts, n]
+    return [(order[: bounds[i]], order[bounds[i] : bounds[i + 1]]) for i in range(k)]
 
 
 def _too_few(d: Definition, why: str) -> DataValidationError:
