@@ -24,6 +24,7 @@ import queue
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -380,6 +381,7 @@ def _plots(study: Any, work: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from optuna.exceptions import ExperimentalWarning
     from optuna.visualization import matplotlib as ov
 
     work.mkdir(parents=True, exist_ok=True)
@@ -389,7 +391,9 @@ def _plots(study: Any, work: Path) -> list[Path]:
         ("param_importances.png", ov.plot_param_importances),
     ):
         try:
-            draw(study)
+            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                draw(study)
             plt.gcf().savefig(work / name, dpi=110, bbox_inches="tight")
             out.append(work / name)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials to rank
