@@ -281,7 +281,7 @@ def run_study(
         fit_seconds=fit_seconds,
         overhead=logger.overhead(),
     )
-    _finish_parent(tracker, study, outcome, metric.name)
+    _finish_parent(tracker, study, outcome, metric.name, metric.label)
     return outcome
 
 
@@ -358,7 +358,7 @@ def _close_superseded(tracker: Tracker, active: Mapping[str, Any]) -> None:
         )
 
 
-def _finish_parent(tracker: Tracker, study: Any, outcome: StudyOutcome, metric: str) -> None:
+def _finish_parent(tracker: Tracker, study: Any, outcome: StudyOutcome, metric: str, label: str) -> None:
     tracker.log(
         outcome.run_id,
         metrics={"trials_complete": outcome.complete, "trials_failed": outcome.failed},
@@ -370,12 +370,12 @@ def _finish_parent(tracker: Tracker, study: Any, outcome: StudyOutcome, metric: 
         },
     )
     with tempfile.TemporaryDirectory(prefix="mlpipeline-tune-") as tmp:
-        for picture in _plots(study, Path(tmp)):
+        for picture in _plots(study, Path(tmp), f"cross-validated {label}"):
             tracker.log_artifact(outcome.run_id, picture, "tuning")
     tracker.end_run(outcome.run_id, "FINISHED")
 
 
-def _plots(study: Any, work: Path) -> list[Path]:
+def _plots(study: Any, work: Path, target: str) -> list[Path]:
     """Optuna's optimisation history and parameter importances, as PNG files."""
     import matplotlib
 
@@ -393,7 +393,8 @@ def _plots(study: Any, work: Path) -> list[Path]:
         try:
             with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                draw(study)
+                draw(study, target_name=target)
+            plt.gca().set_title(f"{plt.gca().get_title()}: {study.study_name}", fontsize=10)
             plt.gcf().savefig(work / name, dpi=110, bbox_inches="tight")
             out.append(work / name)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials to rank
