@@ -10,7 +10,8 @@
    trial), and Optuna's own ``MLflowCallback`` (in-memory storage, a nested MLflow run per
    trial through the fluent API). Overhead = the loop's time outside the fits, minus the bare
    loop's (the sampler's own time), as a share of the fits. Target: mlpipeline's at most 5 %
-   and below the callback's.
+   and below the callback's. mlpipeline's study also runs the champion's configuration as its
+   first trial, so its trials are not the same draws; the shares compare per-trial costs.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.tuning [--seconds 60] [--trials 20]
 """

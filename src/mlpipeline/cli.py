@@ -442,11 +442,12 @@ def _print_tuning(t: dict[str, Any]) -> None:
     elif t.get("when") not in (None, "never"):
         out.print(f"  no tuning study yet; retrains tune: {t['when']}", markup=False, highlight=False)
     if t.get("in_progress"):
-        out.print(
-            f"  tuning study {t['in_progress']} was interrupted: 'mlpipeline tune' resumes it",
-            markup=False,
-            highlight=False,
+        state = (
+            "is running (the training lease is held)"
+            if t.get("in_progress_running")
+            else "was interrupted: 'mlpipeline tune' resumes it"
         )
+        out.print(f"  tuning study {t['in_progress']} {state}", markup=False, highlight=False)
 
 
 @app.command()

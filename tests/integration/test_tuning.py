@@ -64,7 +64,9 @@ def _trials(store: SqlFeatureStore, name: str) -> list[Any]:
 
     from mlpipeline.featurestore.tuning_journal import SqlJournalBackend
 
-    return optuna.load_study(study_name=name, storage=JournalStorage(SqlJournalBackend(store, "demo"))).trials
+    return optuna.load_study(
+        study_name=name, storage=JournalStorage(SqlJournalBackend(store, "demo", name))
+    ).trials
 
 
 def test_a_study_never_sees_the_holdout_and_starts_from_the_champion(
@@ -160,6 +162,10 @@ def test_a_study_never_sees_the_holdout_and_starts_from_the_champion(
     assert plain.study is None
     assert plain.params == tuned.params
     assert plain.params_source.startswith(f"tuned: the champion v{tuned.version}")
+    # and a new study starts from the tuned champion's configuration
+    again = pipeline.train(settings, store, d, reason="tune again", tune=TuneRequest(2))
+    assert again.study is not None
+    assert _trials(store, again.study.name)[0].user_attrs["params"] == tuned.params
     # ... unless the definition's model settings changed since
     edited = demo_with(params={"num_leaves": 7})
     assert pipeline.train(settings, store, edited, reason="edited").params == {"num_leaves": 7}
@@ -188,6 +194,21 @@ def test_a_check_tunes_when_the_definition_says_so(home: tuple[Settings, SqlFeat
     assert result.retrain is not None
     assert result.retrain["tuning"] == "every retrain tunes (when = every_retrain)"
     assert result.retrain["study"]["complete"] == 3
+    # a study that cannot reach its budget does not stop the loop: the retrain refits instead
+    broken = demo_with(
+        tuning={
+            "when": "every_retrain",
+            "trials": 3,
+            "cv": 2,
+            "space": {"min_data_in_leaf": {"low": -9, "high": -2}},
+        }
+    )
+    fallback = run_check(settings, store, broken, manual=True)
+    assert fallback.retrain is not None
+    assert "study" not in fallback.retrain
+    assert "MLP-104" in fallback.retrain["tuning"]
+    assert fallback.retrain["tuning"].endswith("refit instead")
+    assert fallback.retrain.get("version") is not None
     never = demo_with(tuning={"when": "never", "trials": 3})
     again = run_check(settings, store, never, manual=True)
     assert again.retrain is not None

@@ -45,9 +45,11 @@ __all__ = [
     "DerivedFeature",
     "Feature",
     "ParamRange",
+    "TuneWhen",
     "Tuning",
     "available_featuresets",
     "load_definition",
+    "no_default_space",
     "parse_definition",
 ]
 
@@ -299,7 +301,7 @@ class ParamRange(_Strict):
             if self.low is not None or self.high is not None or self.log:
                 raise ValueError("give either choices = [...] or low/high (and log), not both")
             if not self.choices:
-                raise ValueError("choices is empty; list at least two values")
+                raise ValueError("choices is empty; list the values to try")
             if len({json.dumps(c) for c in self.choices}) != len(self.choices):
                 raise ValueError("choices lists a value twice; list each once")
             return self
@@ -697,6 +699,14 @@ def _target_problems(d: Definition, columns: Mapping[str, str]) -> list[str]:
     return problems + _tuning_problems(d)
 
 
+def no_default_space(estimator: str) -> str:
+    """Why a scikit-learn estimator cannot be tuned without ``[model.tuning.space]``."""
+    return (
+        f"model.tuning: {estimator} has no default search space (only LightGBM has one); "
+        "add [model.tuning.space] with the ranges to search, e.g. max_depth = {low = 2, high = 12}"
+    )
+
+
 def _tuning_problems(d: Definition) -> list[str]:
     """``[model.tuning]`` against the rest of the definition (parameter names are checked
     against the estimator itself when a study starts: see ``mlpipeline.training.tuning``)."""
@@ -705,11 +715,14 @@ def _tuning_problems(d: Definition) -> list[str]:
         return []
     problems = []
     if d.model.estimator != "lightgbm" and not tuning.space:
+        problems.append(no_default_space(d.model.estimator))
+    if tuning.group is not None and d.event_time:
         problems.append(
-            f"model.tuning: {d.model.estimator} has no default search space (only LightGBM has one); "
-            "add [model.tuning.space] with the ranges to search, e.g. max_depth = {low = 2, high = 12}"
+            f"model.tuning.group: the feature set has an event time ('{d.event_time}'), so tuning's folds "
+            "are time-ordered (each validates on rows later than those it learns from) and a group is "
+            "not used; remove group, or the event time if the rows have no order"
         )
-    if tuning.group is not None and tuning.group not in (*d.key_columns, *d.features):
+    elif tuning.group is not None and tuning.group not in (*d.key_columns, *d.features):
         problems.append(
             f"model.tuning.group: '{tuning.group}' is not a key column or feature of the feature set; "
             "name the column whose rows must stay in one fold (a panel's person id, say)"

@@ -134,14 +134,15 @@ class PipelineTables:
             Column("updated_at", DateTime, nullable=False),
             PrimaryKeyConstraint("featureset", "state_key", name="pk_mlp_state"),
         )
-        # Optuna's journal of each feature set's tuning studies: append-only, numbered from 0.
+        # Optuna's journal of each tuning study: append-only, numbered from 0 per study.
         self.tuning_journal = Table(
             "mlp_tuning_journal",
             metadata,
             Column("featureset", String(64), nullable=False),
+            Column("study", String(100), nullable=False),
             Column("log_number", BigInteger, nullable=False),
             Column("log_entry", Text, nullable=False),
-            PrimaryKeyConstraint("featureset", "log_number", name="pk_mlp_tuning_journal"),
+            PrimaryKeyConstraint("featureset", "study", "log_number", name="pk_mlp_tuning_journal"),
         )
 
 

@@ -2,8 +2,10 @@
 
 A study lives where the feature set's data lives (SQLite, PostgreSQL or IRIS), so it survives
 ``kill -9`` and a resumed ``mlpipeline tune`` carries on from the trials already complete.
-Optuna's journal storage keeps every study as an append-only list of operations; this backend
-stores them as rows of ``mlp_tuning_journal`` (feature set, log number, JSON). Optuna's
+Optuna's journal storage keeps a study as an append-only list of operations; this backend
+stores them as rows of ``mlp_tuning_journal`` (feature set, study, log number, JSON), one journal
+per study, so resuming a study replays its own operations only, and a finished study's rows
+can be deleted without renumbering another's. Optuna's
 relational storage would need its own schema and migrations, which IRIS's SQL dialect is not
 known to support; two portable statements are all a journal needs. One writer at a time is
 guaranteed by the feature set's training lease, and the primary key refuses a second writer's
@@ -25,15 +27,18 @@ __all__ = ["SqlJournalBackend"]
 
 
 class SqlJournalBackend(BaseJournalBackend):
-    """The tuning journal of one feature set, in ``mlp_tuning_journal``."""
+    """The journal of one tuning study of one feature set, in ``mlp_tuning_journal``."""
 
-    def __init__(self, store: SqlFeatureStore, featureset: str, *, sole_writer: bool = False) -> None:
+    def __init__(
+        self, store: SqlFeatureStore, featureset: str, study: str, *, sole_writer: bool = False
+    ) -> None:
         """``sole_writer``: this process holds the feature set's training lease, so no other
         process appends. The backend then keeps the journal it has read and written in memory
         and answers Optuna's reads from it (Optuna reads the journal before nearly every
         operation, some twenty times a trial); only appends reach the database."""
         self.store = store
         self.featureset = featureset
+        self.study = study
         self.table = store.tables.tuning_journal
         self.sole_writer = sole_writer
         self._mirror: list[dict[str, Any]] | None = None  # every log, from 0 (sole writer only)
@@ -44,7 +49,9 @@ class SqlJournalBackend(BaseJournalBackend):
         t = self.table
         query = (
             select(t.c.log_entry)
-            .where(t.c.featureset == self.featureset, t.c.log_number >= log_number_from)
+            .where(
+                t.c.featureset == self.featureset, t.c.study == self.study, t.c.log_number >= log_number_from
+            )
             .order_by(t.c.log_number)
         )
         with self.store.guarded("read the tuning journal"), self.store.engine.connect() as conn:
@@ -62,13 +69,20 @@ class SqlJournalBackend(BaseJournalBackend):
                 start = len(self._mirror)
             else:
                 last = conn.execute(
-                    select(func.max(t.c.log_number)).where(t.c.featureset == self.featureset)
+                    select(func.max(t.c.log_number)).where(
+                        t.c.featureset == self.featureset, t.c.study == self.study
+                    )
                 ).scalar()
                 start = 0 if last is None else int(last) + 1
             conn.execute(
                 insert(t),
                 [
-                    {"featureset": self.featureset, "log_number": start + i, "log_entry": json.dumps(log)}
+                    {
+                        "featureset": self.featureset,
+                        "study": self.study,
+                        "log_number": start + i,
+                        "log_entry": json.dumps(log),
+                    }
                     for i, log in enumerate(logs)
                 ],
             )

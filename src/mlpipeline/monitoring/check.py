@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpipeline.errors import BusyError, ConfigError, MlpipelineError
+from mlpipeline.errors import BusyError, ConfigError, DataValidationError, MlpipelineError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.envelope import Envelope, OutsideSummary, summarise
@@ -66,7 +66,7 @@ from mlpipeline.featurestore.checks import (
     CheckRecord,
     CheckRecords,
 )
-from mlpipeline.featurestore.lease import LeaseHolder, new_owner
+from mlpipeline.featurestore.lease import LeaseHolder, holder_is_gone, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
 from mlpipeline.monitoring.drift import drift_report, psi
@@ -514,7 +514,21 @@ def _retrain(
             request = TuneRequest(wanted.trials, budget)
             reason = f"{reason}; tuned: {tuning.why}"[:480]
         # A live check trains on the wall clock; a replay (--as-of) on its own clock.
-        trained = train(settings, store, d, reason=reason, as_of=now if simulated else None, tune=request)
+        moment = now if simulated else None
+        try:
+            trained = train(settings, store, d, reason=reason, as_of=moment, tune=request)
+        except (ConfigError, DataValidationError) as exc:
+            if request is None:
+                raise
+            # A study that cannot run (too few rows for the folds, a space the estimator refuses)
+            # must not stop the loop: the retrain goes on as a plain refit, and says why.
+            log.warning(
+                "tuning failed; retraining without it", extra={"code": exc.code, "detail": str(exc)[:300]}
+            )
+            outcome["tuning"] = (
+                f"{tuning.why}, but the study failed ({exc.code}: {str(exc)[:300]}): refit instead"
+            )
+            trained = train(settings, store, d, reason=f"{reason} (tuning failed: refit)"[:480], as_of=moment)
         store.set_state(d.name, RETRAIN_PENDING_KEY, "")
         outcome.update(
             version=trained.version,
@@ -561,15 +575,18 @@ def _tuning_decision(store: SqlFeatureStore, d: Definition, decision: TriggerDec
 
 def _tuning_status(store: SqlFeatureStore, d: Definition, pointer: Pointer | None) -> dict[str, Any]:
     """The last study, one in progress, the policy, and where the champion's parameters came from."""
-    from mlpipeline.training.pipeline import params_key
+    from mlpipeline.training.pipeline import TRAIN_LEASE, params_key
     from mlpipeline.training.study import ACTIVE_STUDY_KEY, LAST_STUDY_KEY
 
     active = json.loads(store.get_state(d.name, ACTIVE_STUDY_KEY) or "null")
     record = json.loads(store.get_state(d.name, params_key(pointer.version)) or "null") if pointer else None
+    held = LeaseHolder(store, d.name).current(TRAIN_LEASE)
+    running = held is not None and held.expires_at > utcnow() and not holder_is_gone(held.owner)
     return {
         "when": tuning_of(d).when,
         "last_study": json.loads(store.get_state(d.name, LAST_STUDY_KEY) or "null"),
         "in_progress": active.get("study") if active else None,
+        "in_progress_running": bool(active and running),
         "champion_params": None if record is None else ("tuned" if record.get("tuned") else "definition"),
     }
 

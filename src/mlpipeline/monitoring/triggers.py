@@ -71,6 +71,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from mlpipeline.errors import ConfigError
+from mlpipeline.featuresets.definition import TuneWhen
 from mlpipeline.featuresets.metrics import LEVEL, METRICS, MetricSpec, optimistic, worse_than
 from mlpipeline.settings import format_duration
 
@@ -453,8 +454,6 @@ def _finite(name: str, value: object) -> float:
 
 # -- tuning ------------------------------------------------------------------------------------
 
-TuneWhen = Literal["never", "first", "gate_failed", "drift", "every_retrain"]
-
 
 @dataclass(frozen=True)
 class TuningDecision:
@@ -495,7 +494,9 @@ def decide_tuning(  # noqa: PLR0911  (a decision table reads best as one return 
         return TuningDecision(True, "every retrain tunes (when = every_retrain)")
     if when == "first":
         if studied_before:
-            return TuningDecision(False, "a study has already run (when = first): refit with its parameters")
+            return TuningDecision(
+                False, "a study has already run (when = first): refit with the champion's parameters"
+            )
         return TuningDecision(True, "no study has run yet (when = first)")
     if when == "gate_failed":
         if last_training_held and not last_training_tuned:
@@ -504,6 +505,8 @@ def decide_tuning(  # noqa: PLR0911  (a decision table reads best as one return 
             return TuningDecision(
                 False, "the last training was tuned and held: refit first (when = gate_failed)"
             )
+        if last_training_held is None:
+            return TuningDecision(False, "nothing was trained yet (when = gate_failed): refit")
         return TuningDecision(False, "the last training passed the gate (when = gate_failed): refit")
     fired = [r for r in reasons if r in ("drift", "out_of_range")]
     if fired:

@@ -207,16 +207,16 @@ class Tracker:
         )
         return {str(r.data.tags[key_tag]): str(r.info.run_id) for r in runs if key_tag in r.data.tags}
 
-    def running_runs(self, experiment_id: str, *, kind_tag: str, kind: str) -> list[str]:
-        """Ids of the experiment's runs still marked RUNNING with tag ``kind_tag`` = ``kind``."""
+    def running_runs(self, experiment_id: str, *, kind_tag: str, kinds: tuple[str, ...]) -> list[str]:
+        """Ids of the experiment's runs still marked RUNNING whose tag ``kind_tag`` is one of ``kinds``."""
         runs = self._call(
             "list running runs",
             self.client.search_runs,
             [experiment_id],
-            filter_string=f"attributes.status = 'RUNNING' and tags.`{kind_tag}` = '{kind}'",
-            max_results=100,
+            filter_string="attributes.status = 'RUNNING'",
+            max_results=1000,
         )
-        return [str(r.info.run_id) for r in runs]
+        return [str(r.info.run_id) for r in runs if r.data.tags.get(kind_tag) in kinds]
 
     def download(self, run_id: str, path: str, dst: Path) -> Path:
         dst.mkdir(parents=True, exist_ok=True)

@@ -168,7 +168,7 @@ def _train_locked(
     with log_context(featureset=d.name):
         promoter.reconcile(d.name)
         experiment = tracker.experiment_id(d.name)
-        _close_abandoned_runs(tracker, experiment)
+        _close_abandoned_runs(tracker, experiment, store, d.name)
         run_id = tracker.start_run(
             experiment,
             f"train-{d.name}",
@@ -402,9 +402,8 @@ def champion_params(
         record = json.loads(raw) if raw else None
         if record and record.get("tuned"):
             if record.get("definition") == _model_fingerprint(d):
-                return dict(
-                    record["params"]
-                ), f"tuned: the champion v{pointer.version}'s ({record.get('study')})"
+                origin = f"tuned: the champion v{pointer.version}'s, from study {record.get('study')}"
+                return dict(record["params"]), origin
             log.info(
                 "model settings edited since the champion was tuned: fitting with the definition's",
                 extra={"champion": pointer.version},
@@ -423,10 +422,11 @@ def _record_params(
 ) -> None:
     """What the next plain retrain, the ``when`` policy and ``status`` need to know."""
     tuned = study is not None or source.startswith("tuned")
+    origin = source.rpartition("from study ")[2] if tuned and study is None else None
     record = {
         "params": params,
         "tuned": tuned,
-        "study": study.name if study else (source if tuned else None),
+        "study": study.name if study else origin,
         "definition": _model_fingerprint(d),
     }
     store.set_state(d.name, params_key(version), json.dumps(record, sort_keys=True))
@@ -447,21 +447,32 @@ def _with_heartbeat(progress: Progress | None, renew: Any) -> Progress:
     outlast the lease's time to live)."""
 
     def report(done: int, wanted: int, best: float, label: str) -> None:
-        renew()
+        if renew() is None:
+            raise BusyError(
+                "the training lease was lost during the study (another process took it after the lease's "
+                "time to live, MLPIPELINE_LOCK_TTL, passed without a renewal): this study stops; run "
+                "'mlpipeline tune' again to resume it once the other training has finished"
+            )
         if progress is not None:
             progress(done, wanted, best, label)
 
     return report
 
 
-def _close_abandoned_runs(tracker: Tracker, experiment: str) -> None:
-    """Training runs still RUNNING belong to processes that died (we hold the train lease)."""
-    for run_id in tracker.running_runs(experiment, kind_tag="mlpipeline.kind", kind="train"):
+def _close_abandoned_runs(tracker: Tracker, experiment: str, store: SqlFeatureStore, featureset: str) -> None:
+    """Training, study and trial runs still RUNNING belong to processes that died (we hold the
+    train lease); the interrupted study's parent run stays open for its resumption."""
+    active = json.loads(store.get_state(featureset, ACTIVE_STUDY_KEY) or "null") or {}
+    for run_id in tracker.running_runs(
+        experiment, kind_tag="mlpipeline.kind", kinds=("train", "tune", "trial")
+    ):
+        if run_id == active.get("run_id"):
+            continue
         tracker.log(
             run_id, tags={"mlpipeline.failure": "abandoned: its process ended before closing the run"}
         )
         tracker.end_run(run_id, "FAILED")
-        log.warning("closed an abandoned training run", extra={"run_id": run_id})
+        log.warning("closed an abandoned run", extra={"run_id": run_id})
 
 
 def write_reference(d: Definition, train: Any, path: Path, fitted: Any = None) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -134,77 +134,23 @@ def run_study(
     request: TuneRequest,
     progress: Progress | None = None,
 ) -> StudyOutcome:
-    """Search hyperparameters on ``train`` (the training part only), starting from ``base``."""
-    import optuna
-    from optuna.storages import JournalStorage
+    """Search hyperparameters on ``train`` (the training part only), starting from ``base``.
+
+    The caller holds the feature set's training lease: the study's journal is written by this
+    process alone (see :class:`~mlpipeline.featurestore.tuning_journal.SqlJournalBackend`).
+    """
     from optuna.trial import TrialState
 
-    from mlpipeline.featurestore.tuning_journal import SqlJournalBackend
-
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     started = time.perf_counter()
     space = check_tuning(d)
     tuning = tuning_of(d)
     metric = metric_for(d.quality.metric, d.target.task)
     folds, method = prepare_folds(d, train, tuning.cv)
-    fingerprint = _fingerprint(d, train, space, base)
-    storage = JournalStorage(SqlJournalBackend(store, d.name, sole_writer=True))  # we hold the lease
-    direction: Literal["maximize", "minimize"] = "maximize" if metric.higher_is_better else "minimize"
-    active = json.loads(store.get_state(d.name, ACTIVE_STUDY_KEY) or "null")
-    if active and active.get("fingerprint") == fingerprint:
-        study = optuna.load_study(
-            study_name=active["study"],
-            storage=storage,
-            sampler=optuna.samplers.TPESampler(seed=d.model.seed + 1),
-        )
-        run_id = str(active["run_id"])
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            if t.state == TrialState.RUNNING:  # its process died: it never finished
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        tracker.reopen_run(run_id)
-        log.info("tuning study resumed", extra={"study": study.study_name, "trials": len(study.trials)})
-    else:
-        if active:
-            _close_superseded(tracker, active)
-        name = f"{d.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage,
-            direction=direction,
-            sampler=optuna.samplers.TPESampler(seed=d.model.seed),
-        )
-        run_id = tracker.start_run(
-            experiment,
-            f"tune-{d.name}",
-            {"mlpipeline.kind": "tune", "mlpipeline.featureset": d.name, "mlpipeline.study": name},
-        )
-        tracker.log(
-            run_id,
-            params={
-                "tuning.trials": request.trials,
-                "tuning.timeout_s": request.timeout_s or "none",
-                "tuning.cv": f"{tuning.cv} folds, {method}",
-                "tuning.metric": metric.name,
-                "tuning.train_rows": len(train),
-                "tuning.space": json.dumps({k: v.model_dump(exclude_none=True) for k, v in space.items()})[
-                    :6000
-                ],
-                "tuning.start_params": json.dumps(dict(base), sort_keys=True)[:6000],
-            },
-        )
-        warm = {n: v for n, v in _start_values(d, base, space).items() if in_range(space[n], v)}
-        study.enqueue_trial(warm, user_attrs={"warm_start": True, "suggested": sorted(warm)})
-        store.set_state(
-            d.name,
-            ACTIVE_STUDY_KEY,
-            json.dumps({"study": name, "fingerprint": fingerprint, "run_id": run_id}),
-        )
+    study, run_id = _open_study(store, d, tracker, experiment, train, base, space, request, method)
     complete_states = (TrialState.COMPLETE,)
     resumed = len(study.get_trials(deepcopy=False, states=complete_states))
     logger = _TrialLogger(tracker, experiment, run_id, d.name, metric.name)
-    logger.catch_up(study)
 
     def objective(trial: Any) -> float:
         if trial.user_attrs.get("warm_start"):
@@ -217,7 +163,9 @@ def run_study(
         try:
             value, seconds = _score(d, folds, params)
         except Exception as exc:
-            trial.set_user_attr("error", f"{exc.__class__.__name__}: {exc}"[:500])
+            reason = f"{exc.__class__.__name__}: {exc}"[:500]
+            trial.set_user_attr("error", reason)
+            log.warning("tuning trial failed", extra={"trial": trial.number, "detail": reason})
             raise
         trial.set_user_attr("fit_seconds", seconds)
         return value
@@ -234,33 +182,29 @@ def run_study(
     remaining = request.trials - resumed
     search_started = time.perf_counter()
     done_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    if progress is not None:
-        progress(resumed, request.trials, _best_value(study), metric.label)
-    if remaining > 0:
-        # Failed trials do not count; allow as many failures as trials before giving up.
-        study.optimize(
-            objective,
-            n_trials=remaining + max(request.trials, 5),
-            timeout=request.timeout_s,
-            callbacks=[after_trial],
-            catch=(Exception,),
-            gc_after_trial=False,
-        )
-    logger.close()
+    try:
+        logger.catch_up(study)
+        if progress is not None:
+            progress(resumed, request.trials, _best_value(study), metric.label)
+        if remaining > 0:
+            # Failed trials do not count; allow as many failures as trials before giving up.
+            study.optimize(
+                objective,
+                n_trials=remaining + max(request.trials, 5),
+                timeout=request.timeout_s,
+                callbacks=[after_trial],
+                catch=(Exception,),
+                gc_after_trial=False,
+            )
+    finally:
+        logger.close()
     search_seconds = time.perf_counter() - search_started
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     failed = [t for t in trials if t.state == TrialState.FAIL]
-    if not complete:
-        errors = sorted({str(t.user_attrs.get("error", "unknown error")) for t in failed})
-        tracker.log(run_id, tags={"mlpipeline.failure": "every trial failed: " + "; ".join(errors)[:4000]})
-        tracker.end_run(run_id, "FAILED")
-        store.set_state(d.name, ACTIVE_STUDY_KEY, "")
-        raise TuningError(
-            f"every trial of the tuning study of '{d.name}' failed ({len(failed)}): "
-            f"{'; '.join(errors)[:800]}; "
-            "narrow [model.tuning.space] to values the estimator accepts"
-        )
+    timed_out = request.timeout_s is not None and search_seconds >= request.timeout_s
+    if not complete or (len(complete) < request.trials and not timed_out):
+        _give_up(store, d, tracker, run_id, len(complete), request.trials, failed)
     best = study.best_trial
     fit_seconds = sum(
         float(t.user_attrs.get("fit_seconds", 0.0)) for t in trials if t.number not in done_before
@@ -282,7 +226,122 @@ def run_study(
         overhead=logger.overhead(),
     )
     _finish_parent(tracker, study, outcome, metric.name, metric.label)
+    # The study is over: a failure of the refit that follows starts a new study next time.
+    store.set_state(d.name, ACTIVE_STUDY_KEY, "")
+    store.set_state(d.name, LAST_STUDY_KEY, json.dumps(outcome.summary(metric.name), sort_keys=True))
     return outcome
+
+
+def _quiet_optuna() -> None:
+    """Optuna's own log lines (a traceback per failed trial) stay out of the terminal: each
+    failure is logged once by mlpipeline and recorded on its trial and nested run."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.disable_propagation()
+    optuna_log = logging.getLogger("optuna")
+    if not any(isinstance(h, logging.NullHandler) for h in optuna_log.handlers):
+        optuna_log.addHandler(logging.NullHandler())
+
+
+def _open_study(
+    store: SqlFeatureStore,
+    d: Definition,
+    tracker: Tracker,
+    experiment: str,
+    train: pd.DataFrame,
+    base: Mapping[str, Any],
+    space: Mapping[str, ParamRange],
+    request: TuneRequest,
+    method: str,
+) -> tuple[Any, str]:
+    """The interrupted study when its inputs are the same, else a new one; and its parent run."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.trial import TrialState
+
+    from mlpipeline.featurestore.tuning_journal import SqlJournalBackend
+
+    tuning = tuning_of(d)
+    metric = metric_for(d.quality.metric, d.target.task)
+    fingerprint = _fingerprint(d, train, space, base)
+    active = json.loads(store.get_state(d.name, ACTIVE_STUDY_KEY) or "null")
+    if active and active.get("fingerprint") == fingerprint:
+        storage = JournalStorage(SqlJournalBackend(store, d.name, active["study"], sole_writer=True))
+        study = optuna.load_study(
+            study_name=active["study"],
+            storage=storage,
+            sampler=optuna.samplers.TPESampler(seed=d.model.seed + 1),
+        )
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(t.number, state=TrialState.FAIL)  # its process died: it never finished
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
+        if not any(t.user_attrs.get("warm_start") for t in trials):  # it died in the first trial
+            _enqueue_start(study, d, base, space)
+        run_id = str(active["run_id"])
+        tracker.reopen_run(run_id)
+        log.info("tuning study resumed", extra={"study": study.study_name, "trials": len(study.trials)})
+        return study, run_id
+    if active:
+        _close_superseded(tracker, active)
+    name = f"{d.name}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    study = optuna.create_study(
+        study_name=name,
+        storage=JournalStorage(SqlJournalBackend(store, d.name, name, sole_writer=True)),
+        direction="maximize" if metric.higher_is_better else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=d.model.seed),
+    )
+    run_id = tracker.start_run(
+        experiment,
+        f"tune-{d.name}",
+        {"mlpipeline.kind": "tune", "mlpipeline.featureset": d.name, "mlpipeline.study": name},
+    )
+    store.set_state(
+        d.name, ACTIVE_STUDY_KEY, json.dumps({"study": name, "fingerprint": fingerprint, "run_id": run_id})
+    )
+    tracker.log(
+        run_id,
+        params={
+            "tuning.trials": request.trials,
+            "tuning.timeout_s": request.timeout_s or "none",
+            "tuning.cv": f"{tuning.cv} folds, {method}",
+            "tuning.metric": metric.name,
+            "tuning.train_rows": len(train),
+            "tuning.space": json.dumps({k: v.model_dump(exclude_none=True) for k, v in space.items()})[:6000],
+            "tuning.start_params": json.dumps(dict(base), sort_keys=True)[:6000],
+        },
+    )
+    _enqueue_start(study, d, base, space)
+    return study, run_id
+
+
+def _enqueue_start(
+    study: Any, d: Definition, base: Mapping[str, Any], space: Mapping[str, ParamRange]
+) -> None:
+    """The starting configuration (the champion's parameters) as the next trial."""
+    warm = {n: v for n, v in _start_values(d, base, space).items() if in_range(space[n], v)}
+    study.enqueue_trial(warm, user_attrs={"warm_start": True, "suggested": sorted(warm)})
+
+
+def _give_up(
+    store: SqlFeatureStore,
+    d: Definition,
+    tracker: Tracker,
+    run_id: str,
+    complete: int,
+    wanted: int,
+    failed: list[Any],
+) -> None:
+    """Too many trials failed to reach the budget: the study ends, with every distinct error."""
+    errors = sorted({str(t.user_attrs.get("error", "unknown error")) for t in failed})
+    what = "every trial" if not complete else f"{len(failed)} trials"
+    tracker.log(run_id, tags={"mlpipeline.failure": f"{what} failed: " + "; ".join(errors)[:4000]})
+    tracker.end_run(run_id, "FAILED")
+    store.set_state(d.name, ACTIVE_STUDY_KEY, "")
+    raise TuningError(
+        f"the tuning study of '{d.name}' ended with {complete} of {wanted} complete trials: {what} failed "
+        f"({'; '.join(errors)[:800]}); narrow [model.tuning.space] to values the estimator accepts"
+    )
 
 
 def _score(d: Definition, folds: Any, params: Mapping[str, Any]) -> tuple[float, float]:
@@ -453,10 +512,11 @@ class _TrialLogger:
         self._thread.join()
 
     def overhead(self) -> dict[str, float]:
+        """What logging cost the study's own thread, and how it went."""
         return {
             "submit_s": self.submit_seconds,
-            "logged": float(len(self.run_ids)),
-            "failures": float(self.failures),
+            "trials_logged": float(len(self.run_ids)),
+            "log_failures": float(self.failures),
         }
 
     def _work(self) -> None:
@@ -498,8 +558,13 @@ class _TrialLogger:
         metrics = {"fit_seconds": float(trial.user_attrs.get("fit_seconds", 0.0))}
         if trial.value is not None:
             metrics[f"cv_{self.metric}"] = float(trial.value)
-        self.tracker.log(run_id, params=trial.user_attrs.get("params", trial.params), metrics=metrics)
-        self.tracker.end_run(run_id, state)
+        try:
+            self.tracker.log(run_id, params=trial.user_attrs.get("params", trial.params), metrics=metrics)
+        except Exception:
+            state = "FAILED"  # the run exists but lacks its figures: never leave it RUNNING
+            raise
+        finally:
+            self.tracker.end_run(run_id, state)
         self.run_ids[trial.number] = run_id
         parent_metrics = {f"cv_{self.metric}": float(trial.value)} if trial.value is not None else {}
         if not math.isnan(best):

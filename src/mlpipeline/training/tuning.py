@@ -12,6 +12,7 @@ fold are built once, so a trial costs its fits and nothing else.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ import pandas as pd
 
 from mlpipeline.errors import ConfigError, DataValidationError, Problem
 from mlpipeline.featuresets import portable
-from mlpipeline.featuresets.definition import Definition, ParamRange, Tuning
+from mlpipeline.featuresets.definition import Definition, ParamRange, Tuning, no_default_space
 from mlpipeline.featuresets.metrics import aligned_classes, metric_for, one
 from mlpipeline.training.steps import (
     FloatArray,
@@ -79,13 +80,11 @@ def search_space(d: Definition) -> dict[str, ParamRange]:
     if space:
         return dict(space)
     if d.model.estimator != "lightgbm":
-        raise ConfigError(
-            f"model.tuning: {d.model.estimator} has no default search space (only LightGBM has one); "
-            "add [model.tuning.space] with the ranges to search, e.g. max_depth = {low = 2, high = 12}"
-        )
+        raise ConfigError(no_default_space(d.model.estimator))
     return dict(DEFAULT_LIGHTGBM_SPACE)
 
 
+@functools.cache
 def _lightgbm_aliases() -> dict[str, str]:
     """Every LightGBM parameter name and alias -> its canonical name (LightGBM's own table)."""
     import lightgbm as lgb
@@ -103,9 +102,13 @@ def canonical_name(d: Definition, name: str) -> str:
     """A LightGBM parameter under its canonical name (``eta`` -> ``learning_rate``); others as given."""
     if d.model.estimator != "lightgbm":
         return name
+    return _canonical_lightgbm(name) or name
+
+
+def _canonical_lightgbm(name: str) -> str | None:
     if name in ("n_estimators", "num_boost_round"):  # the rounds mlpipeline passes to lgb.train
         return "num_iterations"
-    return _lightgbm_aliases().get(name, name)
+    return _lightgbm_aliases().get(name)
 
 
 def check_tuning(d: Definition) -> dict[str, ParamRange]:
@@ -117,7 +120,7 @@ def check_tuning(d: Definition) -> dict[str, ParamRange]:
         known = _lightgbm_aliases()
         seen: dict[str, str] = {}
         for name in space:
-            canonical = "num_iterations" if name in ("n_estimators", "num_boost_round") else known.get(name)
+            canonical = _canonical_lightgbm(name)
             if canonical is None:
                 problems.append(_unknown(name, list(known), "LightGBM"))
             elif canonical in _LIGHTGBM_RESERVED:
@@ -177,15 +180,15 @@ def in_range(r: ParamRange, value: Any) -> bool:
 def merged_params(d: Definition, base: Mapping[str, Any], suggested: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with the trial's values over it, whatever name (alias) ``base`` used for them.
 
-    A LightGBM ``bagging_fraction`` below 1 only takes effect with bagging on: ``bagging_freq``
-    becomes 1 unless the base sets it.
+    A searched LightGBM ``bagging_fraction`` only takes effect with bagging on: ``bagging_freq``
+    becomes 1 unless the base sets it (nothing else the search does not name changes).
     """
     replaced = {canonical_name(d, n) for n in suggested}
     out = {k: v for k, v in base.items() if canonical_name(d, k) not in replaced}
     out.update(suggested)
-    if d.model.estimator == "lightgbm":
-        names = {canonical_name(d, k): k for k in out}
-        fraction = out.get(names.get("bagging_fraction", ""), 1.0)
+    if d.model.estimator == "lightgbm" and "bagging_fraction" in replaced:
+        names = {canonical_name(d, k) for k in out}
+        fraction = next(v for k, v in suggested.items() if canonical_name(d, k) == "bagging_fraction")
         if isinstance(fraction, int | float) and fraction < 1.0 and "bagging_freq" not in names:
             out["bagging_freq"] = 1
     return out
