@@ -721,13 +721,13 @@ def tune(
     trials: Annotated[
         int | None,
         typer.Option(
-            "--trials", min=1, help="End with this many complete trials (default: [model.tuning] trials)."
+            "--trials", min=1, help="End with this many complete trials (default: \\[model.tuning] trials)."
         ),
     ] = None,
     timeout: Annotated[
         str | None,
         typer.Option(
-            "--timeout", help="Stop the search after this long, e.g. 10m (default: [model.tuning] timeout)."
+            "--timeout", help="Stop the search after this long, e.g. 10m (default: \\[model.tuning] timeout)."
         ),
     ] = None,
     reason: ReasonOption = "manual tuning",
@@ -766,6 +766,13 @@ def tune(
             result = run_train(
                 settings, store, d, reason=reason, as_of=moment, tune=request, progress=progress
             )
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: the study's complete trials are kept; 'mlpipeline tune -f {d.name}' resumes it",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     finally:
         store.dispose()
     assert result.metrics is not None
@@ -774,8 +781,10 @@ def tune(
     study = result.study
     label = result.metrics.spec.label
     resumed = f", {study.resumed} of them from an interrupted run" if study.resumed else ""
+    stopped = f" (stopped by the {budget} timeout)" if study.complete < request.trials else ""
     out.print(
-        f"study {study.name}: {study.complete} complete trials{resumed}, {study.failed} failed; "
+        f"study {study.name}: {_count(study.complete, 'complete trial')}{resumed}{stopped}, "
+        f"{study.failed} failed; "
         f"best cross-validated {label} {study.best_value:.4f} (trial {study.best_trial}, {study.folds}) "
         f"in {study.seconds:.1f} s",
         markup=False,
@@ -790,6 +799,10 @@ def tune(
         highlight=False,
     )
     out.print(f"gate: {result.decision.action}: {result.decision.reason}", markup=False, highlight=False)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 @contextmanager
@@ -1144,8 +1157,20 @@ def _say_check(result: Any) -> None:
         out.print(f"  decision: {result.decision.action}: {result.decision.explanation}", markup=False)
     if result.retrain:
         r = result.retrain
+        study = r.get("study")
+        if study:
+            out.print(
+                f"  tuned first ({r.get('tuning')}): study {study['name']}, {study['complete']} complete "
+                f"trials, best cross-validated {study['best_value']:.4f}",
+                markup=False,
+                highlight=False,
+            )
+        elif r.get("tuning") and "refit instead" in r["tuning"]:
+            out.print(f"  tuning: {r['tuning']}", markup=False, highlight=False)
         if "error" in r:
             out.print(f"  retrain failed: {r['error']}", markup=False, highlight=False)
+        elif r.get("version") is None:
+            out.print(f"  retrain: nothing registered ({r.get('gate')})", markup=False, highlight=False)
         else:
             out.print(
                 f"  retrained: version {r.get('version')}, holdout "

@@ -139,6 +139,10 @@ def test_unknown_or_reserved_parameters_are_refused(space: dict[str, Any], messa
         ({"cv": 1}, "greater than or equal to 2"),
         ({"group": "nope"}, "'nope' is not a key column or feature"),
         ({"trails": 5}, "trails"),
+        (
+            {"space": {"trials": 5, "cv": 2, "eta": {"low": 0.01, "high": 0.2}}},
+            "trials, cv ended up in [model.tuning.space]",
+        ),
     ],
 )
 def test_bad_tuning_sections_fail_when_the_definition_loads(tuning: dict[str, Any], message: str) -> None:

@@ -338,6 +338,24 @@ class Tuning(_Strict):
         default=None, description="the ranges searched; default: LightGBM's main parameters"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_below_the_space(cls, data: Any) -> Any:
+        """``trials = 5`` written under ``[model.tuning.space]`` in the file lands in the space."""
+        space = data.get("space") if isinstance(data, Mapping) else None
+        if isinstance(space, Mapping):
+            stray = [
+                k
+                for k in ("trials", "timeout", "when", "cv", "group")
+                if k in space and not isinstance(space[k], Mapping)
+            ]
+            if stray:
+                raise ValueError(
+                    f"{', '.join(stray)} ended up in [model.tuning.space] (a TOML key belongs to the table "
+                    "above it): put them under [model.tuning], before the [model.tuning.space] table"
+                )
+        return data
+
     @model_validator(mode="after")
     def _budget(self) -> Tuning:
         if self.timeout is not None:

@@ -78,6 +78,9 @@ _LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "num_iterations": 100,
 }
 
+#: Fewest complete trials behind a parameter-importance plot (fewer rank noise).
+MIN_TRIALS_FOR_IMPORTANCE = 10
+
 #: (complete trials, trials wanted, best value so far or NaN, the metric's label)
 Progress = Callable[[int, int, float, str], None]
 
@@ -269,9 +272,7 @@ def _open_study(
     if active and active.get("fingerprint") == fingerprint:
         storage = JournalStorage(SqlJournalBackend(store, d.name, active["study"], sole_writer=True))
         study = optuna.load_study(
-            study_name=active["study"],
-            storage=storage,
-            sampler=optuna.samplers.TPESampler(seed=d.model.seed + 1),
+            study_name=active["study"], storage=storage, sampler=_sampler(d, active["study"], resumed=True)
         )
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(t.number, state=TrialState.FAIL)  # its process died: it never finished
@@ -289,7 +290,7 @@ def _open_study(
         study_name=name,
         storage=JournalStorage(SqlJournalBackend(store, d.name, name, sole_writer=True)),
         direction="maximize" if metric.higher_is_better else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=d.model.seed),
+        sampler=_sampler(d, name),
     )
     run_id = tracker.start_run(
         experiment,
@@ -313,6 +314,15 @@ def _open_study(
     )
     _enqueue_start(study, d, base, space)
     return study, run_id
+
+
+def _sampler(d: Definition, study: str, *, resumed: bool = False) -> Any:
+    """TPE seeded by the definition's seed and the study's name: a study is repeatable, and the
+    next study of the feature set explores other configurations instead of the same ones again."""
+    import optuna
+
+    digest = hashlib.sha256(f"{d.model.seed}:{study}:{int(resumed)}".encode()).hexdigest()
+    return optuna.samplers.TPESampler(seed=int(digest[:8], 16))
 
 
 def _enqueue_start(
@@ -445,15 +455,21 @@ def _plots(study: Any, work: Path, target: str) -> list[Path]:
 
     work.mkdir(parents=True, exist_ok=True)
     out = []
-    for name, draw in (
-        ("optimization_history.png", ov.plot_optimization_history),
-        ("param_importances.png", ov.plot_param_importances),
-    ):
+    complete = len([t for t in study.trials if t.state.name == "COMPLETE"])
+    plots: list[tuple[str, Any]] = [("optimization_history.png", ov.plot_optimization_history)]
+    if complete >= MIN_TRIALS_FOR_IMPORTANCE:
+        plots.append(("param_importances.png", ov.plot_param_importances))
+    else:
+        log.info("no importance plot: too few complete trials", extra={"complete": complete})
+    for name, draw in plots:
         try:
             with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 draw(study, target_name=target)
-            plt.gca().set_title(f"{plt.gca().get_title()}: {study.study_name}", fontsize=10)
+            axes = plt.gca()
+            for loc in ("left", "center"):  # the study's name under Optuna's title, wherever it is
+                if axes.get_title(loc=loc):
+                    axes.set_title(f"{axes.get_title(loc=loc)}\n{study.study_name}", loc=loc, fontsize=10)
             plt.gcf().savefig(work / name, dpi=110, bbox_inches="tight")
             out.append(work / name)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials to rank

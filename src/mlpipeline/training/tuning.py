@@ -211,7 +211,9 @@ def cv_folds(d: Definition, frame: pd.DataFrame, k: int, seed: int) -> tuple[lis
     elif group is not None:
         groups = frame[group].astype(str).to_numpy()
         if len(np.unique(groups)) < k:
-            raise _too_few(d, f"{len(np.unique(groups))} distinct '{group}' values cannot fill {k} folds")
+            raise _too_few(
+                d, f"{len(np.unique(groups))} distinct '{group}' values cannot fill {k} folds", group
+            )
         if classify:
             splitter: Any = ms.StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
             splits = list(splitter.split(np.zeros(n), y, groups))
@@ -252,17 +254,19 @@ def _time_ordered(d: Definition, times: Any, k: int) -> list[tuple[Any, Any]]:
     if len(cuts) < k:
         distinct = len(np.unique(ordered))
         raise _too_few(
-            d, f"{distinct} distinct event times in the training part cannot make {k} time-ordered folds"
+            d,
+            f"{distinct} distinct event times in the training part cannot make {k} time-ordered folds",
+            d.event_time,
         )
     bounds = [*cuts, n]
     return [(order[: bounds[i]], order[bounds[i] : bounds[i + 1]]) for i in range(k)]
 
 
-def _too_few(d: Definition, why: str) -> DataValidationError:
+def _too_few(d: Definition, why: str, column: str | None = None) -> DataValidationError:
     return DataValidationError(
         [
             Problem(
-                d.target.column,
+                column or d.target.column,
                 "tuning folds",
                 f"{why}; lower [model.tuning] cv, or tune when more labelled rows are stored",
             )
