@@ -775,11 +775,10 @@ def tune(
         raise typer.Exit(130) from None
     finally:
         store.dispose()
-    assert result.metrics is not None
     assert result.decision is not None
     assert result.study is not None
     study = result.study
-    label = result.metrics.spec.label
+    label = metric_for(d.quality.metric, d.target.task).label
     resumed = f", {study.resumed} of them from an interrupted run" if study.resumed else ""
     stopped = f" (stopped by the {budget} timeout)" if study.complete < request.trials else ""
     out.print(
@@ -792,6 +791,9 @@ def tune(
     )
     out.print(f"best parameters: {json.dumps(study.params, sort_keys=True)}", markup=False, highlight=False)
     m = result.metrics
+    if m is None:
+        out.print(f"nothing registered: {result.decision.reason}", markup=False, highlight=False)
+        return
     out.print(
         f"refitted as '{d.name}' version {result.version} (run {result.run_id}): holdout {m.describe()} "
         f"on {m.n:,} rows",

@@ -74,10 +74,6 @@ def test_a_study_never_sees_the_holdout_and_starts_from_the_champion(
 ) -> None:
     settings, store = home
     d = demo_with()
-    first = pipeline.train(settings, store, d, reason="first")
-    assert first.params == START_PARAMS
-    assert first.params_source == "definition"
-
     splits: list[Any] = []
     real_split = pipeline.split_holdout
 
@@ -185,6 +181,23 @@ def test_a_tuned_model_that_does_not_beat_the_champion_is_held(
     assert last == {"tuned": True, "action": "hold", "version": tuned.version}
     # the held tuned version's parameters are not the champion's: a plain retrain uses the definition's
     assert pipeline.train(settings, store, strict, reason="plain").params_source == "definition"
+
+
+def test_a_study_whose_best_is_the_champion_on_its_own_rows_registers_nothing(
+    home: tuple[Settings, SqlFeatureStore],
+) -> None:
+    settings, store = home
+    d = demo_with()
+    first = pipeline.train(settings, store, d, reason="first")
+    assert (first.params, first.params_source) == (START_PARAMS, "definition")
+    only_the_champion = pipeline.train(settings, store, d, reason="tune", tune=TuneRequest(1))
+    assert only_the_champion.study is not None
+    assert only_the_champion.version is None
+    assert only_the_champion.decision is not None
+    assert "a refit would be the champion again" in only_the_champion.decision.reason
+    assert [v.version for v in Tracker(settings).versions("demo")] == [first.version]
+    last = json.loads(store.get_state("demo", LAST_STUDY_KEY) or "{}")
+    assert (last["complete"], last["version"], last["action"]) == (1, None, "hold")
 
 
 def test_a_check_tunes_when_the_definition_says_so(home: tuple[Settings, SqlFeatureStore]) -> None:

@@ -221,9 +221,9 @@ def test_every_class_method_runs_through_the_bridge(bridge_env: Path, gref: Fake
 
     # tuning from IRIS: a 3-trial study on the training part, refitted as the next version
     tuned = ok(run("MLpipeline.Pipeline.TuneReply", trials=3))["result"]
-    assert tuned["version"] == "4"
     assert tuned["study"]["complete"] == 3
-    assert tuned["params_source"].startswith("tuned")
+    assert tuned["version"] in ("4", None), "a refit, or nothing when the champion's configuration won"
+    assert tuned["params_source"].startswith("tuned") or tuned["version"] is None
     refused = run("MLpipeline.Pipeline.TuneReply", trials=-2)
     assert (refused["ok"], refused["code"]) == (False, "MLP-100")
     assert "at least 1" in refused["message"]

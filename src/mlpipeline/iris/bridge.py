@@ -418,9 +418,10 @@ def _train(what: str, featureset: str, reason: str, trials: Any) -> str:
         decision = result.decision
         summary = f"trained '{d.name}' version {result.version}"
         if result.study is not None:
+            refit = f"refitted as version {result.version}" if result.version else "nothing new to register"
             summary = (
                 f"tuned '{d.name}' ({result.study.complete} trials, best cross-validated "
-                f"{result.study.best_value:.4f}) and refitted as version {result.version}"
+                f"{result.study.best_value:.4f}): {refit}"
             )
         if m is not None:
             extra = f", RMSE {m.rmse:.4g}" if m.metric == "r2" else ""

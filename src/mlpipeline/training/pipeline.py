@@ -240,12 +240,15 @@ def _run(
         trained_batch = store.get_state(d.name, TRAINED_BATCH_KEY) if pointers.get(d.name) else None
         split = split_holdout(d, frame, new_after_batch=int(trained_batch) if trained_batch else None)
     params, source = champion_params(store, d, pointers)
+    train_sha = training_data_hash(d, split.train)
+    champion_record = _version_record(store, d, pointers)
+    # The champion learnt from exactly these training rows: the split (seeded) is the same.
+    same_rows = champion_record is not None and champion_record.get("train_sha256") == train_sha
     study = None
     if tuning is not None:
         request, experiment, progress = tuning
         with timer.step("tune"):
             study = run_study(store, d, tracker, experiment, split.train, params, request, progress)
-        params, source = study.params, f"tuned: study {study.name}, best of {study.complete} trials"
         tracker.log(
             run_id,
             tags={
@@ -254,6 +257,9 @@ def _run(
                 "mlpipeline.tuning.best_run": study.best_run_id or "",
             },
         )
+        if same_rows and study.params == params:
+            return _nothing_new(store, d, tracker, run_id, timer, study, params, source)
+        params, source = study.params, f"tuned: study {study.name}, best of {study.complete} trials"
     with timer.step("train"):
         fitted = fit(d, split.train, params)
     with timer.step("evaluate"):
@@ -280,7 +286,11 @@ def _run(
             policy,
             class_recalls=recalls,
         )
-        if champion_metrics is not None and split.method in ("random", "stratified, random"):
+        if (
+            champion_metrics is not None
+            and split.method in ("random", "stratified, random")
+            and not same_rows
+        ):
             decision = replace(
                 decision,
                 reason=f"{decision.reason}; note: the champion was trained on some of these holdout "
@@ -299,7 +309,7 @@ def _run(
         "lineage.split": split.method,
         "lineage.train_rows": len(split.train),
         "lineage.holdout_rows": len(split.holdout),
-        "lineage.training_data_sha256": training_data_hash(d, split.train),
+        "lineage.training_data_sha256": train_sha,
         "lineage.table": d.table,
         **{f"lineage.{k}": v for k, v in split.window.items()},
     }
@@ -350,7 +360,7 @@ def _run(
             **{f"mlpipeline.metric.{k}": f"{v:.6g}" for k, v in metrics.as_dict().items()},
         }
         version = tracker.register(d.name, run_id, "model", gate_tags)
-        _record_params(store, d, version, params, source, study, decision)
+        _record_params(store, d, version, params, source, study, decision, train_sha)
     tracker.log(
         run_id,
         tags={"mlpipeline.model_version": version, "mlpipeline.gate.decision": decision.action},
@@ -411,6 +421,58 @@ def champion_params(
     return dict(d.model.params), "definition"
 
 
+def _version_record(
+    store: SqlFeatureStore, d: Definition, pointers: SqlPointerStore
+) -> dict[str, Any] | None:
+    """What was recorded when the champion was trained (parameters, training rows), if anything."""
+    pointer = pointers.get(d.name)
+    raw = store.get_state(d.name, params_key(pointer.version)) if pointer else None
+    return json.loads(raw) if raw else None
+
+
+def _nothing_new(
+    store: SqlFeatureStore,
+    d: Definition,
+    tracker: Tracker,
+    run_id: str,
+    timer: _Timer,
+    study: StudyOutcome,
+    params: dict[str, Any],
+    source: str,
+) -> TrainResult:
+    """The study's best is the champion's own configuration on the champion's own training rows:
+    the refit would be the champion again, so nothing is registered."""
+    reason = (
+        f"the champion's configuration won the study ({study.complete} trials) on the rows the champion "
+        "was trained on: a refit would be the champion again, so no version is registered"
+    )
+    decision = Decision("hold", reason, study.best_value, study.best_value)
+    tracker.log(run_id, tags={"mlpipeline.gate.decision": "hold", "mlpipeline.gate.reason": reason[:500]})
+    summary = study.summary(metric_for(d.quality.metric, d.target.task).name)
+    summary.update(version=None, action="hold")
+    store.set_state(d.name, LAST_STUDY_KEY, json.dumps(summary, sort_keys=True, default=str))
+    store.set_state(d.name, LAST_TRAINING_KEY, json.dumps({"tuned": True, "action": "hold", "version": None}))
+    log.info("tuning found nothing better than the champion", extra={"study": study.name})
+    tracker.log(run_id, metrics={f"time_{k}_s": v for k, v in timer.timings.items()})
+    return TrainResult(
+        d.name,
+        run_id,
+        None,
+        None,
+        decision,
+        dict(timer.timings),
+        _pointer_version(store, d),
+        params=dict(params),
+        params_source=source,
+        study=study,
+    )
+
+
+def _pointer_version(store: SqlFeatureStore, d: Definition) -> str | None:
+    pointer = SqlPointerStore(store).get(d.name)
+    return pointer.version if pointer else None
+
+
 def _record_params(
     store: SqlFeatureStore,
     d: Definition,
@@ -419,6 +481,7 @@ def _record_params(
     source: str,
     study: StudyOutcome | None,
     decision: Decision,
+    train_sha: str,
 ) -> None:
     """What the next plain retrain, the ``when`` policy and ``status`` need to know."""
     tuned = study is not None or source.startswith("tuned")
@@ -428,6 +491,7 @@ def _record_params(
         "tuned": tuned,
         "study": study.name if study else origin,
         "definition": _model_fingerprint(d),
+        "train_sha256": train_sha,
     }
     store.set_state(d.name, params_key(version), json.dumps(record, sort_keys=True))
     store.set_state(
