@@ -137,7 +137,6 @@ def test_unknown_or_reserved_parameters_are_refused(space: dict[str, Any], messa
         ({"timeout": "soon"}, "timeout"),
         ({"when": "sometimes"}, "when"),
         ({"cv": 1}, "greater than or equal to 2"),
-        ({"group": "nope"}, "'nope' is not a key column or feature"),
         ({"trails": 5}, "trails"),
         (
             {"space": {"trials": 5, "cv": 2, "eta": {"low": 0.01, "high": 0.2}}},
@@ -197,7 +196,9 @@ def test_merged_parameters_replace_aliases_and_turn_bagging_on() -> None:
 
 def test_a_group_with_an_event_time_is_refused() -> None:
     with pytest.raises(DefinitionError, match="folds are time-ordered"):
-        _definition({"tuning": {"group": "g"}}, event_time="t")
+        _definition({"group": "g"}, event_time="t")
+    with pytest.raises(DefinitionError, match="'nope' is not a key column or feature"):
+        _definition({"group": "nope"})
 
 
 def test_losing_the_training_lease_stops_the_study() -> None:
@@ -255,7 +256,7 @@ def test_time_ordered_folds_never_cut_through_one_event_time() -> None:
 
 
 def test_grouped_folds_keep_each_group_in_one_fold() -> None:
-    d = _definition({"tuning": {"group": "g"}})
+    d = _definition({"group": "g"})
     frame = _frame()
     folds, method = cv_folds(d, frame, 3, seed=0)
     assert method == "grouped by g"
@@ -278,7 +279,7 @@ def test_too_few_rows_for_the_folds_is_a_clear_error() -> None:
     d = _definition()
     with pytest.raises(DataValidationError, match=r"lower \[model\.tuning\] cv"):
         cv_folds(d, _frame(20), 3, seed=0)
-    grouped = _definition({"tuning": {"group": "g", "cv": 5}})
+    grouped = _definition({"group": "g", "tuning": {"cv": 5}})
     frame = _frame()
     frame["g"] = frame["g"] % 3
     with pytest.raises(DataValidationError, match="3 distinct 'g' values cannot fill 5 folds"):
@@ -324,3 +325,34 @@ def test_an_optuna_study_round_trips_through_the_journal(store: SqlFeatureStore)
     again = optuna.load_study(study_name="s", storage=JournalStorage(SqlJournalBackend(store, "demo", "s")))
     assert [t.params for t in again.trials] == [t.params for t in study.trials]
     assert again.best_value == study.best_value
+
+
+# -- the gate's holdout ---------------------------------------------------------------------------
+
+
+def test_the_time_holdout_never_cuts_through_one_event_time() -> None:
+    from mlpipeline.training.steps import split_holdout
+
+    d = _definition(event_time="t")
+    frame = _frame(500)
+    frame["t"] = pd.Timestamp("1984-06-30") + pd.to_timedelta(
+        np.arange(500) // 100 * 365, unit="D"
+    )  # 5 x 100
+    split = split_holdout(d, frame)  # 20 %: exactly the last year
+    assert len(split.holdout) == 100
+    frame = frame.iloc[:-30]  # the last year has 70 rows: 94 held would cut the year before
+    split = split_holdout(d, frame)
+    assert split.train["t"].max() < split.holdout["t"].min()
+    assert len(split.holdout) == 70, "the nearer change of year: 24 rows away, against 76"
+
+
+def test_the_grouped_holdout_keeps_each_group_on_one_side() -> None:
+    from mlpipeline.training.steps import split_holdout
+
+    d = _definition({"group": "g"})
+    frame = _frame(600)
+    split = split_holdout(d, frame)
+    assert split.method == "grouped by g, random"
+    assert not set(split.train["g"]) & set(split.holdout["g"])
+    assert 120 <= len(split.holdout) < 120 + frame["g"].value_counts().max()
+    assert len(split.train) + len(split.holdout) == 600

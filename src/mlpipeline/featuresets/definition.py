@@ -333,7 +333,6 @@ class Tuning(_Strict):
         description="when a retrain tunes: never, first, gate_failed, drift or every_retrain",
     )
     cv: int = Field(default=3, ge=2, le=20, description="cross-validation folds inside the training part")
-    group: str | None = Field(default=None, description="a column whose rows stay in one fold (a panel's id)")
     space: dict[str, ParamRange] | None = Field(
         default=None, description="the ranges searched; default: LightGBM's main parameters"
     )
@@ -346,7 +345,7 @@ class Tuning(_Strict):
         if isinstance(space, Mapping):
             stray = [
                 k
-                for k in ("trials", "timeout", "when", "cv", "group")
+                for k in ("trials", "timeout", "when", "cv")
                 if k in space and not isinstance(space[k], Mapping)
             ]
             if stray:
@@ -391,6 +390,13 @@ class ModelSpec(_Strict):
         description="a binary model's score from which a row is positive; default: chosen for F1",
     )
     tuning: Tuning | None = Field(default=None, description="[model.tuning]: hyperparameter search")
+    group: str | None = Field(
+        default=None,
+        description=(
+            "a column whose rows stay together (a panel's person id): the holdout and tuning's folds "
+            "never split a group, so no one is judged on rows of someone the model learnt from"
+        ),
+    )
 
 
 class Quality(_Strict):
@@ -714,7 +720,7 @@ def _target_problems(d: Definition, columns: Mapping[str, str]) -> list[str]:
         problems.append("model.class_weight: a regression target has no classes; remove it")
     if d.model.threshold is not None and d.target.task != "binary":
         problems.append("model.threshold: only a binary target has a decision threshold; remove it")
-    return problems + _tuning_problems(d)
+    return problems + _tuning_problems(d) + _group_problems(d)
 
 
 def no_default_space(estimator: str) -> str:
@@ -723,6 +729,24 @@ def no_default_space(estimator: str) -> str:
         f"model.tuning: {estimator} has no default search space (only LightGBM has one); "
         "add [model.tuning.space] with the ranges to search, e.g. max_depth = {low = 2, high = 12}"
     )
+
+
+def _group_problems(d: Definition) -> list[str]:
+    group = d.model.group
+    if group is None:
+        return []
+    if d.event_time:
+        return [
+            f"model.group: the feature set has an event time ('{d.event_time}'), so the holdout is the "
+            "newest rows and tuning's folds are time-ordered (later rows are judged by what came before); "
+            "a group is not used then: remove group, or the event time if the rows have no order"
+        ]
+    if group not in (*d.key_columns, *d.features):
+        return [
+            f"model.group: '{group}' is not a key column or feature of the feature set; name the column "
+            "whose rows must stay together (a panel's person id, say)"
+        ]
+    return []
 
 
 def _tuning_problems(d: Definition) -> list[str]:
@@ -734,17 +758,6 @@ def _tuning_problems(d: Definition) -> list[str]:
     problems = []
     if d.model.estimator != "lightgbm" and not tuning.space:
         problems.append(no_default_space(d.model.estimator))
-    if tuning.group is not None and d.event_time:
-        problems.append(
-            f"model.tuning.group: the feature set has an event time ('{d.event_time}'), so tuning's folds "
-            "are time-ordered (each validates on rows later than those it learns from) and a group is "
-            "not used; remove group, or the event time if the rows have no order"
-        )
-    elif tuning.group is not None and tuning.group not in (*d.key_columns, *d.features):
-        problems.append(
-            f"model.tuning.group: '{tuning.group}' is not a key column or feature of the feature set; "
-            "name the column whose rows must stay in one fold (a panel's person id, say)"
-        )
     return problems
 
 

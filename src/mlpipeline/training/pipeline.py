@@ -286,11 +286,7 @@ def _run(
             policy,
             class_recalls=recalls,
         )
-        if (
-            champion_metrics is not None
-            and split.method in ("random", "stratified, random")
-            and not same_rows
-        ):
+        if champion_metrics is not None and split.method.endswith("random") and not same_rows:
             decision = replace(
                 decision,
                 reason=f"{decision.reason}; note: the champion was trained on some of these holdout "

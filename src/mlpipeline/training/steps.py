@@ -159,16 +159,19 @@ def split_holdout(d: Definition, frame: pd.DataFrame, *, new_after_batch: int | 
         )
     if d.event_time:
         ordered = labelled.sort_values([d.event_time, *d.key_columns], kind="stable")
-        train, holdout = ordered.iloc[: n - n_hold], ordered.iloc[n - n_hold :]
         ts = ordered[d.event_time]
+        cut = _time_cut(ts.to_numpy(), n - n_hold, d.model.holdout.min_rows)
+        train, holdout = ordered.iloc[:cut], ordered.iloc[cut:]
         window = {
             "train_from": str(ts.iloc[0]),
-            "train_to": str(ts.iloc[n - n_hold - 1]),
-            "holdout_from": str(ts.iloc[n - n_hold]),
+            "train_to": str(ts.iloc[cut - 1]),
+            "holdout_from": str(ts.iloc[cut]),
             "holdout_to": str(ts.iloc[-1]),
         }
         return Split(train.reset_index(drop=True), holdout.reset_index(drop=True), "time", window)
     rng = np.random.default_rng(d.model.seed)
+    if d.model.group is not None:
+        return _grouped_split(d, labelled, n_hold, rng)
     pool = np.ones(n, dtype=bool)
     method = "random"
     if new_after_batch is not None and "_labelled_batch" in labelled.columns:
@@ -193,6 +196,48 @@ def split_holdout(d: Definition, frame: pd.DataFrame, *, new_after_batch: int | 
         labelled.iloc[hold_idx].reset_index(drop=True),
         method,
         {"seed": str(d.model.seed)},
+    )
+
+
+def _time_cut(times: Any, cut: int, min_rows: int) -> int:
+    """The first holdout row, moved to the nearest change of event time: rows of one moment (a
+    day, a panel's year) are never on both sides. The holdout grows to take the whole moment,
+    or shrinks to leave it out when that is nearer and keeps ``min_rows``; the cut stays when
+    every row before it shares the moment."""
+    n = len(times)
+    start = int(np.searchsorted(times, times[cut], side="left"))  # the moment's first row
+    end = int(np.searchsorted(times, times[cut], side="right"))  # the next moment's first row
+    options = [c for c in (start, end) if 0 < c < n and (c <= cut or n - c >= min_rows)]
+    return min(options, key=lambda c: abs(c - cut)) if options else cut
+
+
+def _grouped_split(d: Definition, labelled: pd.DataFrame, n_hold: int, rng: np.random.Generator) -> Split:
+    """Whole groups (``model.group``) in the holdout, drawn at random until it has ``n_hold`` rows."""
+    group = d.model.group
+    assert group is not None
+    values = labelled[group].astype(str).to_numpy()
+    uniques, counts = np.unique(values, return_counts=True)
+    order = rng.permutation(len(uniques))
+    taken = np.cumsum(counts[order])
+    chosen = uniques[order[: int(np.searchsorted(taken, n_hold)) + 1]]
+    hold = np.isin(values, chosen)
+    if hold.all() or not hold.any():
+        raise DataValidationError(
+            [
+                Problem(
+                    group,
+                    "holdout",
+                    f"{len(uniques)} distinct '{group}' values cannot be split into training and holdout "
+                    "groups; ingest rows of more groups, or lower model.holdout.min_rows",
+                )
+            ],
+            source="training data",
+        )
+    return Split(
+        labelled[~hold].reset_index(drop=True),
+        labelled[hold].reset_index(drop=True),
+        f"grouped by {group}, random",
+        {"seed": str(d.model.seed), "holdout_groups": str(len(chosen))},
     )
 
 

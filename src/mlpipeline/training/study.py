@@ -400,7 +400,7 @@ def _fingerprint(
         "space": {k: v.model_dump() for k, v in space.items()},
         "metric": metric_for(d.quality.metric, d.target.task).name,
         "cv": tuning.cv,
-        "group": tuning.group,
+        "group": d.model.group,
         "estimator": d.model.estimator,
         "base": dict(base),
         "seed": d.model.seed,

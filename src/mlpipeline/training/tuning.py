@@ -202,7 +202,7 @@ def cv_folds(d: Definition, frame: pd.DataFrame, k: int, seed: int) -> tuple[lis
     from sklearn import model_selection as ms
 
     n = len(frame)
-    group = tuning_of(d).group
+    group = d.model.group
     classify = d.target.task != "regression"
     y = frame[d.target.column].to_numpy(dtype=np.float64)
     if d.event_time:
