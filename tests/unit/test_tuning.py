@@ -67,6 +67,16 @@ def test_when_decision_table(
     assert f"when = {when}" in decision.why
 
 
+def test_the_policy_knows_every_when_the_definition_accepts() -> None:
+    from typing import get_args
+
+    from mlpipeline.featuresets import definition
+    from mlpipeline.monitoring import triggers
+
+    assert get_args(triggers.TuneWhen) == get_args(definition.TuneWhen)
+    assert {row[0] for row in WHEN_TABLE} == set(get_args(definition.TuneWhen))
+
+
 def test_every_reason_under_drift_is_decided() -> None:
     tuned = {
         r

@@ -71,7 +71,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from mlpipeline.errors import ConfigError
-from mlpipeline.featuresets.definition import TuneWhen
 from mlpipeline.featuresets.metrics import LEVEL, METRICS, MetricSpec, optimistic, worse_than
 from mlpipeline.settings import format_duration
 
@@ -453,6 +452,11 @@ def _finite(name: str, value: object) -> float:
 
 
 # -- tuning ------------------------------------------------------------------------------------
+
+
+#: ``[model.tuning] when`` (the definition's own Literal is the same; a test keeps them equal:
+#: this module imports no definition code).
+TuneWhen = Literal["never", "first", "gate_failed", "drift", "every_retrain"]
 
 
 @dataclass(frozen=True)
