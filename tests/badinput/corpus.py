@@ -83,7 +83,7 @@ class HttpCase:
     make: Callable[[dict[str, Any]], tuple[str, Any, dict[str, str]]]
     words: tuple[str, ...]
     status: int
-    code: str = "MLP-200"
+    code: str | None = None  # default: the API's code for the status (see serving/api.py)
     columns: tuple[str, ...] = field(default=())  # problems expected to name these columns
 
 

@@ -19,7 +19,7 @@ from mlpipeline.featurestore.sql import SqlFeatureStore, open_store
 from mlpipeline.registry.model_cache import ModelCache
 from mlpipeline.registry.pointer import SqlPointerStore
 from mlpipeline.registry.tracking import Tracker
-from mlpipeline.serving.api import create_app
+from mlpipeline.serving.api import MEDIA_TYPE, MLFLOW_CODES, TOO_LARGE, UNREADABLE, create_app
 from mlpipeline.serving.prediction_log import PredictionLog
 from mlpipeline.serving.predictor import Predictor
 from tests.badinput.corpus import HttpCase, copy_home, snapshot
@@ -277,8 +277,11 @@ def test_bad_body_gets_a_4xx_naming_the_problem_and_serving_goes_on(
 
     assert response.status_code == case.status, response.text[:2_000]
     assert len(response.content) < 4_000, "an error answer stays short whatever the input"
-    error = response.json()["error"]
-    assert error["code"] == case.code
+    body = response.json()
+    error = body["error"]
+    code = case.code or {400: UNREADABLE, 413: TOO_LARGE, 415: MEDIA_TYPE}.get(case.status, "MLP-200")
+    assert error["code"] == code
+    assert (body["error_code"], body["message"]) == (MLFLOW_CODES[case.status], error["message"])
     for word in case.words:
         assert word in error["message"], (word, error["message"])
     if case.status == 422:

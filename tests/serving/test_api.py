@@ -92,7 +92,7 @@ def good(trained: Trained) -> dict[str, Any]:
         ("list of numbers", 422, "must be a JSON object"),
         ("empty list", 422, "no records"),
         ("missing column", 422, "distance_km"),
-        ("misspelled column", 422, "did you mean 'distance_kms'"),
+        ("misspelled column", 422, "the request's 'distance_kms' may be a misspelling of 'distance_km'"),
         ("string for number", 422, "not a number"),
         ("boolean for number", 422, "not a number"),
         ("NaN where required", 422, "missing value"),
@@ -185,6 +185,84 @@ def test_malformed_bodies_get_a_4xx_naming_the_problem(
     assert client.post("/predict", json=[row]).status_code == 200
 
 
+def test_mlflow_scoring_protocol_parity(client: TestClient, trained: Trained) -> None:
+    """What MLflow's scoring server and its clients do: /ping, /version, CSV and Parquet bodies,
+    a single row under any key, empty inputs, and error bodies with error_code and message."""
+    import io
+
+    import pandas as pd
+
+    from mlpipeline import __version__
+
+    ping = client.get("/ping")
+    assert (ping.status_code, ping.text) == (200, "\n")
+    assert client.get("/version").text == __version__
+    records = trained.records(3)
+    expected = client.post("/predict", json=records).json()["predictions"]
+    frame = pd.DataFrame(records)
+    as_csv = client.post(
+        "/invocations", content=frame.to_csv(index=False), headers={"content-type": "text/csv"}
+    )
+    assert as_csv.json() == {"predictions": expected}, as_csv.text
+    parquet = io.BytesIO()
+    frame.to_parquet(parquet, index=False)
+    as_parquet = client.post(
+        "/invocations", content=parquet.getvalue(), headers={"content-type": "application/vnd.apache.parquet"}
+    )
+    assert as_parquet.json() == {"predictions": expected}, as_parquet.text
+    for key in ("inputs", "instances", "dataframe_records"):
+        one = client.post("/invocations", json={key: records[0]})
+        assert one.json() == {"predictions": expected[:1]}, (key, one.text)
+    columns = list(records[0])
+    for empty in (
+        {"dataframe_split": {"columns": columns, "data": []}},
+        {"dataframe_records": []},
+        {"inputs": []},
+        {"inputs": {c: [] for c in columns}},
+    ):
+        answer = client.post("/invocations", json=empty)
+        assert (answer.status_code, answer.json()) == (200, {"predictions": []}), (empty, answer.text)
+    header_only = client.post(
+        "/invocations", content=",".join(columns) + "\n", headers={"content-type": "text/csv"}
+    )
+    assert header_only.json() == {"predictions": []}, header_only.text
+
+    def error_of(response: Any) -> tuple[int, str, str]:
+        body = response.json()
+        assert body["message"] == body["error"]["message"]
+        return response.status_code, body["error_code"], body["error"]["code"]
+
+    assert error_of(
+        client.post("/invocations", content=b"{", headers={"content-type": "application/json"})
+    ) == (
+        400,
+        "BAD_REQUEST",
+        "MLP-210",
+    )
+    assert error_of(client.post("/invocations", json={"rows": records})) == (400, "BAD_REQUEST", "MLP-213")
+    assert error_of(client.post("/invocations", json={"inputs": records, "params": {"output": "x"}})) == (
+        400,
+        "BAD_REQUEST",
+        "MLP-213",
+    )
+    assert error_of(client.post("/invocations", json={"inputs": [dict(records[0], items=-1)]})) == (
+        422,
+        "INVALID_PARAMETER_VALUE",
+        "MLP-200",
+    )
+    assert error_of(
+        client.post("/invocations", content=b"<a/>", headers={"content-type": "application/xml"})
+    ) == (
+        415,
+        "BAD_REQUEST",
+        "MLP-211",
+    )
+    not_parquet = client.post(
+        "/invocations", content=b"a,b\n1,2\n", headers={"content-type": "application/vnd.apache.parquet"}
+    )
+    assert error_of(not_parquet) == (400, "BAD_REQUEST", "MLP-210")
+
+
 def test_api_key_is_required_when_configured(trained: Trained, store: SqlFeatureStore) -> None:
     row = good(trained)
     with make_client(trained, store, api_key=KEY) as c:
@@ -193,6 +271,7 @@ def test_api_key_is_required_when_configured(trained: Trained, store: SqlFeature
         assert wrong.status_code == 401
         assert KEY not in wrong.text
         assert wrong.json()["error"]["message"] == "missing or invalid API key"
+        assert wrong.json()["error_code"] == "UNAUTHENTICATED"
         assert c.post("/predict", json=[row], headers={"x-api-key": KEY}).status_code == 200
         assert (
             c.post(
@@ -227,6 +306,8 @@ def test_without_a_champion_the_api_says_so(trained: Trained, store: SqlFeatureS
         response = c.post("/predict", json=[{"a": 1}])
         assert response.status_code == 503
         assert "no production model yet" in response.json()["error"]["message"]
+        assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert c.get("/ping").status_code == 503
 
 
 def test_inputs_outside_training_are_served_with_a_warning(client: TestClient, trained: Trained) -> None:

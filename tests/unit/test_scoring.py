@@ -506,9 +506,11 @@ def test_a_field_absent_from_some_records_of_an_optional_feature(demo: InputCont
 def test_missing_column_with_a_near_miss_hint(shape: Shape, demo: InputContract) -> None:
     recs = [record(distance_km=DROP, distanse_km=3.0)]
     problem = only_problem(reject(lambda: shape(demo, recs)))
-    assert problem.column == "distance_km (did you mean 'distanse_km'?)"
+    assert problem.column == "distance_km"
     assert problem.rule == "required column"
-    assert "add it" in problem.detail
+    assert problem.detail == (
+        "missing from the request; add it; the request's 'distanse_km' may be a misspelling of 'distance_km'"
+    )
     assert list(problem.rows) == []
 
 
@@ -532,7 +534,8 @@ def test_missing_categorical_column_alone(shape: Shape, demo: InputContract) -> 
 def test_several_missing_columns_are_one_problem(shape: Shape, demo: InputContract) -> None:
     recs = [record(weekday=DROP, region=DROP, regoin="north")]
     problem = only_problem(reject(lambda: shape(demo, recs)))
-    assert problem.column == "weekday, region (did you mean 'regoin'?)"
+    assert problem.column == "weekday, region"
+    assert problem.detail.endswith("add them; the request's 'regoin' may be a misspelling of 'region'")
 
 
 def test_the_key_column_is_never_offered_as_a_hint(shape: Shape) -> None:
@@ -555,7 +558,7 @@ def test_one_error_lists_every_problem(shape: Shape, demo: InputContract) -> Non
     err = reject(lambda: shape(demo, recs))
     assert sorted(summary(err)) == sorted(
         [
-            ("weekday (did you mean 'weekdya'?)", "required column", [], 0),
+            ("weekday", "required column", [], 0),
             ("distance_km", "type", [1], 1),
             ("hour", "range", [1], 1),
             ("items", "range", [2], 1),

@@ -1,14 +1,28 @@
 """The HTTP prediction API (FastAPI): JSON in, predictions out, hot-swapped champion.
 
 Endpoints: ``POST /predict`` (JSON records), ``POST /invocations`` (MLflow's scoring
-protocol: ``dataframe_split``, ``dataframe_records``, ``inputs``/``instances``),
-``POST /explain`` (per-feature contributions), ``GET /health``, ``GET /model``, and the
-OpenAPI page at ``/docs``.
+protocol: JSON with ``dataframe_split``, ``dataframe_records``, ``inputs``/``instances`` and
+``params``, or a ``text/csv`` or Parquet body), ``POST /explain`` (per-feature
+contributions), ``GET /health``, ``GET /model``, MLflow's ``GET /ping`` and ``GET /version``,
+and the OpenAPI page at ``/docs``.
 
 Bodies are read and parsed here rather than by FastAPI's model validation: one
 ``json.loads`` and the model's own :class:`~mlpipeline.serving.scoring.InputContract` are both
-faster and more precise (every problem named with its column and rows). Any bad input is
-a 4xx with a JSON body ``{"error": {"code", "message", "problems"}}``; only a bug is a 500.
+faster and more precise (every problem named with its column and rows). Any bad input is a
+4xx; only a bug is a 500. An error body carries MLflow's ``error_code`` and ``message`` at the
+top level (what MLflow's clients read) and mlpipeline's own ``error`` object with a stable
+code and, for invalid rows, the problems::
+
+    status  error_code                code      when
+    400     BAD_REQUEST               MLP-210   the body cannot be read (not UTF-8, not JSON, too deep)
+    400     BAD_REQUEST               MLP-213   the request's shape is wrong (format keys, params)
+    400     BAD_REQUEST               MLP-800   the model cannot do it (explain a non-tree model)
+    401     UNAUTHENTICATED           MLP-401   missing or wrong API key
+    413     RESOURCE_EXHAUSTED        MLP-212   the body is larger than the limit
+    415     BAD_REQUEST               MLP-211   a media type other than JSON, CSV or Parquet
+    422     INVALID_PARAMETER_VALUE   MLP-200   rows that break the model's input contract
+    500     INTERNAL_ERROR            MLP-000   a bug (details in the server log only)
+    503     TEMPORARILY_UNAVAILABLE   MLP-3xx…  no model can be served right now
 An optional API key (``X-API-Key`` or ``Authorization: Bearer``) is compared in constant
 time against its digest: both sides are hashed to 32 bytes first, so neither the key's
 length nor its content changes the comparison's time, and every rejection is the same
@@ -32,6 +46,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from mlpipeline import __version__
 from mlpipeline.errors import (
     DataValidationError,
     MlpipelineError,
@@ -42,7 +57,7 @@ from mlpipeline.errors import (
     TrackingError,
     UnsupportedError,
 )
-from mlpipeline.serving.batch_io import json_error, loads_strict
+from mlpipeline.serving.batch_io import json_error, loads_strict, read_requests
 from mlpipeline.serving.predictor import Prediction, Predictor
 
 __all__ = ["ApiError", "create_app"]
@@ -74,6 +89,21 @@ _INVOCATIONS_SCHEMA = {
 }
 
 
+#: The API's own codes (see the module docstring).
+UNREADABLE, MEDIA_TYPE, TOO_LARGE, SHAPE, UNAUTHORISED = "MLP-210", "MLP-211", "MLP-212", "MLP-213", "MLP-401"
+#: MLflow's ``error_code`` for each status.
+MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    413: "RESOURCE_EXHAUSTED",
+    415: "BAD_REQUEST",
+    422: "INVALID_PARAMETER_VALUE",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+CSV_TYPE, PARQUET_TYPE = "text/csv", "application/vnd.apache.parquet"
+
+
 class ApiError(Exception):
     """A client error found before the predictor: bad JSON, wrong media type, too large, no key."""
 
@@ -92,14 +122,14 @@ def _json(payload: Any, status: int = 200) -> Response:
     )
 
 
-def _error_body(code: str, message: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
+def _error_body(status: int, code: str, message: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if problems:
         body["problems"] = [
             {"column": p.column, "rule": p.rule, "detail": p.detail, "rows": list(p.rows), "count": p.count}
             for p in problems
         ]
-    return {"error": body}
+    return {"error_code": MLFLOW_CODES.get(status, "BAD_REQUEST"), "message": message, "error": body}
 
 
 def status_of(exc: MlpipelineError) -> int:
@@ -128,20 +158,20 @@ def _depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def _parse(body: bytes) -> Any:
     if not body:
-        raise ApiError(400, "MLP-200", "empty body: send JSON")
+        raise ApiError(400, UNREADABLE, "empty body: send JSON")
     try:
         # Strictly UTF-8 (RFC 8259; json.loads would guess UTF-16 or UTF-32 from the bytes).
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, "MLP-200", "the body is not UTF-8 text; send UTF-8 encoded JSON") from exc
+        raise ApiError(400, UNREADABLE, "the body is not UTF-8 text; send UTF-8 encoded JSON") from exc
     try:
         payload = loads_strict(text)
     except RecursionError as exc:
-        raise ApiError(400, "MLP-200", "the JSON is nested too deeply") from exc
+        raise ApiError(400, UNREADABLE, "the JSON is nested too deeply") from exc
     except ValueError as exc:  # malformed, a duplicate key, or a number too long to read
-        raise ApiError(400, "MLP-200", f"the body is not valid JSON: {json_error(exc)}") from exc
+        raise ApiError(400, UNREADABLE, f"the body is not valid JSON: {json_error(exc)}") from exc
     if isinstance(payload, dict | list) and not _depth_ok(payload):
-        raise ApiError(400, "MLP-200", f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+        raise ApiError(400, UNREADABLE, f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     return payload
 
 
@@ -179,26 +209,34 @@ def create_app(
 
     def authorise(request: Request) -> None:
         if not authorised(request):
-            raise ApiError(401, "MLP-401", "missing or invalid API key")
+            raise ApiError(401, UNAUTHORISED, "missing or invalid API key")
 
-    async def read_json(request: Request) -> Any:
-        authorise(request)
+    def media_of(request: Request, accepted: tuple[str, ...]) -> str:
         media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if media not in ("application/json", ""):
-            raise ApiError(415, "MLP-200", f"unsupported media type '{media}': send application/json")
+        media = media or "application/json"
+        if media not in accepted:
+            raise ApiError(415, MEDIA_TYPE, f"unsupported media type '{media}': send {' or '.join(accepted)}")
+        return media
+
+    async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            raise ApiError(413, "MLP-200", f"body larger than {max_body_bytes} bytes; send smaller batches")
+            raise ApiError(413, TOO_LARGE, f"body larger than {max_body_bytes} bytes; send smaller batches")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_body_bytes:
                 raise ApiError(
-                    413, "MLP-200", f"body larger than {max_body_bytes} bytes; send smaller batches"
+                    413, TOO_LARGE, f"body larger than {max_body_bytes} bytes; send smaller batches"
                 )
             chunks.append(chunk)
-        return _parse(b"".join(chunks))
+        return b"".join(chunks)
+
+    async def read_json(request: Request) -> Any:
+        authorise(request)
+        media_of(request, ("application/json",))
+        return _parse(await read_body(request))
 
     async def run(call: Callable[[], Prediction], rows: int) -> Prediction:
         if rows > THREAD_ROWS:
@@ -207,7 +245,7 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return _json(_error_body(exc.code, exc.message), exc.status)
+        return _json(_error_body(exc.status, exc.code, exc.message), exc.status)
 
     @app.exception_handler(MlpipelineError)
     async def _library_error(_: Request, exc: MlpipelineError) -> Response:
@@ -215,13 +253,13 @@ def create_app(
         if status >= 500:
             log.error("request failed", extra={"code": exc.code, "detail": str(exc)[:500]})
         problems = exc.problems if isinstance(exc, DataValidationError) else ()
-        return _json(_error_body(exc.code, exc.message, problems), status)
+        return _json(_error_body(status, exc.code, exc.message, problems), status)
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error while serving a request")
         return _json(
-            _error_body("MLP-000", f"internal error ({type(exc).__name__}); see the server log"), 500
+            _error_body(500, "MLP-000", f"internal error ({type(exc).__name__}); see the server log"), 500
         )
 
     def answer(result: Prediction, *, explain: bool = False) -> Response:
@@ -275,13 +313,37 @@ def create_app(
         },
     )
     async def invocations(request: Request) -> Response:
-        payload = await read_json(request)
-        call, rows = _invocation(predictor, payload)
-        output = _output_param(payload)
+        authorise(request)
+        media = media_of(request, ("application/json", CSV_TYPE, PARQUET_TYPE))
+        if media == "application/json":
+            payload = _parse(await read_body(request))
+            call, rows = _invocation(predictor, payload)
+            output = _output_param(payload)
+        else:
+            data = await read_body(request)
+            if not data.strip():
+                return _json({"predictions": []})
+            spec = predictor.current().model.spec
+            columns = read_requests(data, "csv", spec, "request")
+            if media == PARQUET_TYPE and data[:4] != b"PAR1":
+                raise ApiError(400, UNREADABLE, "the body is not a Parquet file (no PAR1 magic bytes)")
+            first: Any = next(iter(columns.values()), [])
+            call, rows, output = (lambda: predictor.predict_columns(columns)), len(first), "labels"
+        if rows == 0:  # MLflow answers an empty frame with no predictions
+            return _json({"predictions": []})
         result = await run(call, rows)
         if output == "probabilities" and result.probabilities is not None:
             return _json({"predictions": result.probability_records()})
         return _json({"predictions": result.answers})
+
+    @app.get("/ping", summary="MLflow's readiness check: 200 while a model is served, else 503")
+    async def ping() -> Response:
+        served = predictor.status()["serving_version"] is not None
+        return Response("\n", status_code=200 if served else 503, media_type="application/json")
+
+    @app.get("/version", summary="The server's version (MLflow's scoring servers answer theirs)")
+    async def version() -> Response:
+        return Response(__version__, media_type="text/plain")
 
     @app.get("/health", summary="Liveness and the served version (503 while no model can be served)")
     async def health(request: Request) -> Response:
@@ -349,7 +411,7 @@ def _output_param(payload: Any) -> str:
         return "labels"
     output = params.get("output", "labels") if isinstance(params, dict) else None
     if output not in ("labels", "probabilities"):
-        raise ApiError(400, "MLP-200", "params.output must be 'labels' or 'probabilities'")
+        raise ApiError(400, SHAPE, "params.output must be 'labels' or 'probabilities'")
     return str(output)
 
 
@@ -384,22 +446,33 @@ def _invocation(predictor: Predictor, payload: Any) -> tuple[Callable[[], Predic
     """Dispatch MLflow's scoring formats to the predictor."""
     formats = ("dataframe_split", "dataframe_records", "inputs", "instances")
     if not isinstance(payload, dict):
-        raise ApiError(400, "MLP-200", f"expected a JSON object with one of the keys {', '.join(formats)}")
+        raise ApiError(400, SHAPE, f"expected a JSON object with one of the keys {', '.join(formats)}")
     given = [k for k in formats if k in payload]
-    if len(given) != 1:
+    unknown = sorted(set(payload) - {*formats, "params"})
+    if len(given) != 1 or unknown:
         found = ", ".join(sorted(payload)[:8]) or "none"
         raise ApiError(
-            400, "MLP-200", f"expected exactly one of the keys {', '.join(formats)}; got keys: {found}"
+            400,
+            SHAPE,
+            f"expected exactly one of the keys {', '.join(formats)} (and optionally params); "
+            f"got keys: {found}",
         )
     kind = given[0]
     data = payload[kind]
     if kind == "dataframe_split":
-        rows = len(data.get("data") or []) if isinstance(data, dict) else 0
+        if not isinstance(data, dict):
+            raise ApiError(400, SHAPE, "'dataframe_split' must be an object with 'columns' and 'data'")
+        rows = len(data.get("data") or [])
         return (lambda: predictor.predict_split(data)), rows
-    if kind == "dataframe_records" or isinstance(data, list):
-        return (lambda: predictor.predict_records(data)), len(data) if isinstance(data, list) else 0
+    if isinstance(data, list):
+        return (lambda: predictor.predict_records(data)), len(data)
+    if isinstance(data, dict) and (
+        kind == "dataframe_records" or not any(isinstance(v, list) for v in data.values())
+    ):
+        # One row: {"col": value, ...} (MLflow accepts a single record under every key).
+        return (lambda: predictor.predict_records([data])), 1
     if isinstance(data, dict):
         first: Any = next(iter(data.values()), [])
         rows = len(first) if isinstance(first, list) else 0
         return (lambda: predictor.predict_columns(data)), rows
-    raise ApiError(400, "MLP-200", f"'{kind}' must be a list of records or an object of columns")
+    raise ApiError(400, SHAPE, f"'{kind}' must be a list of records or an object of columns")

@@ -348,15 +348,18 @@ class InputContract:
         suggested: set[str] = set()
         if missing:
             extra = sorted(present - set(self.names) - set(self.keys))
-            hints = []
+            labels, hints = [], []
             shown_as = {v: k for k, v in self.sources.items()}  # the name the sender's files use
             for name in missing:
-                label = f"{shown_as[name]} (as {name})" if name in shown_as else name
-                close = difflib.get_close_matches(shown_as.get(name, name), extra, n=1)
+                expected = shown_as.get(name, name)
+                labels.append(f"{expected} (as {name})" if name in shown_as else name)
+                close = difflib.get_close_matches(expected, extra, n=1)
                 close = close or difflib.get_close_matches(name, extra, n=1)
-                hints.append(f"{label} (did you mean '{close[0]}'?)" if close else label)
+                if close:  # the request's near miss, offered the right way round
+                    hints.append(f"the request's '{close[0]}' may be a misspelling of '{expected}'")
                 suggested.update(close)
-            report.whole(", ".join(hints), "required column", "missing from the request; add it")
+            detail = "missing from the request; add " + ("it" if len(missing) == 1 else "them")
+            report.whole(", ".join(labels), "required column", "; ".join([detail, *hints]))
         return suggested
 
 
