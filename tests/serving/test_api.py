@@ -210,9 +210,12 @@ def test_mlflow_scoring_protocol_parity(client: TestClient, trained: Trained) ->
         "/invocations", content=parquet.getvalue(), headers={"content-type": "application/vnd.apache.parquet"}
     )
     assert as_parquet.json() == {"predictions": expected}, as_parquet.text
-    for key in ("inputs", "instances", "dataframe_records"):
+    for key in ("inputs", "instances"):
         one = client.post("/invocations", json={key: records[0]})
         assert one.json() == {"predictions": expected[:1]}, (key, one.text)
+    as_object = client.post("/invocations", json={"dataframe_records": records[0]})
+    assert as_object.status_code == 400  # as MLflow: records come as a list
+    assert "must be a list of records" in as_object.json()["message"]
     columns = list(records[0])
     for empty in (
         {"dataframe_split": {"columns": columns, "data": []}},

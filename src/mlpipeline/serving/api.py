@@ -466,10 +466,12 @@ def _invocation(predictor: Predictor, payload: Any) -> tuple[Callable[[], Predic
         return (lambda: predictor.predict_split(data)), rows
     if isinstance(data, list):
         return (lambda: predictor.predict_records(data)), len(data)
-    if isinstance(data, dict) and (
-        kind == "dataframe_records" or not any(isinstance(v, list) for v in data.values())
-    ):
-        # One row: {"col": value, ...} (MLflow accepts a single record under every key).
+    if kind == "dataframe_records":  # as MLflow: records come as a list, even one
+        raise ApiError(
+            400, SHAPE, "'dataframe_records' must be a list of records; send [{...}] even for one row"
+        )
+    if isinstance(data, dict) and not any(isinstance(v, list) for v in data.values()):
+        # One row, {"col": value, ...}: MLflow's server refuses it for a model like ours, clients send it.
         return (lambda: predictor.predict_records([data])), 1
     if isinstance(data, dict):
         first: Any = next(iter(data.values()), [])
