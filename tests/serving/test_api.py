@@ -302,6 +302,33 @@ def test_health_and_model(client: TestClient) -> None:
     assert {"/predict", "/invocations", "/explain", "/health", "/model"} <= set(spec["paths"])
 
 
+def test_the_api_docs_work_offline_and_describe_the_served_model(client: TestClient) -> None:
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", page.text)
+    assert urls, page.text
+    assert all(u.startswith("/") for u in urls), f"every asset comes from the app itself: {urls}"
+    for url in urls:
+        if url.startswith("/docs/assets/"):
+            assert client.get(url).status_code == 200, url
+    document = client.get("/openapi.json").json()
+    record = document["components"]["schemas"]["Record"]
+    assert record["properties"]["region"]["enum"] == ["center", "north", "south", "east", "west"]
+    assert record["properties"]["hour"] == {"type": "integer", "minimum": 0, "maximum": 23}
+    assert "anyOf" in record["properties"]["temperature_c"], "a feature that may be missing says so"
+    assert {"distance_km", "items", "region"} <= set(record["required"])
+    predict = document["paths"]["/predict"]["post"]
+    assert {"400", "401", "413", "415", "422", "503"} <= set(predict["responses"])
+    example = predict["requestBody"]["content"]["application/json"]["example"]
+    assert client.post("/predict", json=example).status_code == 200, "the documented example works"
+    invocations = document["paths"]["/invocations"]["post"]["requestBody"]["content"]
+    assert {"application/json", "text/csv", "application/vnd.apache.parquet"} <= set(invocations)
+    answer = client.post("/invocations", json=invocations["application/json"]["example"])
+    assert answer.status_code == 200, answer.text
+
+
 def test_without_a_champion_the_api_says_so(trained: Trained, store: SqlFeatureStore) -> None:
     with make_client(trained, store, featureset="nothing") as c:
         health = c.get("/health")

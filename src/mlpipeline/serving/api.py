@@ -58,6 +58,7 @@ from mlpipeline.errors import (
     UnsupportedError,
 )
 from mlpipeline.serving.batch_io import json_error, loads_strict, read_requests
+from mlpipeline.serving.openapi import ERROR_RESPONSES, example_record, record_schema
 from mlpipeline.serving.predictor import Prediction, Predictor
 
 __all__ = ["ApiError", "create_app"]
@@ -68,25 +69,34 @@ log = logging.getLogger(__name__)
 THREAD_ROWS = 2_000
 MAX_JSON_DEPTH = 32
 
-_RECORDS_SCHEMA = {
-    "oneOf": [
-        {"type": "array", "items": {"type": "object"}, "description": "one object per row"},
-        {"type": "object", "description": "a single row"},
-    ]
-}
+_RECORD = {"$ref": "#/components/schemas/Record"}
+_RECORDS = {"type": "array", "items": _RECORD, "description": "one object per row"}
+_RECORDS_SCHEMA = {"oneOf": [_RECORDS, {**_RECORD, "description": "a single row"}]}
 _INVOCATIONS_SCHEMA = {
     "type": "object",
-    "description": "MLflow's scoring protocol: exactly one of the keys",
+    "description": "MLflow's scoring protocol: exactly one of the format keys, and optionally params",
     "properties": {
         "dataframe_split": {
             "type": "object",
-            "properties": {"columns": {"type": "array"}, "data": {"type": "array"}},
+            "required": ["columns", "data"],
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array", "items": {"type": "array"}},
+            },
         },
-        "dataframe_records": {"type": "array", "items": {"type": "object"}},
-        "inputs": {"description": "records (array of objects) or columns (object of arrays)"},
-        "instances": {"description": "same as inputs"},
+        "dataframe_records": _RECORDS,
+        "inputs": {
+            "description": "records, one record, or columns (an object of equal-length arrays)",
+            "oneOf": [_RECORDS, _RECORD, {"type": "object", "additionalProperties": {"type": "array"}}],
+        },
+        "instances": {"description": "as inputs", "oneOf": [_RECORDS, _RECORD]},
+        "params": {
+            "type": "object",
+            "properties": {"output": {"type": "string", "enum": ["labels", "probabilities"]}},
+        },
     },
 }
+_TABLE_BODY = {"type": "string", "format": "binary"}
 
 
 #: The API's own codes (see the module docstring).
@@ -196,7 +206,10 @@ def create_app(
         summary=f"Predictions of the production model of feature set '{predictor.featureset}'",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served below from the app's own copy of Swagger UI: no CDN, works offline
+        redoc_url=None,
     )
+    _document(app, predictor)
 
     def authorised(request: Request) -> bool:
         if key_digest is None:
@@ -281,6 +294,7 @@ def create_app(
     @app.post(
         "/predict",
         summary="Predict for JSON records",
+        responses=ERROR_RESPONSES,
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": _RECORDS_SCHEMA}}}
         },
@@ -293,6 +307,7 @@ def create_app(
     @app.post(
         "/explain",
         summary="Predict and return each feature's contribution (SHAP values)",
+        responses=ERROR_RESPONSES,
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": _RECORDS_SCHEMA}}}
         },
@@ -305,10 +320,15 @@ def create_app(
     @app.post(
         "/invocations",
         summary="MLflow-compatible scoring",
+        responses=ERROR_RESPONSES,
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _INVOCATIONS_SCHEMA}},
+                "content": {
+                    "application/json": {"schema": _INVOCATIONS_SCHEMA},
+                    CSV_TYPE: {"schema": _TABLE_BODY},
+                    PARQUET_TYPE: {"schema": _TABLE_BODY},
+                },
             }
         },
     )
@@ -354,7 +374,11 @@ def create_app(
             status = {k: status[k] for k in ("status", "featureset", "serving_version")}
         return _json(status, 200 if ok else 503)
 
-    @app.get("/model", summary="The served model: version, provenance, metrics and input contract")
+    @app.get(
+        "/model",
+        summary="The served model: version, provenance, metrics and input contract",
+        responses={k: ERROR_RESPONSES[k] for k in (401, 503)},
+    )
     async def model(request: Request) -> Response:
         authorise(request)
         serving = predictor.current()
@@ -389,6 +413,48 @@ def create_app(
         )
 
     return app
+
+
+def _document(app: FastAPI, predictor: Predictor) -> None:
+    """``/docs`` from the package's own Swagger UI files, and an OpenAPI document whose request
+    schema and examples are the served model's input contract (rebuilt at each request of
+    ``/openapi.json``, so a hot swap shows)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: {predictor.featureset}",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+    def openapi() -> dict[str, Any]:
+        document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        try:
+            spec = predictor.current().model.spec
+        except MlpipelineError:
+            record: dict[str, Any] = {"type": "object", "description": "no model is served yet"}
+            example = None
+        else:
+            record, example = record_schema(spec), example_record(spec)
+        document.setdefault("components", {}).setdefault("schemas", {})["Record"] = record
+        if example is not None:
+            paths = document["paths"]
+            for path in ("/predict", "/explain"):
+                paths[path]["post"]["requestBody"]["content"]["application/json"]["example"] = [example]
+            body = paths["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+            body["example"] = {"dataframe_records": [example]}
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _output_of(spec: dict[str, Any]) -> dict[str, Any]:
