@@ -78,6 +78,13 @@ def send(c: TestClient, method: str, path: str, headers: dict[str, str], body: A
     return c.post(path, json=payload, headers=headers)
 
 
+#: The one 401 body: MLflow's error_code and message, and mlpipeline's code; nothing else.
+EXPECTED_401 = (
+    b'{"error_code":"UNAUTHENTICATED","message":"missing or invalid API key",'
+    b'"error":{"code":"MLP-401","message":"missing or invalid API key"}}'
+)
+
+
 def test_every_rejection_is_the_same_401_with_no_detail(client: TestClient, trained: Trained) -> None:
     rows = trained.records(2)
     answers: dict[tuple[str, str], tuple[int, bytes, str]] = {}
@@ -94,7 +101,7 @@ def test_every_rejection_is_the_same_401_with_no_detail(client: TestClient, trai
     status, body, media = distinct.pop()
     assert status == 401
     assert media == "application/json"
-    assert body == b'{"error":{"code":"MLP-401","message":"missing or invalid API key"}}'
+    assert body == EXPECTED_401
     assert KEY.encode() not in body
 
 
@@ -102,7 +109,7 @@ def test_the_key_is_checked_before_the_body_or_the_model(trained: Trained, store
     """Without the key nothing about the request or the server shows through: a malformed
     body, a wrong media type, an oversized body and a feature set with no model all get the
     same 401 as a good request."""
-    expected = b'{"error":{"code":"MLP-401","message":"missing or invalid API key"}}'
+    expected = EXPECTED_401
     with make_client(trained, store) as c:
         probes = [
             c.post("/predict", content=b"{not json", headers={"content-type": "application/json"}),
@@ -178,7 +185,8 @@ def test_the_check_hashes_before_it_compares_and_never_uses_equality() -> None:
 
 def test_health_and_docs_policy(client: TestClient, trained: Trained) -> None:
     """/health stays open for load balancers but says only whether and what it serves unless
-    the key is given; /docs and /openapi.json stay open and carry no key or model detail."""
+    the key is given; /docs and /openapi.json stay open and carry no key or model detail (the
+    served model's input contract is in the document only for a caller with the key)."""
     anonymous = client.get("/health")
     assert anonymous.status_code == 200
     assert anonymous.json() == {"status": "ok", "featureset": "demo", "serving_version": "1"}
@@ -193,6 +201,11 @@ def test_health_and_docs_policy(client: TestClient, trained: Trained) -> None:
         assert KEY not in r.text
         assert "sha256" not in r.text
         assert "run_id" not in r.text
+        assert "distance_km" not in r.text, "the model's features need the key"
+    keyed_document = client.get("/openapi.json", headers={"x-api-key": KEY}).json()
+    assert "region" in keyed_document["components"]["schemas"]["Record"]["properties"]
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/ping").status_code == 200, "MLflow's readiness check stays open, as /health"
     assert client.get("/model").status_code == 401
 
 

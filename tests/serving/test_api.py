@@ -105,7 +105,7 @@ def good(trained: Trained) -> dict[str, Any]:
         ("invocations without a format key", 400, "exactly one of the keys"),
         ("invocations with two format keys", 400, "exactly one of the keys"),
         ("split rows of wrong length", 422, "each row must be a list of"),
-        ("split columns not names", 422, "list of column names"),
+        ("split columns not names", 400, "list of column names"),
         ("columns of different lengths", 422, "differ in length"),
     ],
 )

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mlpipeline import __version__
@@ -71,30 +71,49 @@ MAX_JSON_DEPTH = 32
 
 _RECORD = {"$ref": "#/components/schemas/Record"}
 _RECORDS = {"type": "array", "items": _RECORD, "description": "one object per row"}
-_RECORDS_SCHEMA = {"oneOf": [_RECORDS, {**_RECORD, "description": "a single row"}]}
-_INVOCATIONS_SCHEMA = {
+_RECORDS_SCHEMA = {"oneOf": [{**_RECORDS, "minItems": 1}, {**_RECORD, "description": "a single row"}]}
+_PARAMS = {
     "type": "object",
-    "description": "MLflow's scoring protocol: exactly one of the format keys, and optionally params",
-    "properties": {
-        "dataframe_split": {
-            "type": "object",
-            "required": ["columns", "data"],
-            "properties": {
-                "columns": {"type": "array", "items": {"type": "string"}},
-                "data": {"type": "array", "items": {"type": "array"}},
+    "properties": {"output": {"type": "string", "enum": ["labels", "probabilities"]}},
+    "additionalProperties": False,
+}
+
+
+def _invocation_form(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [key],
+        "properties": {key: schema, "params": _PARAMS},
+        "additionalProperties": False,
+    }
+
+
+_INVOCATIONS_SCHEMA = {
+    "description": (
+        "MLflow's scoring protocol: exactly one of the format keys, and optionally params. "
+        "A split's columns must be the model's, and columns ('inputs' as an object of arrays) of "
+        "equal length: the input contract checks what JSON Schema cannot say (422)."
+    ),
+    "oneOf": [
+        _invocation_form(
+            "dataframe_split",
+            {
+                "type": "object",
+                "required": ["columns", "data"],
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "data": {"type": "array", "items": {"type": "array"}},
+                    "index": {"type": "array"},
+                },
             },
-        },
-        "dataframe_records": _RECORDS,
-        "inputs": {
-            "description": "records, one record, or columns (an object of equal-length arrays)",
-            "oneOf": [_RECORDS, _RECORD, {"type": "object", "additionalProperties": {"type": "array"}}],
-        },
-        "instances": {"description": "as inputs", "oneOf": [_RECORDS, _RECORD]},
-        "params": {
-            "type": "object",
-            "properties": {"output": {"type": "string", "enum": ["labels", "probabilities"]}},
-        },
-    },
+        ),
+        _invocation_form("dataframe_records", _RECORDS),
+        _invocation_form(
+            "inputs",
+            {"anyOf": [_RECORDS, _RECORD, {"type": "object", "additionalProperties": {"type": "array"}}]},
+        ),
+        _invocation_form("instances", {"anyOf": [_RECORDS, _RECORD]}),
+    ],
 }
 _TABLE_BODY = {"type": "string", "format": "binary"}
 
@@ -208,8 +227,8 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served below from the app's own copy of Swagger UI: no CDN, works offline
         redoc_url=None,
+        openapi_url=None,  # served below: the model's contract only for a caller with the key
     )
-    _document(app, predictor)
 
     def authorised(request: Request) -> bool:
         if key_digest is None:
@@ -255,6 +274,8 @@ def create_app(
         if rows > THREAD_ROWS:
             return await run_in_threadpool(call)
         return call()
+
+    _document(app, predictor, authorised)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -356,14 +377,23 @@ def create_app(
             return _json({"predictions": result.probability_records()})
         return _json({"predictions": result.answers})
 
-    @app.get("/ping", summary="MLflow's readiness check: 200 while a model is served, else 503")
+    @app.get(
+        "/ping",
+        summary="MLflow's readiness check: 200 while a model is served, else 503",
+        response_class=PlainTextResponse,
+        responses={503: {"description": "no model can be served", "content": {"text/plain": {}}}},
+    )
     async def ping() -> Response:
         served = predictor.status()["serving_version"] is not None
-        return Response("\n", status_code=200 if served else 503, media_type="application/json")
+        return PlainTextResponse("\n", status_code=200 if served else 503)
 
-    @app.get("/version", summary="The server's version (MLflow's scoring servers answer theirs)")
+    @app.get(
+        "/version",
+        summary="The server's version (MLflow's scoring servers answer theirs)",
+        response_class=PlainTextResponse,
+    )
     async def version() -> Response:
-        return Response(__version__, media_type="text/plain")
+        return PlainTextResponse(__version__)
 
     @app.get("/health", summary="Liveness and the served version (503 while no model can be served)")
     async def health(request: Request) -> Response:
@@ -415,10 +445,11 @@ def create_app(
     return app
 
 
-def _document(app: FastAPI, predictor: Predictor) -> None:
+def _document(app: FastAPI, predictor: Predictor, authorised: Callable[[Request], bool]) -> None:
     """``/docs`` from the package's own Swagger UI files, and an OpenAPI document whose request
     schema and examples are the served model's input contract (rebuilt at each request of
-    ``/openapi.json``, so a hot swap shows)."""
+    ``/openapi.json``, so a hot swap shows). With an API key set, a caller without it gets the
+    request formats only: the feature names, ranges and categories describe the model."""
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.openapi.utils import get_openapi
     from fastapi.staticfiles import StaticFiles
@@ -429,22 +460,24 @@ def _document(app: FastAPI, predictor: Predictor) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url="/openapi.json",
             title=f"{app.title}: {predictor.featureset}",
             swagger_js_url="/docs/assets/swagger-ui-bundle.js",
             swagger_css_url="/docs/assets/swagger-ui.css",
             swagger_favicon_url="/docs/assets/favicon-32x32.png",
         )
 
-    def openapi() -> dict[str, Any]:
+    def openapi(with_contract: bool) -> dict[str, Any]:
         document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        try:
-            spec = predictor.current().model.spec
-        except MlpipelineError:
-            record: dict[str, Any] = {"type": "object", "description": "no model is served yet"}
-            example = None
-        else:
-            record, example = record_schema(spec), example_record(spec)
+        record: dict[str, Any] = {"type": "object", "description": "one row: the model's features by name"}
+        example = None
+        if with_contract:
+            try:
+                spec = predictor.current().model.spec
+            except MlpipelineError:
+                record["description"] = "one row (no model is served yet)"
+            else:
+                record, example = record_schema(spec), example_record(spec)
         document.setdefault("components", {}).setdefault("schemas", {})["Record"] = record
         if example is not None:
             paths = document["paths"]
@@ -454,7 +487,9 @@ def _document(app: FastAPI, predictor: Predictor) -> None:
             body["example"] = {"dataframe_records": [example]}
         return document
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> Response:
+        return _json(openapi(authorised(request)))
 
 
 def _output_of(spec: dict[str, Any]) -> dict[str, Any]:
@@ -472,9 +507,11 @@ def _output_of(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _output_param(payload: Any) -> str:
     """MLflow's ``"params": {"output": "labels" | "probabilities"}`` (labels when absent)."""
-    params = payload.get("params") if isinstance(payload, dict) else None
-    if params is None:
+    if not isinstance(payload, dict) or "params" not in payload:
         return "labels"
+    params = payload["params"]
+    if not isinstance(params, dict) or set(params) - {"output"}:
+        raise ApiError(400, SHAPE, "params must be an object with at most the key 'output'")
     output = params.get("output", "labels") if isinstance(params, dict) else None
     if output not in ("labels", "probabilities"):
         raise ApiError(400, SHAPE, "params.output must be 'labels' or 'probabilities'")
@@ -526,9 +563,18 @@ def _invocation(predictor: Predictor, payload: Any) -> tuple[Callable[[], Predic
     kind = given[0]
     data = payload[kind]
     if kind == "dataframe_split":
-        if not isinstance(data, dict):
-            raise ApiError(400, SHAPE, "'dataframe_split' must be an object with 'columns' and 'data'")
-        rows = len(data.get("data") or [])
+        if not isinstance(data, dict) or set(data) - {"columns", "data", "index"}:
+            raise ApiError(
+                400,
+                SHAPE,
+                "'dataframe_split' must be an object with 'columns', 'data' and optionally 'index'",
+            )
+        columns, index = data.get("columns"), data.get("index", [])
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise ApiError(400, SHAPE, "dataframe_split.columns must be a list of column names")
+        if not isinstance(index, list):
+            raise ApiError(400, SHAPE, "dataframe_split.index must be a list")
+        rows = len(data["data"]) if isinstance(data.get("data"), list) else -1
         return (lambda: predictor.predict_split(data)), rows
     if isinstance(data, list):
         return (lambda: predictor.predict_records(data)), len(data)
@@ -540,7 +586,10 @@ def _invocation(predictor: Predictor, payload: Any) -> tuple[Callable[[], Predic
         # One row, {"col": value, ...}: MLflow's server refuses it for a model like ours, clients send it.
         return (lambda: predictor.predict_records([data])), 1
     if isinstance(data, dict):
-        first: Any = next(iter(data.values()), [])
-        rows = len(first) if isinstance(first, list) else 0
+        values = list(data.values())
+        # Zero rows only when every column is an empty list; anything else the contract judges.
+        rows = len(values[0]) if values and all(isinstance(v, list) for v in values) else -1
+        if rows == 0 and any(values):
+            rows = -1
         return (lambda: predictor.predict_columns(data)), rows
     raise ApiError(400, SHAPE, f"'{kind}' must be a list of records or an object of columns")

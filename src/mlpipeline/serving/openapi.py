@@ -91,7 +91,10 @@ def record_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
     and the timestamps its derived features read."""
     properties = {f["name"]: _column(f) for f in spec["features"]}
     for key in _keys(spec):
-        properties[key] = {"type": ["string", "integer"], "description": "the entity key, echoed in 'keys'"}
+        properties[key] = {
+            "type": ["string", "number", "null"],
+            "description": "the entity key, echoed in 'keys'",
+        }
     for name in spec.get("times") or ():
         properties[str(name)] = {"type": "string", "format": "date-time"}
     required = [f["name"] for f in spec["features"]] + [str(n) for n in spec.get("times") or ()]

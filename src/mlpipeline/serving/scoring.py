@@ -178,7 +178,7 @@ class InputContract:
         numeric = [[r.get(n, _ABSENT) for n in self.numeric_names] for r in records]
         categorical = {c.name: [r.get(c.name, _ABSENT) for r in records] for c in self.categorical}
         keys = (
-            key_texts([[r.get(k) for r in records] for k in self.keys])
+            _key_texts([[r.get(k) for r in records] for k in self.keys], self.keys, source)
             if self.keys and set(self.keys) <= present
             else None
         )
@@ -211,7 +211,7 @@ class InputContract:
             for c in self.categorical
         }
         keys = (
-            key_texts([[row[at[k]] for row in data] for k in self.keys])
+            _key_texts([[row[at[k]] for row in data] for k in self.keys], self.keys, source)
             if self.keys and all(k in at for k in self.keys)
             else None
         )
@@ -251,7 +251,7 @@ class InputContract:
         report.raise_if_any()
         keys = None
         if self.keys and all(k in columns for k in self.keys):
-            keys = key_texts([columns[k] for k in self.keys])
+            keys = _key_texts([columns[k] for k in self.keys], self.keys, source)
         return Inputs(values, rows, keys, ignored, self._outside(values, None, unseen))
 
     # -- the rules ---------------------------------------------------------------------------
@@ -525,6 +525,19 @@ def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return names.get(type(value), type(value).__name__)
+
+
+def _key_texts(columns: list[Any], names: tuple[str, ...] | list[str], source: str) -> list[str | None]:
+    """The key text of every row, refusing a key value that is a list or an object."""
+    report = None
+    for name, values in zip(names, columns, strict=True):
+        bad = [i for i, v in enumerate(values) if isinstance(v, list | dict | bool)]
+        if bad:
+            report = report or _Report(source)
+            report.rows(name, "key", "a key is a number or text, not true/false, a list or an object", bad)
+    if report is not None:
+        report.raise_if_any()
+    return key_texts(columns)
 
 
 def _shape(source: str, detail: str) -> DataValidationError:
