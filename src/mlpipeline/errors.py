@@ -23,6 +23,10 @@ prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
     ├── PromotionError                   MLP-700  a promotion, approval or rollback is not possible (exit 2)
     ├── UnsupportedError                 MLP-800  the model cannot do what was asked (e.g. explain) (exit 2)
     └── BusyError                        MLP-900  another process is training this feature set (exit 75)
+
+The HTTP API adds codes of its own for what goes wrong before the library is reached (see
+:mod:`mlpipeline.serving.api`): MLP-210 an unreadable body, MLP-211 an unsupported media type,
+MLP-212 a body too large, MLP-213 a request of the wrong shape, MLP-401 no valid API key.
 """
 
 from __future__ import annotations
