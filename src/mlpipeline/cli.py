@@ -431,11 +431,16 @@ def _print_tuning(t: dict[str, Any]) -> None:
     last = t.get("last_study")
     if last:
         label = METRICS[last["metric"]].label if last["metric"] in METRICS else last["metric"]
+        if last.get("version"):
+            outcome = f"refitted as version {last['version']} ({last.get('action')})"
+        elif last.get("action") == "hold":
+            outcome = "nothing registered (the champion's own configuration won)"
+        else:
+            outcome = "not refitted (the refit did not finish)"
         out.print(
             f"  last tuning study {last['study']}: {last['complete']} complete trials, best cross-validated "
             f"{label} {last['best_value']:.4f} (trial {last['best_trial']}), finished "
-            f"{last['finished_at']}, refitted as version {last.get('version')} ({last.get('action')}); "
-            f"retrains tune: {t.get('when')}",
+            f"{last['finished_at']}, {outcome}; retrains tune: {t.get('when')}",
             markup=False,
             highlight=False,
         )
