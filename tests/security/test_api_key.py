@@ -117,6 +117,15 @@ def test_the_key_is_checked_before_the_body_or_the_model(trained: Trained, store
             c.post("/predict", content=b"[" + b"1," * 10_000 + b"1]"),
             c.post("/invocations", json={"nonsense": 1}),
             c.post("/predict", json=[{"no_such_column": 1}]),
+            c.post("/invocations", content=b"", headers={"content-type": "text/csv"}),
+            c.post(
+                "/invocations",
+                content=b"PAR1garbage",
+                headers={"content-type": "application/vnd.apache.parquet"},
+            ),
+            c.post(
+                "/invocations", content=b"a\n" + b"1\n" * 10_000_000, headers={"content-type": "text/csv"}
+            ),
         ]
         for r in probes:
             assert (r.status_code, r.content) == (401, expected), r.text

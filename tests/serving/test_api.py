@@ -260,6 +260,30 @@ def test_mlflow_scoring_protocol_parity(client: TestClient, trained: Trained) ->
         "BAD_REQUEST",
         "MLP-211",
     )
+    wrong_columns = client.post("/invocations", json={"dataframe_split": {"columns": ["bogus"], "data": []}})
+    assert error_of(wrong_columns) == (422, "INVALID_PARAMETER_VALUE", "MLP-200")
+    assert "distance_km" in wrong_columns.json()["message"]
+    blank_csv = client.post("/invocations", content=b"  \n", headers={"content-type": "text/csv"})
+    assert error_of(blank_csv) == (400, "BAD_REQUEST", "MLP-210")
+    bad_csv = client.post("/invocations", content=b"a,b\n1,2,3,4\n\xff", headers={"content-type": "text/csv"})
+    assert error_of(bad_csv)[0] == 400
+    with_nulls = frame.astype({"temperature_c": "Float64"})
+    with_nulls.loc[0, "temperature_c"] = pd.NA  # a nullable column, as pandas writes it
+    nullable = io.BytesIO()
+    with_nulls.to_parquet(nullable, index=False)
+    answered = client.post(
+        "/invocations",
+        content=nullable.getvalue(),
+        headers={"content-type": "application/vnd.apache.parquet"},
+    )
+    assert answered.status_code == 200, answered.text
+    bomb = io.BytesIO()  # 40,000 zeros in a few hundred bytes: refused from the file's footer
+    pd.DataFrame({"distance_km": [0.0] * 40_000}).to_parquet(bomb, index=False, compression="zstd")
+    assert len(bomb.getvalue()) < 20_000
+    refused = client.post(
+        "/invocations", content=bomb.getvalue(), headers={"content-type": "application/vnd.apache.parquet"}
+    )
+    assert error_of(refused) == (413, "RESOURCE_EXHAUSTED", "MLP-212")
     not_parquet = client.post(
         "/invocations", content=b"a,b\n1,2\n", headers={"content-type": "application/vnd.apache.parquet"}
     )
@@ -338,6 +362,8 @@ def test_without_a_champion_the_api_says_so(trained: Trained, store: SqlFeatureS
         assert "no production model yet" in response.json()["error"]["message"]
         assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
         assert c.get("/ping").status_code == 503
+        empty = c.post("/invocations", json={"dataframe_split": {"columns": ["a"], "data": []}})
+        assert empty.status_code == 503, "no model: even an empty request is not answered"
 
 
 def test_inputs_outside_training_are_served_with_a_warning(client: TestClient, trained: Trained) -> None:

@@ -112,7 +112,10 @@ _INVOCATIONS_SCHEMA = {
             "inputs",
             {"anyOf": [_RECORDS, _RECORD, {"type": "object", "additionalProperties": {"type": "array"}}]},
         ),
-        _invocation_form("instances", {"anyOf": [_RECORDS, _RECORD]}),
+        _invocation_form(
+            "instances",
+            {"anyOf": [_RECORDS, _RECORD, {"type": "object", "additionalProperties": {"type": "array"}}]},
+        ),
     ],
 }
 _TABLE_BODY = {"type": "string", "format": "binary"}
@@ -265,6 +268,28 @@ def create_app(
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def read_table(data: bytes, media: str) -> dict[str, Any]:
+        """A CSV or Parquet body as columns; what cannot be read is MLP-210, as for JSON."""
+        if not data.strip():
+            raise ApiError(400, UNREADABLE, "empty body: send a header row and the rows")
+        if media == PARQUET_TYPE:
+            if data[:4] != b"PAR1":
+                raise ApiError(400, UNREADABLE, "the body is not a Parquet file (no PAR1 magic bytes)")
+            cells = _parquet_cells(data)
+            if cells > max_body_bytes // 2:  # what a JSON or CSV body within the limit can hold
+                raise ApiError(
+                    413, TOO_LARGE, f"the Parquet file holds {cells:,} values; send smaller batches"
+                )
+        elif data[:4] == b"PAR1":
+            raise ApiError(400, UNREADABLE, f"a Parquet file sent as text/csv: send it as {PARQUET_TYPE}")
+        spec = predictor.current().model.spec
+        try:
+            return await run_in_threadpool(read_requests, data, "csv", spec, "request")
+        except DataValidationError as exc:
+            if all(p.rule == "format" for p in exc.problems):
+                raise ApiError(400, UNREADABLE, "; ".join(p.detail for p in exc.problems)) from exc
+            raise
+
     async def read_json(request: Request) -> Any:
         authorise(request)
         media_of(request, ("application/json",))
@@ -275,7 +300,7 @@ def create_app(
             return await run_in_threadpool(call)
         return call()
 
-    _document(app, predictor, authorised)
+    _document(app, predictor, authorised, keyed=key_digest is not None)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -360,17 +385,14 @@ def create_app(
             payload = _parse(await read_body(request))
             call, rows = _invocation(predictor, payload)
             output = _output_param(payload)
+            names = _named_columns(payload)
         else:
-            data = await read_body(request)
-            if not data.strip():
-                return _json({"predictions": []})
-            spec = predictor.current().model.spec
-            columns = read_requests(data, "csv", spec, "request")
-            if media == PARQUET_TYPE and data[:4] != b"PAR1":
-                raise ApiError(400, UNREADABLE, "the body is not a Parquet file (no PAR1 magic bytes)")
+            columns = await read_table(await read_body(request), media)
             first: Any = next(iter(columns.values()), [])
             call, rows, output = (lambda: predictor.predict_columns(columns)), len(first), "labels"
-        if rows == 0:  # MLflow answers an empty frame with no predictions
+            names = list(columns)
+        if rows == 0:  # MLflow answers an empty frame with no predictions, once its columns fit
+            _check_columns(predictor.current().model.spec, names)
             return _json({"predictions": []})
         result = await run(call, rows)
         if output == "probabilities" and result.probabilities is not None:
@@ -445,7 +467,9 @@ def create_app(
     return app
 
 
-def _document(app: FastAPI, predictor: Predictor, authorised: Callable[[Request], bool]) -> None:
+def _document(
+    app: FastAPI, predictor: Predictor, authorised: Callable[[Request], bool], *, keyed: bool
+) -> None:
     """``/docs`` from the package's own Swagger UI files, and an OpenAPI document whose request
     schema and examples are the served model's input contract (rebuilt at each request of
     ``/openapi.json``, so a hot swap shows). With an API key set, a caller without it gets the
@@ -467,8 +491,21 @@ def _document(app: FastAPI, predictor: Predictor, authorised: Callable[[Request]
             swagger_favicon_url="/docs/assets/favicon-32x32.png",
         )
 
+    anonymous: dict[str, Any] = {}  # the document without the contract does not change: built once
+
     def openapi(with_contract: bool) -> dict[str, Any]:
+        if not with_contract and anonymous:
+            return anonymous
         document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        if keyed:  # Swagger UI's Authorize button; the open endpoints say they need nothing
+            document.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer"},
+            }
+            document["security"] = [{"ApiKey": []}, {"Bearer": []}]
+            for path in ("/health", "/ping", "/version"):
+                for operation in document["paths"].get(path, {}).values():
+                    operation["security"] = []
         record: dict[str, Any] = {"type": "object", "description": "one row: the model's features by name"}
         example = None
         if with_contract:
@@ -485,6 +522,8 @@ def _document(app: FastAPI, predictor: Predictor, authorised: Callable[[Request]
                 paths[path]["post"]["requestBody"]["content"]["application/json"]["example"] = [example]
             body = paths["/invocations"]["post"]["requestBody"]["content"]["application/json"]
             body["example"] = {"dataframe_records": [example]}
+        elif not with_contract:
+            anonymous.update(document)
         return document
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -503,6 +542,57 @@ def _output_of(spec: dict[str, Any]) -> dict[str, Any]:
         out["positive"] = out["classes"][int(spec["positive"])]
         out["threshold"] = spec.get("threshold", 0.5)
     return out
+
+
+def _named_columns(payload: Any) -> list[str] | None:
+    """The column names an empty JSON request gives (a split's, or an object of columns')."""
+    data = next((payload[k] for k in ("dataframe_split", "inputs", "instances") if k in payload), None)
+    if isinstance(data, dict) and "columns" in data and isinstance(data.get("data"), list):
+        return [str(c) for c in data["columns"]]
+    if isinstance(data, dict):
+        return [str(c) for c in data]
+    return None  # an empty list of records names no column
+
+
+def _check_columns(spec: dict[str, Any], names: list[str] | None) -> None:
+    """The input contract's column rules, for a request without rows."""
+    if names is None:
+        return
+    sources = spec.get("sources") or {}
+    given = {sources.get(n, n) for n in names}
+    needed = [f["name"] for f in spec["features"]] + [str(t) for t in spec.get("times") or ()]
+    key = spec.get("key")
+    keys = [key] if isinstance(key, str) else list(key or ())
+    problems = []
+    missing = [n for n in needed if n not in given]
+    if missing:
+        problems.append(Problem(", ".join(missing), "required column", "missing from the request; add it"))
+    known = {*needed, *keys, *(spec.get("accepted") or ())}
+    unknown = sorted(given - known) if spec.get("extra_columns", "ignore") == "error" else []
+    if unknown:
+        problems.append(
+            Problem(
+                ", ".join(unknown),
+                "unexpected column",
+                "not in the feature set; remove it, or set extra_columns = 'ignore' in the definition",
+            )
+        )
+    if problems:
+        raise DataValidationError(problems, source="request", outcome="no prediction made")
+
+
+def _parquet_cells(data: bytes) -> int:
+    """Rows x columns of a Parquet file, from its footer alone (a few compressed bytes can hold
+    millions of values: the body's size says nothing about the memory reading it takes)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise ApiError(400, UNREADABLE, f"not a readable Parquet file ({exc.__class__.__name__})") from exc
+    return int(meta.num_rows) * max(1, int(meta.num_columns))
 
 
 def _output_param(payload: Any) -> str:

@@ -96,6 +96,7 @@ def read_requests(data: bytes, fmt: Format, spec: Mapping[str, Any], source: str
             frame = pd.read_parquet(io.BytesIO(data))
         except Exception as exc:  # pyarrow raises several unrelated types for a bad file
             raise _bad(source, f"not a readable Parquet file ({exc.__class__.__name__})") from exc
+        frame = frame.astype(object).where(frame.notna(), None)  # nullable types' <NA> as JSON's null
         return {str(c): frame[c].tolist() for c in frame.columns}
     try:
         text = data.decode("utf-8-sig")

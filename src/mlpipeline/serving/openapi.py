@@ -65,7 +65,7 @@ def _column(feature: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "categorical":
         schema: dict[str, Any] = {"type": "string"}
         categories = feature.get("categories")
-        if categories and feature.get("strict", True):
+        if categories and feature.get("strict", False):
             schema["enum"] = list(categories)
     else:
         schema = {"type": "integer" if kind == "integer" else "number"}
@@ -87,22 +87,36 @@ def _keys(spec: Mapping[str, Any]) -> list[str]:
 
 
 def record_schema(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """One request row: every feature the model needs, the entity key (optional, echoed back)
-    and the timestamps its derived features read."""
-    properties = {f["name"]: _column(f) for f in spec["features"]}
+    """One request row: every feature the model needs, the entity key (optional, echoed back),
+    the timestamps its derived features read, and the columns a request may carry along
+    (the target, the event and label times). A feature may also come under the name the
+    definition's files give it (``source``)."""
+    properties: dict[str, Any] = {
+        str(name): {"description": "accepted and ignored"} for name in spec.get("accepted") or ()
+    }
+    properties.update({f["name"]: _column(f) for f in spec["features"]})
+    sources = spec.get("sources") or {}
+    for source, name in sources.items():
+        if name in properties:
+            properties[source] = {**properties[name], "description": f"'{name}' under its name in the files"}
     for key in _keys(spec):
         properties[key] = {
             "type": ["string", "number", "null"],
             "description": "the entity key, echoed in 'keys'",
         }
     for name in spec.get("times") or ():
-        properties[str(name)] = {"type": "string", "format": "date-time"}
-    required = [f["name"] for f in spec["features"]] + [str(n) for n in spec.get("times") or ()]
+        properties[str(name)] = {
+            "type": ["string", "number", "null"],
+            "description": "ISO-8601 text, or seconds since 1970 UTC",
+        }
+    renamed = set(sources.values())  # required under one of two names: JSON Schema cannot say so
+    required = [f["name"] for f in spec["features"] if f["name"] not in renamed]
+    required += [str(n) for n in spec.get("times") or () if str(n) not in renamed]
     return {
         "type": "object",
         "properties": properties,
         "required": required,
-        "additionalProperties": spec.get("extra_columns", "error") != "error",
+        "additionalProperties": spec.get("extra_columns", "ignore") != "error",
     }
 
 

@@ -488,10 +488,20 @@ def _whole_number(value: object) -> bool:
 
 def _timestamps(name: str, raw: Any, report: _Report) -> FloatArray:
     """A timestamp column as seconds since 1970 UTC; text that is not ISO-8601 is reported."""
+    items = list(raw)
+    shaped = [
+        i
+        for i, v in enumerate(items)
+        if isinstance(v, list | dict | bool | bytes) or getattr(v, "ndim", 0) > 0
+    ]
+    if shaped:  # never reaches the parser: a list or an object is not a moment
+        report.rows(
+            name, "timestamp", "a timestamp is ISO-8601 text or seconds, not a list or an object", shaped
+        )
+        return np.full(len(items), np.nan)
     seconds = portable.epoch_seconds(raw)
     unread = np.isnan(seconds)
     if unread.any():
-        items = list(raw)
         bad = [i for i in np.flatnonzero(unread).tolist() if not _missing(items[i])]
         if bad:
             report.rows(
@@ -531,10 +541,18 @@ def _key_texts(columns: list[Any], names: tuple[str, ...] | list[str], source: s
     """The key text of every row, refusing a key value that is a list or an object."""
     report = None
     for name, values in zip(names, columns, strict=True):
-        bad = [i for i, v in enumerate(values) if isinstance(v, list | dict | bool)]
+        bad = [
+            i
+            for i, v in enumerate(values)
+            if isinstance(v, list | dict | bool | bytes)
+            or getattr(v, "ndim", 0) > 0
+            or (isinstance(v, float) and math.isinf(v))
+        ]
         if bad:
             report = report or _Report(source)
-            report.rows(name, "key", "a key is a number or text, not true/false, a list or an object", bad)
+            report.rows(
+                name, "key", "a key is a finite number or text, not true/false, a list or an object", bad
+            )
     if report is not None:
         report.raise_if_any()
     return key_texts(columns)
