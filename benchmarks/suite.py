@@ -121,8 +121,9 @@ def tuning_cases(work: Path, csv: Path | None, quick: bool) -> list[Row]:
     return [
         Row(
             "B11",
-            f"holdout R² after a {15 if quick else 60}-second study ({gain['trials']:.0f} trials) "
-            "vs the definition's parameters",
+            f"holdout R² after a {15 if quick else 60}-second study ({gain['trials']:.0f} trials"
+            + ("; the definition's configuration won" if gain["champion_won"] else "")
+            + ") vs the definition's parameters",
             gain["tuned"],
             gain["plain"],
             "definition's parameters",
