@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from benchmarks.serving import child_env
 
 from mlpipeline import __version__
 from tests.integration.test_classifier_mlflow_serve import BIN, free_port
+from tests.serving.test_hot_swap_http import wait_healthy
 from tests.trained_home import Trained
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,20 +41,6 @@ def _start(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[b
     return subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode()[-2000:] if proc.stderr else "server exited")
-        try:
-            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not become ready")
 
 
 def _forms(records: list[dict[str, Any]]) -> list[tuple[str, bytes, str]]:
@@ -124,7 +110,7 @@ def test_our_server_speaks_mlflows_scoring_protocol(trained: Trained, tmp_path: 
         assert client.get_version() == __version__
         expected = np.asarray(client.invoke(pd.DataFrame(records)).get_predictions(), dtype=float).ravel()
         assert expected.shape == (5,)
-        _wait(f"http://127.0.0.1:{theirs_port}", theirs)
+        wait_healthy(f"http://127.0.0.1:{theirs_port}", theirs, timeout=120)  # MLflow's /health is /ping
         compared = 0
         for name, body, media in _forms(records):
             answers = [

@@ -35,7 +35,7 @@ from mlpipeline.featurestore.lease import LeaseHolder, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
 from mlpipeline.registry.model_cache import REFERENCE_FILE, SHA_TAG, ModelCache
-from mlpipeline.registry.pointer import SqlPointerStore
+from mlpipeline.registry.pointer import Pointer, SqlPointerStore
 from mlpipeline.registry.promotion import Promoter
 from mlpipeline.registry.tracking import CHALLENGER, Tracker
 from mlpipeline.settings import Settings
@@ -236,12 +236,13 @@ def _run(
             tags={f"mlpipeline.data_check.{k}": v for k, v in report.checks.items()},
         )
         require_usable(report, source=f"training data of '{d.name}'")
+    pointer = pointers.get(d.name)
     with timer.step("split"):
-        trained_batch = store.get_state(d.name, TRAINED_BATCH_KEY) if pointers.get(d.name) else None
+        trained_batch = store.get_state(d.name, TRAINED_BATCH_KEY) if pointer else None
         split = split_holdout(d, frame, new_after_batch=int(trained_batch) if trained_batch else None)
-    params, source = champion_params(store, d, pointers)
+    champion_record = _version_record(store, d, pointer)
+    params, source = champion_params(d, pointer, champion_record)
     train_sha = training_data_hash(d, split.train)
-    champion_record = _version_record(store, d, pointers)
     # The champion learnt from exactly these training rows: the split (seeded) is the same.
     same_rows = champion_record is not None and champion_record.get("train_sha256") == train_sha
     study = None
@@ -258,7 +259,7 @@ def _run(
             },
         )
         if same_rows and study.params == params:
-            return _nothing_new(store, d, tracker, run_id, timer, study, params, source)
+            return _nothing_new(store, d, tracker, run_id, timer, study, params, source, pointer)
         params, source = study.params, f"tuned: study {study.name}, best of {study.complete} trials"
     with timer.step("train"):
         fitted = fit(d, split.train, params)
@@ -395,33 +396,27 @@ def _model_fingerprint(d: Definition) -> str:
 
 
 def champion_params(
-    store: SqlFeatureStore, d: Definition, pointers: SqlPointerStore
+    d: Definition, pointer: Pointer | None, record: dict[str, Any] | None
 ) -> tuple[dict[str, Any], str]:
-    """What a plain retrain fits with: the champion's tuned parameters, or the definition's.
+    """What a plain retrain fits with: the champion's tuned parameters (from its ``record``,
+    see :func:`_version_record`), or the definition's.
 
     Tuned parameters stop applying when the definition's estimator or ``model.params`` change
     after the tuning: an edited definition is the user's newer intent.
     """
-    pointer = pointers.get(d.name)
-    if pointer is not None:
-        raw = store.get_state(d.name, params_key(pointer.version))
-        record = json.loads(raw) if raw else None
-        if record and record.get("tuned"):
-            if record.get("definition") == _model_fingerprint(d):
-                origin = f"tuned: the champion v{pointer.version}'s, from study {record.get('study')}"
-                return dict(record["params"]), origin
-            log.info(
-                "model settings edited since the champion was tuned: fitting with the definition's",
-                extra={"champion": pointer.version},
-            )
+    if pointer is not None and record and record.get("tuned"):
+        if record.get("definition") == _model_fingerprint(d):
+            origin = f"tuned: the champion v{pointer.version}'s, from study {record.get('study')}"
+            return dict(record["params"]), origin
+        log.info(
+            "model settings edited since the champion was tuned: fitting with the definition's",
+            extra={"champion": pointer.version},
+        )
     return dict(d.model.params), "definition"
 
 
-def _version_record(
-    store: SqlFeatureStore, d: Definition, pointers: SqlPointerStore
-) -> dict[str, Any] | None:
+def _version_record(store: SqlFeatureStore, d: Definition, pointer: Pointer | None) -> dict[str, Any] | None:
     """What was recorded when the champion was trained (parameters, training rows), if anything."""
-    pointer = pointers.get(d.name)
     raw = store.get_state(d.name, params_key(pointer.version)) if pointer else None
     return json.loads(raw) if raw else None
 
@@ -435,6 +430,7 @@ def _nothing_new(
     study: StudyOutcome,
     params: dict[str, Any],
     source: str,
+    pointer: Pointer | None,
 ) -> TrainResult:
     """The study's best is the champion's own configuration on the champion's own training rows:
     the refit would be the champion again, so nothing is registered."""
@@ -457,16 +453,11 @@ def _nothing_new(
         None,
         decision,
         dict(timer.timings),
-        _pointer_version(store, d),
+        pointer.version if pointer else None,
         params=dict(params),
         params_source=source,
         study=study,
     )
-
-
-def _pointer_version(store: SqlFeatureStore, d: Definition) -> str | None:
-    pointer = SqlPointerStore(store).get(d.name)
-    return pointer.version if pointer else None
 
 
 def _record_params(
