@@ -847,32 +847,33 @@ def models(
 ) -> None:
     """List model versions with metrics, aliases and gate decisions."""
     from mlpipeline.registry.tracking import Tracker
+    from mlpipeline.registry.version_tags import facts_of, trigger_label
 
     settings = _settings()
     d = _definition(featureset, settings)
     versions = Tracker(settings).versions(d.name)
     metric = metric_for(d.quality.metric, d.target.task)
-    rows: list[dict[str, Any]] = [
-        {
-            "version": v.version,
-            "aliases": list(v.aliases),
-            "metric": metric.name,
-            "value": _number(v.tags.get(f"mlpipeline.metric.{metric.name}")),
-            "metrics": {
-                k.removeprefix("mlpipeline.metric."): _number(t)
-                for k, t in v.tags.items()
-                if k.startswith("mlpipeline.metric.") and k != "mlpipeline.metric.n"
-            },
-            "r2": _number(v.tags.get("mlpipeline.metric.r2")),
-            "rmse": _number(v.tags.get("mlpipeline.metric.rmse")),
-            "mae": _number(v.tags.get("mlpipeline.metric.mae")),
-            "decision": v.tags.get("mlpipeline.gate.decision"),
-            "reason": v.tags.get("mlpipeline.gate.reason"),
-            "trigger": v.tags.get("mlpipeline.trigger"),
-            "run_id": v.run_id,
-        }
-        for v in versions
-    ]
+    rows: list[dict[str, Any]] = []
+    for v in versions:
+        facts = facts_of(v.tags)
+        measured = {str(k): _number(t) for k, t in (facts.get("metrics") or {}).items() if k != "n"}
+        gate = facts.get("gate") or {}
+        rows.append(
+            {
+                "version": v.version,
+                "aliases": list(v.aliases),
+                "metric": metric.name,
+                "value": measured.get(metric.name),
+                "metrics": measured,
+                "r2": measured.get("r2"),
+                "rmse": measured.get("rmse"),
+                "mae": measured.get("mae"),
+                "decision": gate.get("decision") or None,
+                "reason": gate.get("reason") or None,
+                "trigger": facts.get("trigger") or None,
+                "run_id": v.run_id,
+            }
+        )
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -895,16 +896,16 @@ def models(
             ",".join(r["aliases"]) or "-",
             *("-" if v is None else f"{v:.4g}" for v in shown),
             r["decision"] or "-",
-            _first_line(r["trigger"], 60),  # whole in --json
+            trigger_label(r["trigger"] or "-"),  # whole in --json and in the version's description
         )
     out.print(table)
 
 
-def _number(text: str | None) -> float | None:
-    """A metric tag as a number (tags are text in MLflow); ``None`` when absent or unreadable."""
+def _number(value: object) -> float | None:
+    """A recorded metric as a number; ``None`` when absent or unreadable."""
     try:
-        return None if text in (None, "") else float(text)
-    except ValueError:
+        return None if value in (None, "") else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import numpy as np
 import pytest
@@ -67,13 +67,25 @@ def test_shortened_demo_degrades_retrains_and_recovers(settings: Settings) -> No
     r2_old = evaluate(y, old.predict_columns(columns_of(fresh, names))).r2
     assert r2_new > r2_old + 0.05
 
-    # The monitoring experiment holds one point per check, with the check time as timestamp.
+    # The monitoring experiment holds one point per check, at the demo's day and the check's time,
+    # with the threshold beside the metric; the run is finished between checks.
     checks = CheckRecords(store, "demo").history(limit=100)
     run_id = store.get_state("demo", "monitor.mlflow_run")
     assert run_id
-    series = tracker.client.get_metric_history(run_id, "r2")
-    assert len(series) == len([c for c in checks if c.details.get("verdict")])
-    assert sorted(m.step for m in series) == sorted(c.id for c in checks if c.details.get("verdict"))
+    judged = [c for c in checks if c.details.get("verdict")]
+    series = tracker.client.get_metric_history(run_id, "champion/r2")
+    assert len(series) == len(judged)
+    assert sorted(m.step for m in series) == sorted(r.day for r in rows if r.r2 is not None)
+    assert sorted(m.timestamp for m in series) == sorted(
+        int(c.checked_at.replace(tzinfo=UTC).timestamp() * 1000) for c in judged
+    )
+    threshold = tracker.client.get_metric_history(run_id, "champion/r2_threshold")
+    assert {m.step for m in threshold} >= {m.step for m in series}
+    assert len({m.value for m in threshold}) == 1
+    assert 0 < threshold[0].value < 1
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "demo-timeline.png" in run.data.tags["mlflow.note.content"]
     artifacts = [a.path for a in tracker.client.list_artifacts(run_id)]
     assert "demo-timeline.png" in artifacts
 

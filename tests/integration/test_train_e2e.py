@@ -15,6 +15,7 @@ from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
 from mlpipeline.registry.pointer import SqlPointerStore
 from mlpipeline.registry.promotion import Promoter, PromotionError
 from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
+from mlpipeline.registry.version_tags import facts_of
 from mlpipeline.settings import Settings
 from mlpipeline.training.pipeline import train
 
@@ -60,6 +61,9 @@ def test_train_gate_promote_rollback(
     run = tracker.client.get_run(first.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlpipeline.trigger"] == "initial"
+    assert run.info.run_name == "v1 · initial · promoted"
+    experiment = tracker.client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "regression"
     assert run.data.tags["mlpipeline.definition_sha256"] == demo_def.content_hash
     assert len(run.data.params["lineage.training_data_sha256"]) == 64
     assert run.data.params["lineage.split"] == "time"
@@ -77,11 +81,23 @@ def test_train_gate_promote_rollback(
     assert second.decision is not None
     assert second.decision.action == "hold"
     assert second.champion_version == "1"
-    tags = tracker.version("demo", "2").tags
-    assert tags["mlpipeline.gate.decision"] == "hold"
-    assert "less than the required" in tags["mlpipeline.gate.reason"]
-    assert tags["mlpipeline.gate.champion"]
-    assert tags["mlpipeline.gate.metric"] == "r2"
+    held = tracker.version("demo", "2")
+    # Four readable tags and one JSON tag; the verdict and the reasons in full in the description.
+    assert set(held.tags) == {"sha256", "trigger", "gate", "r2", "mlpipeline"}
+    assert held.tags["gate"] == "hold"
+    assert held.tags["trigger"] == "same data again"
+    facts = facts_of(held.tags)
+    assert "less than the required" in facts["gate"]["reason"]
+    assert facts["gate"]["champion"] is not None
+    assert facts["gate"]["champion_version"] == "1"
+    assert facts["gate"]["metric"] == "r2"
+    assert facts["metrics"]["r2"] == pytest.approx(float(held.tags["r2"]), rel=1e-5)
+    description = tracker.client.get_model_version(held.name, "2").description
+    assert facts["gate"]["reason"] in description
+    assert "Why it was trained.** same data again" in description
+    run = tracker.client.get_run(second.run_id)
+    assert run.info.run_name == "v2 · same data again · held"
+    assert facts["gate"]["reason"] in run.data.tags["mlflow.note.content"]
     assert state(settings, store) == ("1", "1")
 
     promoter = Promoter(tracker, SqlPointerStore(store))
@@ -98,6 +114,8 @@ def test_train_gate_promote_rollback(
         ("promote", None, "1"),
     ]
     assert history[1].reason == "forced for the test"
+    promotion = facts_of(tracker.version("demo", "1").tags)["promotion"]
+    assert promotion["reason"] == "back"
 
 
 def test_manual_policy_waits_for_approval(
@@ -119,7 +137,9 @@ def test_manual_policy_waits_for_approval(
     train(manual, store, demo_def)
     promoter.reject("demo", "2", reason="not convinced")
     assert tracker.alias_version("demo", CHALLENGER) is None
-    assert tracker.version("demo", "2").tags["mlpipeline.gate.decision"] == "rejected"
+    rejected = tracker.version("demo", "2").tags
+    assert rejected["gate"] == "rejected"
+    assert facts_of(rejected)["rejection"]["reason"] == "not convinced"
     assert state(settings, store) == ("1", "1")
 
 

@@ -26,6 +26,7 @@ from mlpipeline.monitoring.check import run_check
 from mlpipeline.registry.pointer import SqlPointerStore
 from mlpipeline.registry.promotion import Promoter
 from mlpipeline.registry.tracking import Tracker
+from mlpipeline.registry.version_tags import facts_of
 from mlpipeline.settings import Settings
 from mlpipeline.training import pipeline, tuning
 from mlpipeline.training import study as study_module
@@ -145,7 +146,7 @@ def test_a_study_never_sees_the_holdout_and_starts_from_the_champion(
     plots = {a.path for a in tracker.client.list_artifacts(study.run_id, "tuning")}
     assert "tuning/optimization_history.png" in plots
     version = tracker.version("demo", tuned.version or "")
-    assert version.tags["mlpipeline.tuning.best_run"] == children[str(study.best_trial)]
+    assert facts_of(version.tags)["tuning"]["best_run"] == children[str(study.best_trial)]
     assert tracker.client.get_run(tuned.run_id).data.tags["mlflow.parentRunId"] == study.run_id
     last = json.loads(store.get_state("demo", LAST_STUDY_KEY) or "{}")
     assert (last["complete"], last["version"]) == (4, tuned.version)

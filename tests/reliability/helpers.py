@@ -14,6 +14,7 @@ from mlpipeline.featurestore.sql import open_store
 from mlpipeline.registry.model_cache import ModelCache
 from mlpipeline.registry.pointer import SqlPointerStore
 from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
+from mlpipeline.registry.version_tags import facts_of
 from mlpipeline.settings import Settings
 from tests.serving.test_hot_swap_http import env_for
 
@@ -85,7 +86,8 @@ def assert_consistent(settings: Settings, *, leases_free: bool = True) -> str:
     assert champion == pointer, f"champion alias {champion}, pointer {pointer}"
     assert challenger != pointer, "the champion still carries the challenger alias"
     info = Tracker(settings).version("demo", pointer)
-    assert info.tags.get("mlpipeline.promoted_at"), "the champion lacks its promotion tags"
+    promotion = facts_of(info.tags).get("promotion") or {}
+    assert promotion.get("at"), "the champion lacks its promotion record"
     if not leases_free:
         return pointer
     store = open_store(settings)

@@ -56,10 +56,7 @@ def registry_rows(stack: Stack, name: str) -> dict[str, Any]:
                 {"name": name},
             ).all()
             digests = conn.execute(
-                text(
-                    "SELECT version, value FROM model_version_tags "
-                    "WHERE name = :name AND key = 'mlpipeline.sha256'"
-                ),
+                text("SELECT version, value FROM model_version_tags WHERE name = :name AND key = 'sha256'"),
                 {"name": name},
             ).all()
             runs = conn.execute(

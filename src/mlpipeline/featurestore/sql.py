@@ -423,6 +423,17 @@ class SqlFeatureStore:
                 conn.execute(select(func.count()).select_from(table).where(target.is_not(None))).scalar_one()
             )
 
+    def first_event_time(self, d: Definition) -> datetime | None:
+        """The earliest event time stored (None without an event time or rows): day 0 of the data."""
+        if not d.event_time:
+            return None
+        column = self.table_for(d).c[d.event_time]
+        with self.guarded(f"read the first event time of '{d.table}'"), self.engine.connect() as conn:
+            value = conn.execute(select(func.min(column))).scalar_one_or_none()
+        if isinstance(value, str):  # SQLite without type processing
+            value = datetime.fromisoformat(value)
+        return value if isinstance(value, datetime) else None
+
     def batches(self, d: Definition) -> list[BatchRecord]:
         b = self.tables.batches
         with self.guarded("list batches"), self.engine.connect() as conn:

@@ -43,7 +43,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,6 +69,7 @@ from mlpipeline.featurestore.lease import LeaseHolder, holder_is_gone, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
 from mlpipeline.monitoring.drift import drift_report, psi
+from mlpipeline.monitoring.publish import publish_check
 from mlpipeline.monitoring.triggers import (
     Action,
     TriggerDecision,
@@ -89,7 +89,6 @@ __all__ = ["CheckResult", "policy_from", "run_check"]
 
 log = logging.getLogger(__name__)
 
-MLFLOW_RUN_KEY = "monitor.mlflow_run"
 #: When the current window of too few labelled rows started waiting ("" when none waits).
 WINDOW_SINCE_KEY = "monitor.window_since"
 TARGET_PSI = "target"
@@ -328,8 +327,9 @@ def _check(
         result.retrain = _retrain(settings, store, d, result.decision, now, simulated)
         details["retrain"] = result.retrain
         records.update_details(result.check_id, details)
-    result.mlflow_error = _publish(
-        settings, store, d, records, replace(check, id=result.check_id), tracker_factory
+    threshold = policy_from(settings, d).r2_threshold
+    result.mlflow_error = publish_check(
+        settings, store, d, records, replace(check, id=result.check_id), tracker_factory, threshold
     )
     if result.mlflow_error:
         details["mlflow_error"] = result.mlflow_error
@@ -632,89 +632,6 @@ def _record_pending(
         store.set_state(d.name, RETRAIN_PENDING_KEY, json.dumps(pending))
     except MlpipelineError:
         log.exception("could not record the pending retrain")
-
-
-def _publish(
-    settings: Settings,
-    store: SqlFeatureStore,
-    d: Definition,
-    records: CheckRecords,
-    check: CheckRecord,
-    tracker_factory: Callable[[], Any],
-) -> str | None:
-    """Metric series and the timeline PNG in the monitoring experiment; the error text on failure."""
-    from mlpipeline.monitoring.reports import draw_timeline
-
-    png = settings.home / "reports" / f"{d.name}-timeline.png"
-    try:
-        history = records.history(limit=500)
-        promotions = SqlPointerStore(store).history(d.name, limit=200)
-        metric = metric_for(d.quality.metric, d.target.task)
-        draw_timeline(
-            history,
-            promotions,
-            threshold=policy_from(settings, d).r2_threshold,
-            psi_threshold=settings.psi_threshold,
-            path=png,
-            title=f"'{d.name}': champion {metric.label} on newly labelled rows",
-            metric=metric.label,
-        )
-    except (OSError, ValueError) as exc:  # a picture must never fail a check
-        log.warning("could not draw the monitoring timeline", extra={"detail": str(exc)[:300]})
-    try:
-        tracker = tracker_factory()
-        run_id = _monitoring_run(tracker, store, d)
-        metrics: dict[str, float] = {"n_rows": float(check.n_rows)}
-        if check.details.get("verdict"):
-            for key, value in (check.details.get("metrics") or {}).items():
-                if value is not None and math.isfinite(value):
-                    metrics[key] = float(value)
-            chosen = check.details.get("metric") or {}
-            if chosen.get("interval"):
-                metrics[f"{chosen['name']}_lo"], metrics[f"{chosen['name']}_hi"] = chosen["interval"]
-        drift = check.details.get("prediction_drift") or {}
-        if drift.get("psi") is not None:
-            metrics["psi.prediction"] = float(drift["psi"])
-        for name, value in (check.details.get("psi") or {}).items():
-            if value is not None and math.isfinite(value):
-                metrics[f"psi.{name}"] = float(value)
-        if check.model_version:
-            metrics["champion_version"] = float(check.model_version)
-        tracker.log(
-            run_id,
-            metrics=metrics,
-            step=int(check.id or 0),
-            timestamp_ms=int(check.checked_at.replace(tzinfo=UTC).timestamp() * 1000),
-        )
-        if png.is_file():
-            tracker.log_artifact(run_id, png)
-    except MlpipelineError as exc:
-        log.warning(
-            "could not log the check to MLflow; it is kept in the store", extra={"detail": str(exc)[:300]}
-        )
-        return f"{exc.code}: {exc}"[:500]
-    return None
-
-
-def _monitoring_run(tracker: Any, store: SqlFeatureStore, d: Definition) -> str:
-    """The long-lived run that holds the monitoring series (created once per feature set)."""
-    run_id = store.get_state(d.name, MLFLOW_RUN_KEY)
-    if run_id:
-        return run_id
-    experiment = tracker.experiment_id(d.name, suffix="-monitoring")
-    run_id = str(
-        tracker.start_run(
-            experiment,
-            f"monitor-{d.name}",
-            {"mlpipeline.featureset": d.name, "mlpipeline.kind": "monitoring"},
-        )
-    )
-    store.set_state(d.name, MLFLOW_RUN_KEY, run_id)
-    return run_id
-
-
-def timeline_path(settings: Settings, featureset: str) -> Path:
-    return settings.home / "reports" / f"{featureset}-timeline.png"
 
 
 NEXT_CHECK_KEY = "watch.next_check_at"

@@ -31,6 +31,7 @@ from mlpipeline.errors import ModelIntegrityError
 from mlpipeline.featuresets import portable
 from mlpipeline.processes import pid_is_gone
 from mlpipeline.registry.digests import digest, manifest_of_bytes, read_folder
+from mlpipeline.registry.version_tags import SHA_TAG, recorded_sha256
 
 if TYPE_CHECKING:
     from mlpipeline.registry.tracking import ModelVersionInfo, Tracker
@@ -47,8 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Model-version tag holding the manifest digest recorded at registration.
-SHA_TAG = "mlpipeline.sha256"
 #: Training-time histograms for drift checks, inside the model folder (see mlpipeline.featuresets.reference).
 REFERENCE_FILE = "reference.json"
 
@@ -65,7 +64,7 @@ class ModelRef:
 
     @classmethod
     def of_version(cls, featureset: str, info: ModelVersionInfo) -> ModelRef:
-        expected = info.tags.get(SHA_TAG)
+        expected = recorded_sha256(info.tags)
         if not expected:
             raise ModelIntegrityError(
                 f"{info.name} version {info.version} has no recorded digest (tag {SHA_TAG}); "
@@ -195,10 +194,10 @@ class ModelCache:
                 return model_dir
             log.warning("cached model is corrupt; downloading it again", extra={"model_version": ref.version})
         recorded = self.tracker.version(ref.featureset, ref.version)
-        if recorded.tags.get(SHA_TAG) != ref.sha256 or recorded.run_id != ref.run_id:
+        if recorded_sha256(recorded.tags) != ref.sha256 or recorded.run_id != ref.run_id:
             raise ModelIntegrityError(
                 f"{ref.name} version {ref.version}: the registry records digest "
-                f"{str(recorded.tags.get(SHA_TAG))[:12]}… and run {recorded.run_id}, the production "
+                f"{str(recorded_sha256(recorded.tags))[:12]}… and run {recorded.run_id}, the production "
                 f"pointer {ref.sha256[:12]}… and run {ref.run_id}; refusing to load it"
             )
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 from mlpipeline.errors import MlpipelineError, PromotionError
 from mlpipeline.featurestore.sql import utcnow
-from mlpipeline.registry.model_cache import SHA_TAG, ModelCache, ModelRef
+from mlpipeline.registry.model_cache import ModelCache, ModelRef
 from mlpipeline.registry.pointer import HistoryEntry, Pointer, PointerStore
-from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
+from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, ModelVersionInfo, Tracker
+from mlpipeline.registry.version_tags import SHA_TAG, facts_of, facts_update, recorded_sha256
 
 __all__ = ["Promoter", "PromotionError", "current_actor"]
 
@@ -82,18 +83,19 @@ class Promoter:
         if self.tracker.alias_version(featureset, CHALLENGER) == version:
             self.tracker.delete_alias(featureset, CHALLENGER)
             notes.append(f"alias '{CHALLENGER}' cleared from champion version {version}")
-        if not self.tracker.version(featureset, version).tags.get("mlpipeline.promoted_at"):
-            self.tracker.set_version_tags(featureset, version, self._promotion_tags(pointer))
-            notes.append(f"promotion tags written on version {version}")
+        info = self.tracker.version(featureset, version)
+        promotion = facts_of(info.tags).get("promotion") or {}
+        if promotion.get("at") != _moment(pointer):
+            self._record_promotion(info, pointer)
+            notes.append(f"promotion recorded on version {version}")
         return notes
 
-    @staticmethod
-    def _promotion_tags(pointer: Pointer) -> dict[str, str]:
-        return {
-            "mlpipeline.promoted_at": pointer.promoted_at.isoformat() if pointer.promoted_at else "",
-            "mlpipeline.promoted_by": pointer.promoted_by,
-            "mlpipeline.promotion_reason": pointer.reason[:500],
-        }
+    def _record_promotion(self, info: ModelVersionInfo, pointer: Pointer) -> None:
+        """Who promoted the version, when and why, in its facts tag (see version_tags)."""
+        promotion = {"at": _moment(pointer), "by": pointer.promoted_by, "reason": pointer.reason[:1000]}
+        self.tracker.set_version_tags(
+            pointer.featureset, pointer.version, facts_update(info.tags, promotion=promotion)
+        )
 
     def promote(
         self,
@@ -107,7 +109,7 @@ class Promoter:
         """Make ``version`` the production model (alias first, then pointer; see module doc)."""
         actor = actor or current_actor()
         info = self.tracker.version(featureset, version)
-        sha = info.tags.get(SHA_TAG)
+        sha = recorded_sha256(info.tags)
         if not sha:
             raise PromotionError(
                 f"version {version} has no recorded digest ({SHA_TAG}); it cannot be promoted"
@@ -118,11 +120,7 @@ class Promoter:
         local_path = None
         if self.cache is not None:
             local_path = str(self.cache.ensure(ModelRef.of_version(featureset, info)))
-        metrics = {
-            k.removeprefix("mlpipeline.metric."): float(v)
-            for k, v in info.tags.items()
-            if k.startswith("mlpipeline.metric.")
-        }
+        metrics = {str(k): float(v) for k, v in (facts_of(info.tags).get("metrics") or {}).items()}
         pointer = Pointer(
             featureset=featureset,
             model_name=info.name,
@@ -145,7 +143,7 @@ class Promoter:
             raise
         if self.tracker.alias_version(featureset, CHALLENGER) == version:
             self.tracker.delete_alias(featureset, CHALLENGER)
-        self.tracker.set_version_tags(featureset, version, self._promotion_tags(stored))
+        self._record_promotion(info, stored)
         log.info(
             "model promoted",
             extra={
@@ -202,16 +200,12 @@ class Promoter:
             hint = f"the challenger is version {waiting}" if waiting else "no version awaits approval"
             raise PromotionError(f"version {version} is not awaiting approval ({hint})")
         self.tracker.delete_alias(featureset, CHALLENGER)
+        info = self.tracker.version(featureset, version)
         self.tracker.set_version_tags(
             featureset,
             version,
-            {
-                "mlpipeline.gate.decision": "rejected",
-                "mlpipeline.rejected_by": actor,
-                "mlpipeline.rejection_reason": reason[:500],
-            },
+            facts_update(info.tags, gate="rejected", rejection={"by": actor, "reason": reason[:1000]}),
         )
-        info = self.tracker.version(featureset, version)
         current = self.pointers.get(featureset)
         self.pointers.record(
             HistoryEntry(
@@ -227,3 +221,7 @@ class Promoter:
                 {},
             )
         )
+
+
+def _moment(pointer: Pointer) -> str:
+    return pointer.promoted_at.isoformat() if pointer.promoted_at else ""

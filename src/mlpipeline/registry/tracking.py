@@ -36,7 +36,9 @@ from mlpipeline.settings import Settings
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "EXPERIMENT_KIND_TAG",
     "FAIL_FAST_S",
+    "NOTE_TAG",
     "ModelVersionInfo",
     "Tracker",
     "TrackingError",
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+#: MLflow's tag for the description of a run or an experiment (Markdown).
+NOTE_TAG = "mlflow.note.content"
+#: MLflow's experiment tag for the kind of work; a classic-ML kind opens the UI on runs, not traces.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 _MAX_BATCH = 100
 
 #: How long a tracker fails at once after finding the tracking server unreachable.
@@ -144,17 +150,33 @@ class Tracker:
 
     # -- experiments and runs ------------------------------------------------------------
 
-    def experiment_id(self, featureset: str, *, suffix: str = "") -> str:
-        """The feature set's experiment (``suffix`` names a sibling, e.g. ``-monitoring``), created once."""
+    def experiment_id(
+        self, featureset: str, *, suffix: str = "", tags: Mapping[str, str] | None = None
+    ) -> str:
+        """The feature set's experiment (``suffix`` names a sibling, e.g. ``-monitoring``), created once.
+
+        ``tags`` (e.g. :data:`EXPERIMENT_KIND_TAG`, :data:`NOTE_TAG`) are set at creation, and on
+        an existing experiment where they differ: a store made by an earlier release gets them too.
+        """
         name = f"{self.settings.registry_prefix}{featureset}{suffix}"
         found = self._call("look up the experiment", self.client.get_experiment_by_name, name)
         if found is not None:
+            current = dict(found.tags or {})
+            for key, value in (tags or {}).items():
+                if current.get(key) != value:
+                    self._call(
+                        "tag the experiment", self.client.set_experiment_tag, found.experiment_id, key, value
+                    )
             return str(found.experiment_id)
         location = None
         if not self.tracking_uri.startswith(("http://", "https://", "databricks")):
             root = Path(self.settings.mlflow_artifact_root).resolve() / f"{featureset}{suffix}"
             location = root.as_uri()
-        return str(self._call("create the experiment", self.client.create_experiment, name, location))
+        return str(
+            self._call(
+                "create the experiment", self.client.create_experiment, name, location, dict(tags or {})
+            )
+        )
 
     def start_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
         run = self._call(
@@ -192,6 +214,14 @@ class Tracker:
     def end_run(self, run_id: str, status: str) -> None:
         self._call("close the run", self.client.set_terminated, run_id, status)
 
+    def rename_run(self, run_id: str, name: str) -> None:
+        """Give the run the name that says what happened (known only when it ends)."""
+        self._call("rename the run", self.client.update_run, run_id, name=name)
+
+    def describe_run(self, run_id: str, text: str) -> None:
+        """The run's description (Markdown, shown on the run's overview)."""
+        self.log(run_id, tags={NOTE_TAG: text})
+
     def reopen_run(self, run_id: str) -> None:
         """Mark a run RUNNING again (a tuning study resumed after its process died)."""
         self._call("reopen the run", self.client.update_run, run_id, status="RUNNING")
@@ -225,7 +255,14 @@ class Tracker:
 
     # -- registry ------------------------------------------------------------------------
 
-    def register(self, featureset: str, run_id: str, artifact_path: str, tags: Mapping[str, str]) -> str:
+    def register(
+        self,
+        featureset: str,
+        run_id: str,
+        artifact_path: str,
+        tags: Mapping[str, str],
+        description: str = "",
+    ) -> str:
         name = self.model_name(featureset)
         existing = self._call(
             "look up the registered model",
@@ -249,6 +286,7 @@ class Tracker:
             source,
             run_id=run_id,
             tags=dict(tags),
+            description=description or None,
         )
         return str(mv.version)
 
@@ -258,6 +296,13 @@ class Tracker:
             self._call(
                 "tag the model version", self.client.set_model_version_tag, name, version, key, str(value)
             )
+
+    def describe_version(self, featureset: str, version: str, text: str) -> None:
+        """The version's description (Markdown, shown on the version's page)."""
+        name = self.model_name(featureset)
+        self._call(
+            "describe the model version", self.client.update_model_version, name, version, description=text
+        )
 
     def alias_version(self, featureset: str, alias: str) -> str | None:
         name = self.model_name(featureset)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlpipeline import __version__
-from mlpipeline.errors import BusyError
+from mlpipeline.errors import BusyError, MlpipelineError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.metrics import LEVEL, aligned_classes, metric_for, paired_difference_interval
@@ -34,14 +34,16 @@ from mlpipeline.featurestore.checks import TRAINED_BATCH_KEY, CheckRecords
 from mlpipeline.featurestore.lease import LeaseHolder, new_owner
 from mlpipeline.featurestore.sql import SqlFeatureStore, utcnow
 from mlpipeline.logs import log_context
-from mlpipeline.registry.model_cache import REFERENCE_FILE, SHA_TAG, ModelCache
+from mlpipeline.registry.model_cache import REFERENCE_FILE, ModelCache
 from mlpipeline.registry.pointer import Pointer, SqlPointerStore
 from mlpipeline.registry.promotion import Promoter
-from mlpipeline.registry.tracking import CHALLENGER, Tracker
+from mlpipeline.registry.tracking import CHALLENGER, EXPERIMENT_KIND_TAG, NOTE_TAG, Tracker
+from mlpipeline.registry.version_tags import registration_tags, trigger_label
 from mlpipeline.settings import Settings
 from mlpipeline.training.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
 from mlpipeline.training.class_reports import classification_report
 from mlpipeline.training.gate import Decision, GatePolicy, decide
+from mlpipeline.training.run_story import TrainingStory, run_name
 from mlpipeline.training.steps import (
     Metrics,
     columns_of,
@@ -167,13 +169,13 @@ def _train_locked(
     timer = _Timer()
     with log_context(featureset=d.name):
         promoter.reconcile(d.name)
-        experiment = tracker.experiment_id(d.name)
+        experiment = tracker.experiment_id(d.name, tags=experiment_tags(tracker, d))
         _close_abandoned_runs(tracker, experiment, store, d.name)
         run_id = tracker.start_run(
             experiment,
-            f"train-{d.name}",
+            run_name(None, reason, "training"),
             {
-                "mlpipeline.trigger": reason,
+                "mlpipeline.trigger": trigger_label(reason),  # whole in the run's description
                 "mlpipeline.version": __version__,
                 "mlpipeline.definition_sha256": d.content_hash,
                 "mlpipeline.featureset": d.name,
@@ -197,11 +199,40 @@ def _train_locked(
                     promoted=promoted,
                 )
             except BaseException as exc:
-                tracker.log(run_id, tags={"mlpipeline.failure": f"{exc.__class__.__name__}: {exc}"[:4000]})
-                tracker.end_run(run_id, "FAILED")
+                failure = f"{exc.__class__.__name__}: {exc}"
+                tracker.log(run_id, tags={"mlpipeline.failure": failure[:4000]})
+                _close_failed(tracker, run_id, reason, failure)
                 raise
             tracker.end_run(run_id, "FINISHED")
     return result
+
+
+def experiment_tags(tracker: Tracker, d: Definition) -> dict[str, str]:
+    """The training experiment's kind (classic ML: MLflow's UI opens it on runs) and description."""
+    kind = "regression" if d.target.task == "regression" else "classification"
+    about = f" {d.description}" if d.description else ""
+    note = (
+        f"Training runs of feature set **{d.name}**.{about}\n\n"
+        "One run per training, named *version · trigger · the gate's verdict*; its description "
+        "holds the trigger's reasons and the gate's reason in full. The registered model is "
+        f"[{tracker.model_name(d.name)}](#/models/{tracker.model_name(d.name)}); "
+        f"the champion's monitoring is in experiment {tracker.model_name(d.name)}-monitoring."
+    )
+    return {EXPERIMENT_KIND_TAG: kind, NOTE_TAG: note}
+
+
+def _close_failed(tracker: Tracker, run_id: str, reason: str, failure: str) -> None:
+    """Name and describe a failed run, then close it; the original error is what propagates."""
+    try:
+        tracker.rename_run(run_id, run_name(None, reason, "failed"))
+        tracker.describe_run(
+            run_id,
+            f"### {run_name(None, reason, 'failed')}\n\n**Why it was trained.** {reason}\n\n"
+            f"**It failed:** {failure[:3000]}\n\nThe production model did not change.\n",
+        )
+    except MlpipelineError:
+        log.warning("could not name the failed run", exc_info=True)
+    tracker.end_run(run_id, "FAILED")
 
 
 def _run(
@@ -233,7 +264,7 @@ def _run(
         tracker.log(
             run_id,
             params={"data.rows": report.rows, "data.labelled_rows": report.labelled_rows},
-            tags={f"mlpipeline.data_check.{k}": v for k, v in report.checks.items()},
+            tags={"mlpipeline.data_checks": ", ".join(f"{k} {v}" for k, v in report.checks.items())},
         )
         require_usable(report, source=f"training data of '{d.name}'")
     pointer = pointers.get(d.name)
@@ -259,7 +290,7 @@ def _run(
             },
         )
         if same_rows and study.params == params:
-            return _nothing_new(store, d, tracker, run_id, timer, study, params, source, pointer)
+            return _nothing_new(store, d, tracker, run_id, timer, study, params, source, pointer, reason)
         params, source = study.params, f"tuned: study {study.name}, best of {study.complete} trials"
     with timer.step("train"):
         fitted = fit(d, split.train, params)
@@ -337,32 +368,52 @@ def _run(
                 tracker.log_artifact(run_id, picture)
             shap_metrics.update(per_class)
     with timer.step("register"):
-        gate_tags = {
-            "mlpipeline.gate.decision": decision.action,
-            "mlpipeline.gate.reason": decision.reason[:500],
-            "mlpipeline.gate.metric": metrics.metric,
-            "mlpipeline.gate.challenger": f"{decision.challenger_r2:.6f}",
-            "mlpipeline.gate.champion": "" if decision.champion_r2 is None else f"{decision.champion_r2:.6f}",
-            "mlpipeline.gate.champion_version": champion_version or "",
-            "mlpipeline.gate.gain_interval": ""
-            if gain_interval is None
-            else f"{gain_interval[0]:.6f},{gain_interval[1]:.6f}",
-            "mlpipeline.trigger": reason[:500],
-            SHA_TAG: digest,
-            **(
-                {"mlpipeline.tuning.study": study.name, "mlpipeline.tuning.best_run": study.best_run_id or ""}
-                if study
-                else {}
-            ),
-            **{f"mlpipeline.metric.{k}": f"{v:.6g}" for k, v in metrics.as_dict().items()},
+        gate = {
+            "decision": decision.action,
+            "reason": decision.reason,
+            "metric": metrics.metric,
+            "challenger": decision.challenger_r2,
+            "champion": decision.champion_r2,
+            "champion_version": champion_version,
+            "gain_interval": None if gain_interval is None else [gain_interval[0], gain_interval[1]],
         }
-        version = tracker.register(d.name, run_id, "model", gate_tags)
+        tags = registration_tags(
+            sha256=digest,
+            trigger=reason,
+            gate=gate,
+            metric=metrics.metric,
+            metrics=metrics.as_dict(),
+            tuning={"study": study.name, "best_run": study.best_run_id or ""} if study else None,
+            release=__version__,
+        )
+        story = TrainingStory(
+            featureset=d.name,
+            model_name=tracker.model_name(d.name),
+            reason=reason,
+            metric=metrics.metric,
+            decision=decision.action,
+            gate_reason=decision.reason,
+            metrics=metrics.as_dict(),
+            champion_metrics=champion_metrics.as_dict() if champion_metrics else {},
+            champion_version=champion_version,
+            holdout=f"{len(split.holdout):,} rows, {split.method} split",
+            params_source=source,
+        )
+        version = tracker.register(
+            d.name, run_id, "model", tags, description=story.markdown(link_version=False)
+        )
         _record_params(store, d, version, params, source, study, decision, train_sha)
+    story = replace(story, version=version)
     tracker.log(
         run_id,
-        tags={"mlpipeline.model_version": version, "mlpipeline.gate.decision": decision.action},
+        tags={
+            "mlpipeline.model_version": version,
+            "mlpipeline.gate.decision": decision.action,
+            NOTE_TAG: story.markdown(link_version=True),
+        },
         metrics=shap_metrics,
     )
+    tracker.rename_run(run_id, story.name)
     with log_context(model_version=version), timer.step("promote"):
         if decision.action == "promote":
             promoter.promote(d.name, version, reason=f"gate: {decision.reason}", action="promote")
@@ -431,6 +482,7 @@ def _nothing_new(
     params: dict[str, Any],
     source: str,
     pointer: Pointer | None,
+    reason_of_run: str,
 ) -> TrainResult:
     """The study's best is the champion's own configuration on the champion's own training rows:
     the refit would be the champion again, so nothing is registered."""
@@ -440,6 +492,12 @@ def _nothing_new(
     )
     decision = Decision("hold", reason, study.best_value, study.best_value)
     tracker.log(run_id, tags={"mlpipeline.gate.decision": "hold", "mlpipeline.gate.reason": reason[:500]})
+    trigger = run_name(None, reason_of_run, "nothing new")
+    tracker.rename_run(run_id, trigger)
+    tracker.describe_run(
+        run_id,
+        f"### {trigger}\n\n**Why it was trained.** {reason_of_run}\n\n**Nothing registered:** {reason}.\n",
+    )
     summary = study.summary(metric_for(d.quality.metric, d.target.task).name)
     summary.update(version=None, action="hold")
     store.set_state(d.name, LAST_STUDY_KEY, json.dumps(summary, sort_keys=True, default=str))
