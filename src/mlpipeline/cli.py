@@ -1296,6 +1296,7 @@ def ui(
     uri = settings.mlflow_tracking_uri
     if uri.startswith(("http://", "https://")):
         out.print(f"MLflow runs as a server: open {redact(uri)}", markup=False)
+        _print_ui_links(settings, redact(uri))
         return
     workers = str(max(1, min(2, os.cpu_count() or 1)))  # MLflow's default of 4 overloads a laptop
     command = [
@@ -1317,6 +1318,8 @@ def ui(
             _stop_group(child)
             raise typer.Exit(child.returncode or EXIT_BUG)
         err.print(f"MLflow UI ready on http://{host}:{port} (Ctrl-C stops)", markup=False)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (compared, not bound)
+        _print_ui_links(settings, f"http://{shown}:{port}")
         code = child.wait()
     except KeyboardInterrupt:
         code = 0
@@ -1324,6 +1327,48 @@ def ui(
         _stop_group(child)
         signal.signal(signal.SIGTERM, previous)
     raise typer.Exit(code)
+
+
+def _print_ui_links(settings: Settings, base: str) -> None:
+    """Direct links to each feature set's runs, registered model and monitoring charts."""
+    from mlpipeline.featurestore.sql import open_store
+    from mlpipeline.monitoring.publish import MLFLOW_RUN_KEY
+    from mlpipeline.registry.tracking import Tracker
+    from mlpipeline.registry.ui_links import ui_links
+
+    try:
+        tracker = Tracker(settings)
+        store = open_store(settings)
+    except MlpipelineError as exc:
+        err.print(f"no links: {exc}", markup=False)
+        return
+    shown = 0
+    try:
+        for name in available_featuresets(settings.featuresets_dir):
+            training = tracker.find_experiment(name)
+            if training is None:
+                continue
+            monitoring = tracker.find_experiment(name, suffix="-monitoring")
+            links = ui_links(
+                base,
+                name,
+                model_name=tracker.model_name(name),
+                training_experiment=training,
+                monitoring_experiment=monitoring,
+                monitoring_run=store.get_state(name, MLFLOW_RUN_KEY) if monitoring else None,
+            )
+            out.print(f"{name}:", markup=False, highlight=False)
+            for label, url in links.lines():
+                out.print(f"  {label:<17} {url}", markup=False, highlight=False)
+            shown += 1
+    except MlpipelineError as exc:
+        err.print(f"links stopped: {exc}", markup=False)
+    finally:
+        store.dispose()
+    if not shown:
+        out.print(
+            "no training runs yet: 'mlpipeline demo' or 'mlpipeline train -f NAME' makes some", markup=False
+        )
 
 
 def _wait_for_port(child: Any, host: str, port: int, *, timeout_s: float) -> bool:

@@ -157,7 +157,7 @@ def test_the_description_holds_the_reasons_in_full_and_the_metrics_side_by_side(
         params_source="definition",
     )
     text = story.markdown(link_version=True)
-    assert text.startswith("### v5 · performance + drift retrain · promoted\n")
+    assert text.startswith("**Why it was trained.** performance+drift: retrain")
     assert "R² 0.54 < r2_threshold 0.80 on 314 rows" in text
     assert "second line \\| with a bar" in text  # one paragraph; a bar cannot break the table
     assert GATE["reason"] in text

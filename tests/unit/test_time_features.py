@@ -129,3 +129,27 @@ def test_the_logged_model_computes_them_too(
     sample = rows.head(8)
     columns = [f["name"] for f in fitted.spec["features"]] + ["ordered_at"]
     np.testing.assert_allclose(model.predict(sample[columns]), fitted.predict(sample))
+
+
+def test_the_logged_model_has_type_hints_and_mlflow_keeps_its_signature(
+    trained: tuple[Definition, Any, pd.DataFrame], tmp_path: Path
+) -> None:
+    import warnings
+
+    import mlflow
+
+    from mlpipeline.training.artifacts import build_model_dir
+
+    _, fitted, rows = trained
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = build_model_dir(fitted, rows, tmp_path)
+        sys.modules.pop("mlpipeline_portable", None)
+        model = mlflow.pyfunc.load_model(str(folder))
+        columns = [f["name"] for f in fitted.spec["features"]] + ["ordered_at"]
+        model.predict(rows.head(8)[columns])
+    hints = [str(w.message) for w in caught if "type hint" in str(w.message).lower()]
+    assert hints == []
+    signature = model.metadata.signature
+    assert signature is not None
+    assert set(signature.inputs.input_names()) >= set(columns)  # still the recorded contract

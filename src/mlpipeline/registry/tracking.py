@@ -178,6 +178,12 @@ class Tracker:
             )
         )
 
+    def find_experiment(self, featureset: str, *, suffix: str = "") -> str | None:
+        """The id of the feature set's experiment, or None when none was created (nothing is)."""
+        name = f"{self.settings.registry_prefix}{featureset}{suffix}"
+        found = self._call("look up the experiment", self.client.get_experiment_by_name, name)
+        return None if found is None or found.lifecycle_stage != "active" else str(found.experiment_id)
+
     def start_run(self, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
         run = self._call(
             "start a run", self.client.create_run, experiment_id, run_name=run_name, tags=dict(tags)

@@ -49,9 +49,12 @@ class MlpipelineModel(PythonModel):
                 trusted = json.load(fh)
             self.model = skops.io.load(context.artifacts["sklearn"], trusted=trusted)
 
-    # No type hints on predict: MLflow would try to derive a signature from them; the
-    # signature is recorded explicitly at save time.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # A DataFrame hint is one MLflow accepts without deriving a schema from it (the signature
+    # with every column's type is recorded explicitly at save time); without hints MLflow warns
+    # at every save and asks for them.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> Any:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         missing = [n for n in self.names + self.times if n not in frame.columns]
         if missing:

@@ -50,9 +50,9 @@ class TrainingStory:
 
     def markdown(self, *, link_version: bool) -> str:
         """The description; ``link_version`` adds a link to the registered version (on the run)."""
+        # No heading: the run's and the version's pages title it already, and the registry's
+        # version list previews the first characters of the description.
         lines = [
-            f"### {self.name}",
-            "",
             f"**Why it was trained.** {_one_paragraph(self.reason)}",
             "",
         ]
