@@ -653,7 +653,7 @@ def demo(
     )
     if report.png:
         out.print(f"timeline: {report.png}", markup=False, highlight=False)
-        out.print("open the MLflow UI on this store with:  mlpipeline ui   (then http://127.0.0.1:5000)")
+        out.print("see it in MLflow: mlpipeline ui   (it prints links to the runs, model and monitoring)")
 
 
 @contextmanager

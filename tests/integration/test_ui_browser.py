@@ -145,7 +145,7 @@ def test_the_runs_table_tells_versions_and_triggers_apart(page: object, links: d
     retrain.click()
     expect(page.get_by_role("heading", name=re.compile(r"^v2 · .*retrain · promoted$"))).to_be_visible()
     expect(page.get_by_text("The gate: promoted.")).to_be_visible()
-    expect(page.get_by_text("Why it was trained.")).to_be_visible()
+    expect(page.get_by_text("Why it was trained:")).to_be_visible()
     expect(page.get_by_text(re.compile(r"r2_threshold 0\.\d+ on \d+ rows")).first).to_be_visible()
     page.screenshot(path=str(SHOTS / "run.png"), full_page=True)
 

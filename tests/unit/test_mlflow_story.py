@@ -10,7 +10,7 @@ import pytest
 
 from mlpipeline.featuresets.definition import load_definition
 from mlpipeline.featurestore.checks import CheckRecord
-from mlpipeline.monitoring.publish import check_metrics, day_of, monitoring_note
+from mlpipeline.monitoring.publish import batch_of, check_metrics, day_of, monitoring_note
 from mlpipeline.monitoring.triggers import REASONS
 from mlpipeline.registry import version_tags
 from mlpipeline.registry.version_tags import (
@@ -54,7 +54,7 @@ def test_a_version_has_four_readable_tags_and_one_json_tag() -> None:
     assert set(t) == {"sha256", "trigger", "gate", "r2", "mlpipeline"}
     assert t["trigger"] == "performance + drift retrain"
     assert t["gate"] == "promote"
-    assert t["r2"] == "0.812346"
+    assert t["r2"] == "0.8123"
     assert all(len(k) <= 10 for k in t), "keys short enough for the registry's tag chips"
     facts = json.loads(t["mlpipeline"])
     assert facts["trigger"] == CHECK_REASON  # in full
@@ -157,7 +157,7 @@ def test_the_description_holds_the_reasons_in_full_and_the_metrics_side_by_side(
         params_source="definition",
     )
     text = story.markdown(link_version=True)
-    assert text.startswith("**Why it was trained.** performance+drift: retrain")
+    assert text.startswith("Why it was trained: performance+drift: retrain")
     assert "R² 0.54 < r2_threshold 0.80 on 314 rows" in text
     assert "second line \\| with a bar" in text  # one paragraph; a bar cannot break the table
     assert GATE["reason"] in text
@@ -208,6 +208,8 @@ def test_a_check_adds_each_measure_beside_its_threshold() -> None:
     waiting = check_metrics(check(verdict=False), threshold=None, psi_threshold=0.25)
     assert "champion/r2" not in waiting
     assert "champion/r2_threshold" not in waiting  # a loss without a threshold has none
+    unjudged = CheckRecord("demo", None, datetime(2026, 1, 9), 812, None, None, None, {"verdict": False})
+    assert "data/rows_judged" not in check_metrics(unjudged, threshold=0.8, psi_threshold=0.25)
 
 
 def test_steps_are_the_days_of_the_data() -> None:
@@ -215,14 +217,31 @@ def test_steps_are_the_days_of_the_data() -> None:
     assert day_of(datetime(2026, 1, 5), origin) == 3  # as of midnight: the day before
     assert day_of(datetime(2026, 1, 5, 14, 0), origin) == 4
     assert day_of(datetime(2025, 12, 1), origin) == 0
+    # Without an event time the step is the batch, as a replay's table numbers them.
+    assert batch_of(5) == 4
+    assert batch_of(0) == 0
+    d = load_definition("housing")
+    text = monitoring_note(
+        d, check(), step=4, unit="batch", origin=None, threshold=None, run_id="r", picture=None
+    )
+    assert "step = batch of the data (batch 0 = the first batch ingested)" in text
+    assert "**Latest check:** batch 4" in text
+    assert "get-artifact" not in text
 
 
 def test_the_monitoring_note_links_the_timeline() -> None:
     d = load_definition("demo")
     text = monitoring_note(
-        d, check(), day=7, origin=date(2026, 1, 1), threshold=0.8, run_id="r1", picture="demo-timeline.png"
+        d,
+        check(),
+        step=7,
+        unit="day",
+        origin=date(2026, 1, 1),
+        threshold=0.8,
+        run_id="r1",
+        picture="demo-timeline.png",
     )
-    assert "day 0 = 2026-01-01" in text
+    assert "step = day of the data (day 0 = 2026-01-01, the date of the first event time)" in text
     assert "day 7 (2026-01-09 00:00 UTC), champion v4: R² 0.8700 on 296 newly labelled rows" in text
     assert "threshold: at least 0.8" in text
     assert "![timeline of 'demo'](get-artifact?path=demo-timeline.png&run_uuid=r1)" in text

@@ -2,10 +2,11 @@
 after every check, and the timeline picture linked from its description.
 
 The monitoring run of a feature set (experiment ``<prefix><name>-monitoring``) holds one
-series per measure. A check adds one point to each, at **step = the day of the data** (day 0
-is the date of the earliest event time stored, else of the first check; a check as of
-midnight covers the day before, as the demo's day table says) and at the check's own time,
-so MLflow's charts read in the same days as ``mlpipeline demo`` and ``mlpipeline status``.
+series per measure. A check adds one point to each, at the check's own time and at a step
+that counts what the command line counts: with an event time, **the day of the data** (day 0
+is the date of the earliest event time stored; a check as of midnight covers the day before,
+as the demo's day table says); without one, **the batch** (batch 0 is the first ingested, as
+a replay's table numbers them).
 Series are named by section (see :func:`check_metrics`): the chosen metric sits beside its
 threshold (``champion/r2`` and ``champion/r2_threshold``), each feature's PSI beside the drift
 threshold, so the line a retrain is measured against is on the same screen. The run is marked
@@ -37,6 +38,7 @@ from mlpipeline.settings import Settings
 __all__ = [
     "DAY_ORIGIN_KEY",
     "MLFLOW_RUN_KEY",
+    "batch_of",
     "check_metrics",
     "day_of",
     "monitoring_note",
@@ -61,6 +63,11 @@ def day_of(checked_at: datetime, origin: date) -> int:
     return max(0, (covered - origin).days)
 
 
+def batch_of(batches: int) -> int:
+    """The batch a check follows, numbered from 0 as a replay's table numbers them."""
+    return max(0, batches - 1)
+
+
 def check_metrics(check: CheckRecord, *, threshold: float | None, psi_threshold: float) -> dict[str, float]:
     """The points one check adds, named by section (MLflow charts a ``section/name`` series in
     its section, sections in name order): ``champion/`` the chosen metric beside its threshold
@@ -69,7 +76,9 @@ def check_metrics(check: CheckRecord, *, threshold: float | None, psi_threshold:
     details = check.details
     chosen = details.get("metric") or {}
     name = str(chosen.get("name") or "")
-    metrics: dict[str, float] = {"data/rows_judged": float(check.n_rows)}
+    metrics: dict[str, float] = {}
+    if check.model_version:  # without a champion nothing was judged
+        metrics["data/rows_judged"] = float(check.n_rows)
     if details.get("verdict"):
         for key, value in (details.get("metrics") or {}).items():
             if value is not None and math.isfinite(value):
@@ -97,8 +106,9 @@ def monitoring_note(
     d: Definition,
     check: CheckRecord,
     *,
-    day: int,
-    origin: date,
+    step: int,
+    unit: str,
+    origin: date | None,
     threshold: float | None,
     run_id: str,
     picture: str | None,
@@ -118,14 +128,14 @@ def monitoring_note(
     lines = [
         f"### Monitoring of the champion of '{d.name}'",
         "",
-        f"One point per check, at **step = day of the data** (day 0 = {origin.isoformat()}) and at the "
-        f"check's time. Section *champion*: `{metric.name}` beside `{metric.name}_threshold` and its 95 % "
-        "interval, and the version measured; *drift*: each `psi.<feature>` beside `psi_threshold`; "
-        "*data*: the rows judged; *metrics*: the other metrics.",
-        "",
-        f"**Latest check:** day {day} ({check.checked_at:%Y-%m-%d %H:%M} UTC), champion "
+        f"- **Latest check:** {unit} {step} ({check.checked_at:%Y-%m-%d %H:%M} UTC), champion "
         f"v{check.model_version or '-'}: {measured}{wanted}; decision: "
         f"{details.get('decision') or '-'} (reasons: {reasons}).",
+        f"- **Steps:** one point per check, at the check's time and at step = {unit} of the data "
+        f"({_step_zero(unit, origin)}).",
+        f"- **Sections:** *champion*: `{metric.name}` beside `{metric.name}_threshold`, its 95 % "
+        "interval, the version measured; *drift*: each `psi.<feature>` beside `psi_threshold`; "
+        "*data*: the rows judged; *metrics*: the other metrics.",
     ]
     if picture:
         link = f"get-artifact?path={picture}&run_uuid={run_id}"
@@ -147,12 +157,15 @@ def publish_check(
     try:
         tracker = tracker_factory()
         run_id = _monitoring_run(tracker, store, d)
-        origin = _origin(store, d, check)
-        day = day_of(check.checked_at, origin)
+        origin = _origin(store, d)
+        if origin is not None:
+            step, unit = day_of(check.checked_at, origin), "day"
+        else:
+            step, unit = batch_of(len(store.batches(d))), "batch"
         tracker.log(
             run_id,
             metrics=check_metrics(check, threshold=threshold, psi_threshold=settings.psi_threshold),
-            step=day,
+            step=step,
             timestamp_ms=int(check.checked_at.replace(tzinfo=UTC).timestamp() * 1000),
         )
         if png is not None:
@@ -160,13 +173,14 @@ def publish_check(
         note = monitoring_note(
             d,
             check,
-            day=day,
+            step=step,
+            unit=unit,
             origin=origin,
             threshold=threshold,
             run_id=run_id,
             picture=png.name if png is not None else None,
         )
-        tracker.log(run_id, tags={NOTE_TAG: note, "mlpipeline.last_check_day": str(day)})
+        tracker.log(run_id, tags={NOTE_TAG: note, "mlpipeline.last_check_step": f"{unit} {step}"})
         tracker.end_run(run_id, "FINISHED")
     except MlpipelineError as exc:
         log.warning(
@@ -203,15 +217,25 @@ def _draw(
     return png if png.is_file() else None
 
 
-def _origin(store: SqlFeatureStore, d: Definition, check: CheckRecord) -> date:
-    """Day 0 of the charts, read once and kept (the earliest event time may later be backfilled)."""
+def _origin(store: SqlFeatureStore, d: Definition) -> date | None:
+    """Day 0 of the charts (None without an event time), read once and kept: rows backfilled
+    later must not renumber the days already charted."""
+    if not d.event_time:
+        return None
     kept = store.get_state(d.name, DAY_ORIGIN_KEY)
     if kept:
         return date.fromisoformat(kept)
     first = store.first_event_time(d)
-    origin = (first or check.checked_at).date()
-    store.set_state(d.name, DAY_ORIGIN_KEY, origin.isoformat())
-    return origin
+    if first is None:
+        return None
+    store.set_state(d.name, DAY_ORIGIN_KEY, first.date().isoformat())
+    return first.date()
+
+
+def _step_zero(unit: str, origin: date | None) -> str:
+    if unit == "day" and origin is not None:
+        return f"day 0 = {origin.isoformat()}, the date of the first event time"
+    return "batch 0 = the first batch ingested"
 
 
 def _monitoring_run(tracker: Any, store: SqlFeatureStore, d: Definition) -> str:

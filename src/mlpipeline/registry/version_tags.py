@@ -109,7 +109,7 @@ def registration_tags(
         SHA_TAG: sha256,
         "trigger": trigger_label(trigger),
         "gate": str(gate.get("decision") or ""),
-        metric: "" if value is None else f"{value:.6g}",
+        metric: "" if value is None else f"{value:.4f}",  # as the CLI prints it; exact in the JSON
         FACTS_TAG: _dump(facts),
     }
 

@@ -52,9 +52,7 @@ class MlpipelineModel(PythonModel):
     # A DataFrame hint is one MLflow accepts without deriving a schema from it (the signature
     # with every column's type is recorded explicitly at save time); without hints MLflow warns
     # at every save and asks for them.
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> Any:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         missing = [n for n in self.names + self.times if n not in frame.columns]
         if missing:

@@ -227,7 +227,7 @@ def _close_failed(tracker: Tracker, run_id: str, reason: str, failure: str) -> N
         tracker.rename_run(run_id, run_name(None, reason, "failed"))
         tracker.describe_run(
             run_id,
-            f"**Why it was trained.** {reason}\n\n"
+            f"Why it was trained: {reason}\n\n"
             f"**It failed:** {failure[:3000]}\n\nThe production model did not change.\n",
         )
     except MlpipelineError:
@@ -496,7 +496,7 @@ def _nothing_new(
     tracker.rename_run(run_id, trigger)
     tracker.describe_run(
         run_id,
-        f"**Why it was trained.** {reason_of_run}\n\n**Nothing registered:** {reason}.\n",
+        f"Why it was trained: {reason_of_run}\n\n**Nothing registered:** {reason}.\n",
     )
     summary = study.summary(metric_for(d.quality.metric, d.target.task).name)
     summary.update(version=None, action="hold")

@@ -52,8 +52,9 @@ class TrainingStory:
         """The description; ``link_version`` adds a link to the registered version (on the run)."""
         # No heading: the run's and the version's pages title it already, and the registry's
         # version list previews the first characters of the description.
+        # The first paragraph is plain text: the registry's version list shows it raw.
         lines = [
-            f"**Why it was trained.** {_one_paragraph(self.reason)}",
+            f"Why it was trained: {_one_paragraph(self.reason)}",
             "",
         ]
         if self.decision:
@@ -61,7 +62,12 @@ class TrainingStory:
         if self.metrics:
             lines += self._metrics_table() + [""]
         if self.params_source:
-            lines += [f"**Parameters:** {_one_paragraph(self.params_source)}.", ""]
+            source = (
+                "the definition's [model] params"
+                if self.params_source == "definition"
+                else self.params_source
+            )
+            lines += [f"**Parameters:** {_one_paragraph(source)}.", ""]
         if link_version and self.version:
             lines.append(
                 f"**Registered as** [{self.model_name} version {self.version}]"
