@@ -1062,6 +1062,12 @@ def serve(
     poll: Annotated[
         float | None, typer.Option(help="Seconds between pointer checks (default: MLPIPELINE_SERVE_POLL_S).")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, max=64, help="Server processes on the port; each hot-swaps on the pointer by itself."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the production model over HTTP; a promotion is picked up within the poll interval."""
     import uvicorn
@@ -1076,15 +1082,21 @@ def serve(
             raise typer.BadParameter("must be positive", param_hint="--poll")
         settings = settings.model_copy(update={"serve_poll_s": poll})
     key = settings.api_key.get_secret_value() if settings.api_key else None
+    bind_host, bind_port = host or settings.serve_host, port or settings.serve_port
+    err.print(
+        f"serving '{d.name}' on http://{bind_host}:{bind_port} (docs at /docs; "
+        f"pointer checked every {settings.serve_poll_s:g}s"
+        + (f"; {workers} worker processes" if workers > 1 else "")
+        + ("; API key required" if key else "")
+        + ")",
+        markup=False,
+        highlight=False,
+    )
+    if workers > 1:
+        _serve_workers(d.name, settings, bind_host, bind_port, workers)
+        return
     with open_predictor(settings, d.name) as predictor:
         application = create_app(predictor, api_key=key, max_body_bytes=settings.serve_max_body_bytes)
-        bind_host, bind_port = host or settings.serve_host, port or settings.serve_port
-        err.print(
-            f"serving '{d.name}' on http://{bind_host}:{bind_port} (docs at /docs; "
-            f"pointer checked every {settings.serve_poll_s:g}s" + ("; API key required" if key else "") + ")",
-            markup=False,
-            highlight=False,
-        )
         uvicorn.run(
             application,
             host=bind_host,
@@ -1093,6 +1105,28 @@ def serve(
             access_log=False,
             server_header=False,
         )
+
+
+def _serve_workers(featureset: str, settings: Settings, host: str, port: int, workers: int) -> None:
+    """uvicorn's worker processes, each building its own app (see mlpipeline.serving.workers)."""
+    import uvicorn
+
+    from mlpipeline.serving.workers import FEATURESET_ENV
+
+    # Workers read their settings from the environment, as every entry point does; what the
+    # command line changed travels the same way.
+    os.environ[FEATURESET_ENV] = featureset
+    os.environ["MLPIPELINE_SERVE_POLL_S"] = repr(settings.serve_poll_s)
+    uvicorn.run(
+        "mlpipeline.serving.workers:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
 
 
 def _as_of(text: str | None) -> datetime | None:

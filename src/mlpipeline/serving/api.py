@@ -208,9 +208,14 @@ def _parse(body: bytes) -> Any:
 
 
 def create_app(
-    predictor: Predictor, *, api_key: str | None = None, max_body_bytes: int = 10_000_000
+    predictor: Predictor,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int = 10_000_000,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The API around ``predictor``; the predictor polls the pointer while the app runs."""
+    """The API around ``predictor``; the predictor polls the pointer while the app runs, and
+    ``on_shutdown`` (e.g. closing the store a worker process opened) runs after it stops."""
     key_digest = hashlib.sha256(api_key.encode()).digest() if api_key else None
 
     @asynccontextmanager
@@ -222,6 +227,8 @@ def create_app(
         predictor.start_polling()
         yield
         predictor.close()
+        if on_shutdown is not None:
+            on_shutdown()
 
     app = FastAPI(
         title="mlpipeline prediction API",

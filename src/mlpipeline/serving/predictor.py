@@ -18,6 +18,7 @@ single-row fast path (:mod:`mlpipeline.serving.fast_booster`).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -334,6 +335,7 @@ class Predictor:
             "poll_seconds": self.poll_s,
             "swaps": self.swaps,
             "last_error": self.last_error,
+            "process": os.getpid(),  # which replica answered, behind `serve --workers` or a proxy
         }
         if self.prediction_log is not None:
             out["prediction_log"] = {
