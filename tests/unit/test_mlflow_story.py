@@ -20,7 +20,7 @@ from mlpipeline.registry.version_tags import (
     registration_tags,
     trigger_label,
 )
-from mlpipeline.training.run_story import TrainingStory, run_name
+from mlpipeline.training.run_story import MAX_DESCRIPTION, TrainingStory, plain, run_name
 
 GATE = {
     "decision": "promote",
@@ -245,3 +245,26 @@ def test_the_monitoring_note_links_the_timeline() -> None:
     assert "day 7 (2026-01-09 00:00 UTC), champion v4: R² 0.8700 on 296 newly labelled rows" in text
     assert "threshold: at least 0.8" in text
     assert "![timeline of 'demo'](get-artifact?path=demo-timeline.png&run_uuid=r1)" in text
+
+
+def test_a_malformed_json_tag_is_read_as_the_old_layout() -> None:
+    for raw in ('{"gate": "x"}', '{"metrics": [1]}', '{"metrics": {"r2": "high"}}', "[]"):
+        facts = facts_of({"mlpipeline": raw, "mlpipeline.trigger": "manual"})
+        assert facts["trigger"] == "manual", raw
+        assert isinstance(facts["gate"], dict)
+
+
+def test_user_text_cannot_format_or_overflow_a_description() -> None:
+    story = TrainingStory(
+        featureset="demo",
+        model_name="m",
+        reason="# heading [link](http://x) ![img](http://y) *bold* " + "z" * 20_000,
+        metric="r2",
+        decision="hold",
+        gate_reason="g" * 20_000,
+        metrics={"r2": 0.5},
+    )
+    text = story.markdown(link_version=False)
+    assert len(text) <= MAX_DESCRIPTION
+    assert "# heading \\[link\\](http://x) !\\[img\\](http://y) \\*bold\\*" in text
+    assert plain("a\nb | c_d <b> x < 1", 100) == "a b \\| c_d \\<b> x < 1"

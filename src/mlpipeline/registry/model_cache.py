@@ -2,7 +2,7 @@
 
 ``dur/models/<registered name>/<version>/`` holds the MLflow model folder (``model/``)
 and a ``manifest.json`` with the sha256 of every file. The manifest's digest must equal
-the one recorded on the model version at registration (tag ``mlpipeline.sha256``, copied
+the one recorded on the model version at registration (tag ``sha256``, copied
 into the production pointer at promotion): a model whose files do not match is never
 loaded. A missing or corrupt cache entry is downloaded again, with a warning in the log.
 
@@ -214,6 +214,10 @@ class ModelCache:
                 )
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             if target.exists():
+                # Replicas starting together download the same version: one that finished first
+                # may be loading its copy, so a copy that verifies is kept, not replaced.
+                if _verifies(model_dir, ref.sha256):
+                    return model_dir
                 shutil.rmtree(target)
             try:
                 staging.rename(target)  # atomic on one file system: readers never see half a model
@@ -226,6 +230,13 @@ class ModelCache:
                 shutil.rmtree(staging, ignore_errors=True)
         log.info("model downloaded into the cache", extra={"model_version": ref.version})
         return model_dir
+
+
+def _verifies(model_dir: Path, sha256: str) -> bool:
+    try:
+        return model_dir.is_dir() and digest(manifest_of_bytes(read_folder(model_dir))) == sha256
+    except OSError:  # removed while being read
+        return False
 
 
 def _sweep_staging(folder: Path) -> None:

@@ -20,7 +20,7 @@ from mlpipeline.errors import MlpipelineError, PromotionError
 from mlpipeline.featurestore.sql import utcnow
 from mlpipeline.registry.model_cache import ModelCache, ModelRef
 from mlpipeline.registry.pointer import HistoryEntry, Pointer, PointerStore
-from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, ModelVersionInfo, Tracker
+from mlpipeline.registry.tracking import CHALLENGER, CHAMPION, Tracker
 from mlpipeline.registry.version_tags import SHA_TAG, facts_of, facts_update, recorded_sha256
 
 __all__ = ["Promoter", "PromotionError", "current_actor"]
@@ -83,15 +83,19 @@ class Promoter:
         if self.tracker.alias_version(featureset, CHALLENGER) == version:
             self.tracker.delete_alias(featureset, CHALLENGER)
             notes.append(f"alias '{CHALLENGER}' cleared from champion version {version}")
-        info = self.tracker.version(featureset, version)
-        promotion = facts_of(info.tags).get("promotion") or {}
+        promotion = facts_of(self.tracker.version(featureset, version).tags).get("promotion") or {}
         if promotion.get("at") != _moment(pointer):
-            self._record_promotion(info, pointer)
+            self._record_promotion(pointer)
             notes.append(f"promotion recorded on version {version}")
         return notes
 
-    def _record_promotion(self, info: ModelVersionInfo, pointer: Pointer) -> None:
-        """Who promoted the version, when and why, in its facts tag (see version_tags)."""
+    def _record_promotion(self, pointer: Pointer) -> None:
+        """Who promoted the version, when and why, in its facts tag (see version_tags).
+
+        The tags are read just before they are written: the JSON tag is rewritten whole, so a
+        copy read before a long download could undo another process's update.
+        """
+        info = self.tracker.version(pointer.featureset, pointer.version)
         promotion = {"at": _moment(pointer), "by": pointer.promoted_by, "reason": pointer.reason[:1000]}
         self.tracker.set_version_tags(
             pointer.featureset, pointer.version, facts_update(info.tags, promotion=promotion)
@@ -143,7 +147,7 @@ class Promoter:
             raise
         if self.tracker.alias_version(featureset, CHALLENGER) == version:
             self.tracker.delete_alias(featureset, CHALLENGER)
-        self._record_promotion(info, stored)
+        self._record_promotion(stored)
         log.info(
             "model promoted",
             extra={

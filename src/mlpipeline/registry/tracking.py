@@ -303,13 +303,6 @@ class Tracker:
                 "tag the model version", self.client.set_model_version_tag, name, version, key, str(value)
             )
 
-    def describe_version(self, featureset: str, version: str, text: str) -> None:
-        """The version's description (Markdown, shown on the version's page)."""
-        name = self.model_name(featureset)
-        self._call(
-            "describe the model version", self.client.update_model_version, name, version, description=text
-        )
-
     def alias_version(self, featureset: str, alias: str) -> str | None:
         name = self.model_name(featureset)
         try:

@@ -12,7 +12,7 @@ row of ``mlpipeline.gate.cha…``. A version therefore carries:
 ``gate``
     the gate's verdict: ``promote``, ``hold``, ``await_approval``, later ``rejected``.
 ``<metric>``
-    the holdout value of the feature set's metric, e.g. ``r2 = 0.8451``.
+    the holdout value of the feature set's metric at four decimals, e.g. ``r2``: ``0.8451``.
 ``mlpipeline``
     everything else as one JSON object: the trigger and the gate's reason in full, the
     champion it was compared with, the interval of the gain, every holdout metric, the tuning
@@ -128,12 +128,23 @@ def facts_of(tags: Mapping[str, str]) -> dict[str, Any]:
             facts = json.loads(raw)
         except ValueError:
             facts = None
-        if isinstance(facts, dict):
+        if _well_formed(facts):
+            found: dict[str, Any] = facts
             # The readable verdict is the one a rejection rewrites; it wins over the JSON's.
             if tags.get("gate"):
-                facts.setdefault("gate", {})["decision"] = tags["gate"]
-            return facts
+                found.setdefault("gate", {})["decision"] = tags["gate"]
+            return found
     return _legacy_facts(tags)
+
+
+def _well_formed(facts: object) -> bool:
+    """Whether a JSON tag has the shape :func:`facts_of` promises (a hand-edited one may not)."""
+    if not isinstance(facts, dict):
+        return False
+    shapes = {"gate": dict, "metrics": dict, "tuning": dict, "promotion": dict, "rejection": dict}
+    if any(k in facts and not isinstance(facts[k], t) for k, t in shapes.items()):
+        return False
+    return all(isinstance(v, int | float) for v in facts.get("metrics", {}).values())
 
 
 def _legacy_facts(tags: Mapping[str, str]) -> dict[str, Any]:

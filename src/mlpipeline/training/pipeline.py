@@ -43,7 +43,7 @@ from mlpipeline.settings import Settings
 from mlpipeline.training.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
 from mlpipeline.training.class_reports import classification_report
 from mlpipeline.training.gate import Decision, GatePolicy, decide
-from mlpipeline.training.run_story import TrainingStory, run_name
+from mlpipeline.training.run_story import TrainingStory, plain, run_name
 from mlpipeline.training.steps import (
     Metrics,
     columns_of,
@@ -210,7 +210,7 @@ def _train_locked(
 def experiment_tags(tracker: Tracker, d: Definition) -> dict[str, str]:
     """The training experiment's kind (classic ML: MLflow's UI opens it on runs) and description."""
     kind = "regression" if d.target.task == "regression" else "classification"
-    about = f" {d.description}" if d.description else ""
+    about = f" {plain(d.description, 1000)}" if d.description else ""
     note = (
         f"Training runs of feature set **{d.name}**.{about}\n\n"
         "One run per training, named *version · trigger · the gate's verdict*; its description "
@@ -223,16 +223,24 @@ def experiment_tags(tracker: Tracker, d: Definition) -> dict[str, str]:
 
 def _close_failed(tracker: Tracker, run_id: str, reason: str, failure: str) -> None:
     """Name and describe a failed run, then close it; the original error is what propagates."""
-    try:
-        tracker.rename_run(run_id, run_name(None, reason, "failed"))
-        tracker.describe_run(
-            run_id,
-            f"Why it was trained: {reason}\n\n"
-            f"**It failed:** {failure[:3000]}\n\nThe production model did not change.\n",
-        )
-    except MlpipelineError:
-        log.warning("could not name the failed run", exc_info=True)
+    _tell(
+        tracker,
+        run_id,
+        run_name(None, reason, "failed"),
+        f"Why it was trained: {plain(reason, 1800)}\n\n**It failed:** {plain(failure, 2500)}\n\n"
+        "The production model did not change.\n",
+    )
     tracker.end_run(run_id, "FAILED")
+
+
+def _tell(tracker: Tracker, run_id: str, name: str, description: str) -> None:
+    """The run's name and description: for people only, so a failure to write them is logged,
+    never allowed to fail (or undo) what the run did."""
+    try:
+        tracker.rename_run(run_id, name)
+        tracker.describe_run(run_id, description)
+    except MlpipelineError:
+        log.warning("could not name or describe the run", extra={"run_id": run_id}, exc_info=True)
 
 
 def _run(
@@ -406,20 +414,16 @@ def _run(
     story = replace(story, version=version)
     tracker.log(
         run_id,
-        tags={
-            "mlpipeline.model_version": version,
-            "mlpipeline.gate.decision": decision.action,
-            NOTE_TAG: story.markdown(link_version=True),
-        },
+        tags={"mlpipeline.model_version": version, "mlpipeline.gate.decision": decision.action},
         metrics=shap_metrics,
     )
-    tracker.rename_run(run_id, story.name)
     with log_context(model_version=version), timer.step("promote"):
         if decision.action == "promote":
             promoter.promote(d.name, version, reason=f"gate: {decision.reason}", action="promote")
         elif decision.action == "await_approval":
             tracker.set_alias(d.name, CHALLENGER, version)
         log.info("gate decided", extra={"decision": decision.action, "reason": decision.reason})
+    _tell(tracker, run_id, story.name, story.markdown(link_version=True))
     tracker.log(run_id, metrics={f"time_{k}_s": v for k, v in timer.timings.items()})
     return TrainResult(
         d.name,
@@ -492,11 +496,11 @@ def _nothing_new(
     )
     decision = Decision("hold", reason, study.best_value, study.best_value)
     tracker.log(run_id, tags={"mlpipeline.gate.decision": "hold", "mlpipeline.gate.reason": reason[:500]})
-    trigger = run_name(None, reason_of_run, "nothing new")
-    tracker.rename_run(run_id, trigger)
-    tracker.describe_run(
+    _tell(
+        tracker,
         run_id,
-        f"Why it was trained: {reason_of_run}\n\n**Nothing registered:** {reason}.\n",
+        run_name(None, reason_of_run, "nothing new"),
+        f"Why it was trained: {plain(reason_of_run, 1800)}\n\n**Nothing registered:** {reason}.\n",
     )
     summary = study.summary(metric_for(d.quality.metric, d.target.task).name)
     summary.update(version=None, action="hold")

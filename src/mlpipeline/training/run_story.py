@@ -11,13 +11,20 @@ Pure functions: the pipeline passes what it measured.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mlpipeline.featuresets.metrics import METRICS
 from mlpipeline.registry.version_tags import outcome_label, trigger_label
 
-__all__ = ["TrainingStory", "run_name"]
+__all__ = ["MAX_DESCRIPTION", "TrainingStory", "plain", "run_name"]
+
+#: MLflow keeps a version's description in a 5,000-character column (its SQL stores) and cuts
+#: a run's description tag at 8,000: a description stays within the smaller, whole.
+MAX_DESCRIPTION = 4_800
+#: The most of one reason a description shows (the version's JSON tag keeps 1,000 or more).
+_MAX_REASON = 1_800
 
 
 def run_name(version: str | None, reason: str, outcome: str) -> str:
@@ -49,31 +56,29 @@ class TrainingStory:
         return run_name(self.version, self.reason, outcome_label(self.decision))
 
     def markdown(self, *, link_version: bool) -> str:
-        """The description; ``link_version`` adds a link to the registered version (on the run)."""
-        # No heading: the run's and the version's pages title it already, and the registry's
-        # version list previews the first characters of the description.
-        # The first paragraph is plain text: the registry's version list shows it raw.
-        lines = [
-            f"Why it was trained: {_one_paragraph(self.reason)}",
-            "",
-        ]
+        """The description; ``link_version`` adds a link to the registered version (on the run).
+
+        No heading (the run's and the version's pages title it already), and a plain first
+        paragraph (the registry's version list shows its first characters raw).
+        """
+        lines = [f"Why it was trained: {plain(self.reason, _MAX_REASON)}", ""]
         if self.decision:
-            lines += [f"**The gate: {outcome_label(self.decision)}.** {_one_paragraph(self.gate_reason)}", ""]
+            verdict = outcome_label(self.decision)
+            lines += [f"**The gate: {verdict}.** {plain(self.gate_reason, _MAX_REASON)}", ""]
         if self.metrics:
             lines += self._metrics_table() + [""]
         if self.params_source:
-            source = (
-                "the definition's [model] params"
-                if self.params_source == "definition"
-                else self.params_source
-            )
-            lines += [f"**Parameters:** {_one_paragraph(source)}.", ""]
+            source = plain(self.params_source, 500)
+            if self.params_source == "definition":
+                source = "the definition's `[model] params`"
+            lines += [f"**Parameters:** {source}.", ""]
         if link_version and self.version:
             lines.append(
                 f"**Registered as** [{self.model_name} version {self.version}]"
                 f"(#/models/{self.model_name}/versions/{self.version})."
             )
-        return "\n".join(lines).strip() + "\n"
+        text = "\n".join(lines).strip() + "\n"
+        return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 2] + "…\n"
 
     def _metrics_table(self) -> list[str]:
         champion = f"champion v{self.champion_version}" if self.champion_version else "champion"
@@ -97,6 +102,16 @@ class TrainingStory:
         return rows
 
 
-def _one_paragraph(text: str) -> str:
-    """Text on one Markdown line: line breaks would end the paragraph (or a table)."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+# What turns typed text into formatting, links, images or HTML; kept minimal, because the
+# registry's version list shows a description's first characters raw. ``<`` only where a tag
+# or an autolink could start ("R² < 0.8" stays as typed).
+_MARKDOWN = re.compile(r"([\\`*\[\]|~])|<(?=[A-Za-z/!?])")
+
+
+def plain(text: str, limit: int) -> str:
+    """User text (a ``--reason``, an error) as one Markdown paragraph that renders as typed:
+    line breaks would end the paragraph (or a table), ``*[]`<`` would format, link or tag."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return _MARKDOWN.sub(lambda m: "\\" + (m.group(1) or "<"), flat)
