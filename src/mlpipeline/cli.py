@@ -1053,6 +1053,84 @@ def predict(
 
 
 @app.command()
+def score(
+    source: Annotated[
+        Path, typer.Argument(help="CSV or Parquet file, or a folder of them (a Parquet dataset).")
+    ],
+    featureset: FeaturesetOption,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output .csv or .parquet file, or a folder (no suffix).")
+    ],
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Copy this input column to the output (repeat for several)."),
+    ] = None,
+    reject_to: Annotated[
+        Path | None,
+        typer.Option("--reject-to", help="Set bad rows aside in this file, with their problem, and go on."),
+    ] = None,
+    log_predictions: Annotated[
+        bool, typer.Option("--log/--no-log", help="Append the predictions to the prediction log.")
+    ] = False,
+    chunk_rows: Annotated[int, typer.Option(min=100, help="Rows read and scored at a time.")] = 50_000,
+) -> None:
+    """Score a large file or folder in chunks with the production model, pinned for the whole job.
+
+    Memory stays bounded; each chunk is validated like an API request. The output has the key
+    columns, --keep columns, prediction (and proba_<class> for a classifier) and model_version;
+    it appears only when the whole job succeeded."""
+    from mlpipeline.serving.batch_score import input_files, output_kind, score_files
+    from mlpipeline.serving.predictor import open_predictor
+
+    settings = _settings()
+    d = _definition(featureset, settings)
+    files = input_files(source)
+    output_kind(output)
+    if reject_to is not None:
+        output_kind(reject_to)
+    if reject_to is not None and reject_to.resolve() == output.resolve():
+        raise typer.BadParameter("must differ from --output", param_hint="--reject-to")
+    total = sum(p.stat().st_size for p, _ in files)
+    with (
+        open_predictor(settings, d.name, log_predictions=log_predictions, background_log=False) as predictor,
+        _progress_rows(f"scoring {source.name} ({total / 1e6:,.1f} MB)") as progress,
+    ):
+        outcome = score_files(
+            predictor,
+            files,
+            output,
+            keep=keep or [],
+            reject_to=reject_to,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
+    rate = outcome.rows_read / outcome.seconds if outcome.seconds else 0.0
+    err.print(
+        f"scored {outcome.rows_scored:,} of {outcome.rows_read:,} row(s) with {outcome.model_name} version "
+        f"{outcome.version} in {outcome.seconds:.1f}s ({rate:,.0f} rows/s) -> {outcome.output}"
+        + (f"; {outcome.rows_rejected:,} rejected -> {reject_to}" if reject_to is not None else ""),
+        markup=False,
+        highlight=False,
+    )
+
+
+@contextmanager
+def _progress_rows(label: str) -> Iterator[Any]:
+    """A row counter on stderr while a long job reads its input (silent when not a terminal)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(), console=err, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=None)
+        yield lambda rows: bar.update(task, completed=rows)
+
+
+@app.command()
 def serve(
     featureset: FeaturesetOption,
     host: Annotated[str | None, typer.Option(help="Listen address (default: MLPIPELINE_SERVE_HOST).")] = None,

@@ -15,3 +15,14 @@ def store(trained: Trained) -> Iterator[SqlFeatureStore]:
     s = open_store(trained.settings)
     yield s
     s.dispose()
+
+
+@pytest.fixture
+def cli_env(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Trained:
+    """The trained home as the CLI finds it: its settings as MLPIPELINE_* variables."""
+    from benchmarks.serving import child_env
+
+    for key, value in child_env(trained.settings).items():
+        if key.startswith("MLPIPELINE_"):
+            monkeypatch.setenv(key, value)
+    return trained

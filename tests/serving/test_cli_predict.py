@@ -17,17 +17,7 @@ from mlpipeline.featurestore.sql import open_store
 from mlpipeline.serving.predictor import open_predictor
 from tests.trained_home import Trained
 
-from .test_hot_swap_http import env_for
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cli_env(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> Trained:
-    for key, value in env_for(trained.settings).items():
-        if key.startswith("MLPIPELINE_"):
-            monkeypatch.setenv(key, value)
-    return trained
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -25,7 +25,9 @@ from mlpipeline.serving.predictor import Prediction
 __all__ = [
     "DuplicateKeyError",
     "Format",
+    "csv_options",
     "detect_format",
+    "frame_columns",
     "json_error",
     "loads_strict",
     "read_requests",
@@ -146,23 +148,38 @@ def _json_columns(text: str, source: str) -> dict[str, Any]:
     return columns
 
 
-def _csv_columns(text: str, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
+def csv_options(spec: Mapping[str, Any], extra_text: Sequence[str] = ()) -> dict[str, Any]:
+    """``pandas.read_csv`` options for request files: categories, keys and ``extra_text``
+    columns read as text (a key ``007`` stays ``007``), a trailing comma shifting nothing."""
     text_columns = {f["name"] for f in spec["features"] if f["type"] == "categorical"}
     key = spec.get("key")
     if key:
         text_columns.update([key] if isinstance(key, str) else key)
+    sources = dict(spec.get("sources") or {})
+    by_source = {v: k for k, v in sources.items()}
+    text_columns.update(by_source.get(c, c) for c in list(text_columns))
+    text_columns.update(extra_text)
+    return {
+        "dtype": dict.fromkeys(text_columns, "string"),
+        "keep_default_na": True,
+        "index_col": False,  # a trailing comma must not shift every value one column left
+        "skipinitialspace": True,
+    }
+
+
+def _csv_columns(text: str, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            dtype=dict.fromkeys(text_columns, "string"),
-            keep_default_na=True,
-            index_col=False,  # a trailing comma must not shift every value one column left
-            skipinitialspace=True,
-        )
+        frame = pd.read_csv(io.StringIO(text), **csv_options(spec))
     except (pd.errors.ParserError, ValueError) as exc:
         raise _bad(source, f"not a readable CSV file: {' '.join(str(exc).split())[:300]}") from exc
     if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in (";", "\t", "|")):
         raise _bad(source, "the header looks separated by something other than commas; use commas")
+    return frame_columns(frame, spec)
+
+
+def frame_columns(frame: pd.DataFrame, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A request frame's columns as the input contract takes them: numbers as float arrays,
+    text in a numeric column passed on for the contract to name, missing values as None."""
     numeric = {f["name"] for f in spec["features"] if f["type"] != "categorical"}
     columns: dict[str, Any] = {}
     for name in frame.columns:

@@ -279,6 +279,11 @@ class Predictor:
         serving = self.current()
         return self._predict(serving, serving.contract.from_columns(columns, source=source), explain)
 
+    def score_pinned(self, serving: Serving, columns: Any, *, source: str = "batch") -> Prediction:
+        """Predict with ``serving`` (a version resolved once by :meth:`current`), whatever the
+        pointer says meanwhile: a batch job scores with one version from start to end."""
+        return self._predict(serving, serving.contract.from_columns(columns, source=source), False)
+
     def _predict(self, serving: Serving, inputs: Inputs, explain: bool) -> Prediction:
         matrix = portable.assemble(serving.model.spec, inputs.values, inputs.rows)
         model = serving.model

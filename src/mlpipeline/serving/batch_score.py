@@ -1,0 +1,279 @@
+"""``mlpipeline score``: a file or folder scored in chunks by one pinned model version.
+
+Memory stays bounded whatever the input's size: CSV is read ``chunk_rows`` rows at a time,
+Parquet one row group batch at a time, a folder file by file (its ``*.parquet`` or ``*.csv``
+in name order, as a Parquet dataset is laid out). Each chunk goes through the model's input
+contract, exactly as a request to the API does, is predicted and appended to the output.
+
+- **One version for the whole job.** The champion is resolved once, from the verified cache,
+  at the start; a promotion during the job does not mix two models in one output.
+- **Nothing half-written.** The output is written beside its target under a hidden name and
+  renamed into place at the end; a failure leaves no output (and no partial reject file).
+- **Bad rows.** By default the first chunk with a bad row stops the job with its problems
+  listed (rows numbered in the whole input). With ``reject_to`` the bad rows are set aside
+  instead, each with the problem that rejected it, and the rest is scored: a failing chunk is
+  halved until the bad rows are alone, so the cost grows with the bad rows, not the chunk.
+- **Output.** The key columns (when the input has them), the ``keep`` columns, ``prediction``
+  (the number, or a classifier's class), one ``proba_<class>`` column per class for a
+  classifier, and ``model_version``. CSV or Parquet by the output's suffix; a path without a
+  suffix is a folder holding ``part-00000.parquet``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlpipeline.errors import ConfigError, DataValidationError, NotFoundError, Problem
+from mlpipeline.featuresets import portable
+from mlpipeline.serving.batch_io import csv_options, frame_columns
+from mlpipeline.serving.predictor import Predictor, Serving
+
+__all__ = ["ScoreOutcome", "input_files", "output_kind", "score_files"]
+
+log = logging.getLogger(__name__)
+
+_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class ScoreOutcome:
+    """What a scoring job did."""
+
+    rows_read: int
+    rows_scored: int
+    rows_rejected: int
+    model_name: str
+    version: str
+    seconds: float
+    output: Path
+
+
+def input_files(path: Path) -> list[tuple[Path, str]]:
+    """The files to read, with their format: the file itself, or a folder's data files."""
+    if path.is_file():
+        kind = _SUFFIXES.get(path.suffix.lower())
+        if kind is None:
+            raise ConfigError(f"{path.name}: score reads .csv or .parquet files (or a folder of them)")
+        return [(path, kind)]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _SUFFIXES)
+        kinds = {_SUFFIXES[p.suffix.lower()] for p in files}
+        if not files:
+            raise NotFoundError(f"the folder {path} holds no .csv or .parquet file")
+        if len(kinds) > 1:
+            raise ConfigError(f"the folder {path} mixes CSV and Parquet files; keep one format per folder")
+        return [(p, _SUFFIXES[p.suffix.lower()]) for p in files]
+    raise NotFoundError(f"input {path} does not exist")
+
+
+def output_kind(path: Path) -> str:
+    """``csv``, ``parquet`` (a file) or ``folder`` (a Parquet dataset) from the output path."""
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
+    if suffix:
+        raise ConfigError(f"{path.name}: write .csv or .parquet, or give a folder (no suffix)")
+    return "folder"
+
+
+def chunks(
+    files: Sequence[tuple[Path, str]], spec: dict[str, Any], chunk_rows: int, keep: Sequence[str]
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The input, ``chunk_rows`` rows at a time (never more in memory)."""
+    import pyarrow.parquet as pq
+
+    for path, kind in files:
+        if kind == "csv":
+            try:
+                reader = pd.read_csv(path, chunksize=chunk_rows, **csv_options(spec, keep))
+                for frame in reader:
+                    yield path.name, frame
+            except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
+                raise DataValidationError(
+                    [Problem("-", "format", f"not a readable CSV file: {' '.join(str(exc).split())[:300]}")],
+                    source=path.name,
+                ) from exc
+        else:
+            try:
+                parquet = pq.ParquetFile(path)
+                for batch in parquet.iter_batches(batch_size=chunk_rows):
+                    yield path.name, batch.to_pandas()
+            except OSError as exc:  # pyarrow's ArrowInvalid is an OSError subclass for bad files
+                raise DataValidationError(
+                    [Problem("-", "format", f"not a readable Parquet file ({exc.__class__.__name__})")],
+                    source=path.name,
+                ) from exc
+
+
+def score_files(
+    predictor: Predictor,
+    files: Sequence[tuple[Path, str]],
+    output: Path,
+    *,
+    keep: Sequence[str] = (),
+    reject_to: Path | None = None,
+    chunk_rows: int = 50_000,
+    progress: Callable[[int], None] | None = None,
+) -> ScoreOutcome:
+    """Score ``files`` into ``output`` with the champion of the moment, pinned (see module doc)."""
+    started = time.perf_counter()
+    serving = predictor.current()
+    spec = serving.model.spec
+    kind = output_kind(output)
+    writer = _Writer(output, kind)
+    rejects = _Writer(reject_to, output_kind(reject_to) if reject_to else "csv") if reject_to else None
+    read = scored = rejected = 0
+    try:
+        for name, chunk in chunks(files, spec, chunk_rows, keep):
+            frame = chunk.reset_index(drop=True)
+            good, bad = _split(predictor, serving, frame, name, offset=read, collect=rejects is not None)
+            for part, prediction in good:
+                writer.add(_output_frame(serving, part, prediction, keep))
+                scored += len(part)
+            if bad is not None and rejects is not None:
+                rejects.add(bad)
+                rejected += len(bad)
+            read += len(frame)
+            if progress is not None:
+                progress(read)
+        if read == 0:
+            raise DataValidationError(
+                [Problem("-", "rows", "the input has no data rows")], source=str(files[0][0])
+            )
+        writer.commit()
+        if rejects is not None:
+            rejects.commit()
+    except BaseException:
+        writer.abort()
+        if rejects is not None:
+            rejects.abort()
+        raise
+    return ScoreOutcome(
+        read, scored, rejected, serving.pointer.model_name, serving.pointer.version,
+        time.perf_counter() - started, output,
+    )  # fmt: skip
+
+
+def _split(
+    predictor: Predictor,
+    serving: Serving,
+    frame: pd.DataFrame,
+    source: str,
+    *,
+    offset: int,
+    collect: bool,
+) -> tuple[list[tuple[pd.DataFrame, Any]], pd.DataFrame | None]:
+    """The chunk's scored parts and (with ``collect``) its rejected rows with their problems."""
+    spec = serving.model.spec
+    try:
+        columns = frame_columns(frame, spec)
+        return [(frame, predictor.score_pinned(serving, columns, source=source))], None
+    except DataValidationError as exc:
+        if not collect:
+            raise _renumbered(exc, offset) from None
+        if len(frame) == 1:
+            bad = frame.copy()
+            bad["problem"] = "; ".join(f"{p.column}: {p.detail}" for p in exc.problems)
+            return [], bad
+    half = len(frame) // 2
+    left, right = frame.iloc[:half], frame.iloc[half:]
+    good_l, bad_l = _split(predictor, serving, left, source, offset=offset, collect=True)
+    good_r, bad_r = _split(predictor, serving, right, source, offset=offset + half, collect=True)
+    bads = [b for b in (bad_l, bad_r) if b is not None]
+    return good_l + good_r, (pd.concat(bads, ignore_index=True) if bads else None)
+
+
+def _renumbered(exc: DataValidationError, offset: int) -> DataValidationError:
+    """The chunk's problems with rows numbered in the whole input (1-based data rows)."""
+    problems = [
+        Problem(p.column, p.rule, p.detail, tuple(r + offset for r in p.rows), p.count) for p in exc.problems
+    ]
+    return DataValidationError(problems, source=exc.source, outcome="nothing written")
+
+
+def _output_frame(
+    serving: Serving, frame: pd.DataFrame, prediction: Any, keep: Sequence[str]
+) -> pd.DataFrame:
+    spec = serving.model.spec
+    key = spec.get("key")
+    keys = [key] if isinstance(key, str) else list(key or [])
+    sources = dict(spec.get("sources") or {})
+    columns: dict[str, Any] = {}
+    for name in keys:
+        column = name if name in frame.columns else sources.get(name, name)
+        if column in frame.columns:
+            columns[name] = frame[column].to_numpy()
+    for name in keep:
+        columns[name] = frame[name].to_numpy()
+    columns["prediction"] = prediction.answers
+    if prediction.probabilities is not None:
+        for i, cls in enumerate(prediction.classes):
+            columns[f"proba_{cls}"] = prediction.probabilities[:, i]
+    columns["model_version"] = np.full(len(frame), serving.pointer.version, dtype=object)
+    if portable.task_of(spec) == "regression":
+        columns["prediction"] = np.asarray(prediction.values, dtype=np.float64)
+    return pd.DataFrame(columns)
+
+
+class _Writer:
+    """Appends frames to a hidden file (or folder) beside ``target``; renamed into place at the end."""
+
+    def __init__(self, target: Path, kind: str) -> None:
+        if not target.parent.is_dir():
+            raise NotFoundError(f"the folder of {target} does not exist; create it or choose another path")
+        self.target, self.kind = target, kind
+        self.partial = target.with_name(f".{target.name}.partial")
+        self._parquet: Any = None
+        self._rows = 0
+        if self.partial.exists():
+            _remove(self.partial)
+        if kind == "folder":
+            self.partial.mkdir()
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if self.kind == "csv":
+            frame.to_csv(self.partial, mode="a", header=self._rows == 0, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                path = self.partial / "part-00000.parquet" if self.kind == "folder" else self.partial
+                self._parquet = pq.ParquetWriter(path, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        self._rows += len(frame)
+
+    def commit(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        elif self.kind == "csv" and not self.partial.exists():
+            self.partial.write_text("", encoding="utf-8")
+        if self.kind == "folder" and self.target.is_dir():
+            shutil.rmtree(self.target)
+        os.replace(self.partial, self.target)  # readers never see half an output
+
+    def abort(self) -> None:
+        if self._parquet is not None:
+            try:
+                self._parquet.close()
+            except Exception:  # already broken: the partial file goes anyway
+                log.debug("closing a failed Parquet writer", exc_info=True)
+        _remove(self.partial)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

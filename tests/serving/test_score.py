@@ -1,0 +1,127 @@
+"""'mlpipeline score' as a user runs it: chunked files and folders, CSV and Parquet, the same
+predictions as the API's path, bad rows stopping the job or set aside, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from mlpipeline.featurestore.sql import open_store
+from mlpipeline.serving.predictor import open_predictor
+from tests.trained_home import Trained
+
+from .test_cli_predict import run
+
+pytestmark = pytest.mark.slow
+
+
+def rows(trained: Trained, n: int) -> pd.DataFrame:
+    frame = trained.rows.head(n).reset_index(drop=True)
+    assert len(frame) == n
+    return frame
+
+
+def reference(trained: Trained, frame: pd.DataFrame) -> np.ndarray:
+    with open_predictor(trained.settings, "demo", log_predictions=False) as p:
+        return np.asarray(p.predict_records(frame.to_dict("records")).values)
+
+
+def test_chunks_give_the_same_predictions_as_one_request(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = rows(cli_env, 1_000)
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    code, _, err = run(
+        capsys, "score", str(tmp_path / "in.csv"), "-f", "demo", "-o", str(tmp_path / "out.parquet"),
+        "--chunk-rows", "128", "--keep", "region",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "scored 1,000 of 1,000 row(s)" in err
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out.columns) == ["order_id", "region", "prediction", "model_version"]
+    assert out["order_id"].tolist() == frame["order_id"].astype(str).tolist()
+    np.testing.assert_allclose(out["prediction"].to_numpy(), reference(cli_env, frame))
+    assert set(out["model_version"]) == {"1"}
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_parquet_folder_scores_file_by_file_into_a_folder(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = rows(cli_env, 600)
+    (tmp_path / "in").mkdir()
+    frame.iloc[:250].to_parquet(tmp_path / "in" / "part-0.parquet")
+    frame.iloc[250:].to_parquet(tmp_path / "in" / "part-1.parquet")
+    code, _, err = run(capsys, "score", str(tmp_path / "in"), "-f", "demo", "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    out = pd.read_parquet(tmp_path / "out")
+    np.testing.assert_allclose(out["prediction"].to_numpy(), reference(cli_env, frame))
+
+
+def test_a_bad_row_stops_the_job_with_its_row_in_the_whole_input(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = rows(cli_env, 500).astype(object)
+    frame.loc[300, "distance_km"] = "far"
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out.csv"
+    code, _, err = run(
+        capsys, "score", str(tmp_path / "in.csv"), "-f", "demo", "-o", str(out), "--chunk-rows", "100"
+    )
+    assert code == 3
+    assert "in.csv rejected" in err
+    assert "not a number ('far') at rows 301" in err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*partial")), "nothing half-written"
+
+
+def test_reject_to_sets_bad_rows_aside_and_scores_the_rest(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = rows(cli_env, 500).astype(object)
+    frame.loc[7, "distance_km"] = "far"
+    frame.loc[420, "region"] = "mars"
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    code, _, err = run(
+        capsys, "score", str(tmp_path / "in.csv"), "-f", "demo", "-o", str(tmp_path / "out.csv"),
+        "--reject-to", str(tmp_path / "bad.csv"), "--chunk-rows", "100", "--log",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "scored 498 of 500 row(s)" in err
+    bad = pd.read_csv(tmp_path / "bad.csv", dtype=str)
+    assert bad["order_id"].tolist() == [str(frame.loc[7, "order_id"]), str(frame.loc[420, "order_id"])]
+    assert "not a number ('far')" in bad["problem"][0]
+    assert "unknown category ('mars')" in bad["problem"][1]
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"order_id": str})
+    good = frame.drop(index=[7, 420]).reset_index(drop=True)
+    assert out["order_id"].tolist() == good["order_id"].astype(str).tolist()
+    np.testing.assert_allclose(out["prediction"].to_numpy(), reference(cli_env, good), rtol=1e-6)
+    store = open_store(cli_env.settings)
+    with store.engine.connect() as conn:
+        logged = conn.execute(select(func.count()).select_from(store.tables.prediction_log)).scalar_one()
+    store.dispose()
+    assert logged == 498, "--log appends every scored row to the prediction log"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv", "-o", "out.csv"], "does not exist"),
+        (["in.csv", "-o", "out.json"], "write .csv or .parquet"),
+        (["in.csv", "-o", "out.csv", "--reject-to", "out.csv"], "must differ from --output"),
+        (["in.csv", "-o", "nowhere/out.csv"], "does not exist"),
+    ],
+)
+def test_bad_arguments_are_named(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    rows(cli_env, 10).to_csv(tmp_path / "in.csv", index=False)
+    resolved = [str(tmp_path / a) if a.endswith((".csv", ".json")) else a for a in args]
+    code, out, err = run(capsys, "score", *resolved, "-f", "demo")
+    assert code != 0
+    assert message in out + err
+    assert not (tmp_path / "out.csv").exists()
