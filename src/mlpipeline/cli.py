@@ -1073,6 +1073,13 @@ def score(
         bool, typer.Option("--log/--no-log", help="Append the predictions to the prediction log.")
     ] = False,
     chunk_rows: Annotated[int, typer.Option(min=100, help="Rows read and scored at a time.")] = 50_000,
+    engine: Annotated[
+        str,
+        typer.Option(help="pandas (chunks in this process) or spark (spark_udf on --spark-master)."),
+    ] = "pandas",
+    spark_master: Annotated[
+        str, typer.Option(help="Spark master URL of --engine spark, e.g. local[2] or spark://host:7077.")
+    ] = "local[*]",
 ) -> None:
     """Score a large file or folder in chunks with the production model, pinned for the whole job.
 
@@ -1084,6 +1091,13 @@ def score(
 
     settings = _settings()
     d = _definition(featureset, settings)
+    if engine not in ("pandas", "spark"):
+        raise typer.BadParameter("use pandas or spark", param_hint="--engine")
+    if engine == "spark" and log_predictions:
+        raise typer.BadParameter(
+            "the prediction log takes the pandas engine's predictions; score with --engine pandas --log",
+            param_hint="--log",
+        )
     files = input_files(source)
     output_kind(output)
     if reject_to is not None:
@@ -1091,6 +1105,10 @@ def score(
     if reject_to is not None and reject_to.resolve() == output.resolve():
         raise typer.BadParameter("must differ from --output", param_hint="--reject-to")
     total = sum(p.stat().st_size for p, _ in files)
+    if engine == "spark":
+        outcome = _score_on_spark(settings, d.name, files, output, keep or [], reject_to, spark_master)
+        _scored(outcome, reject_to)
+        return
     with (
         open_predictor(settings, d.name, log_predictions=log_predictions, background_log=False) as predictor,
         _progress_rows(f"scoring {source.name} ({total / 1e6:,.1f} MB)") as progress,
@@ -1104,6 +1122,30 @@ def score(
             chunk_rows=chunk_rows,
             progress=progress,
         )
+    _scored(outcome, reject_to)
+
+
+def _score_on_spark(
+    settings: Settings,
+    featureset: str,
+    files: Any,
+    output: Path,
+    keep: list[str],
+    reject_to: Path | None,
+    master: str,
+) -> Any:
+    try:
+        from mlpipeline.serving.spark_score import score_with_spark
+    except ImportError as exc:  # pyspark is an optional dependency
+        raise ConfigError(f"--engine spark needs pyspark and a Java runtime: {exc}") from exc
+    from mlpipeline.serving.predictor import open_predictor
+
+    err.print(f"starting Spark ({master}) …", markup=False, highlight=False)
+    with open_predictor(settings, featureset, log_predictions=False) as predictor:
+        return score_with_spark(predictor, files, output, keep=keep, reject_to=reject_to, master=master)
+
+
+def _scored(outcome: Any, reject_to: Path | None) -> None:
     rate = outcome.rows_read / outcome.seconds if outcome.seconds else 0.0
     err.print(
         f"scored {outcome.rows_scored:,} of {outcome.rows_read:,} row(s) with {outcome.model_name} version "

@@ -40,6 +40,7 @@ __all__ = [
     "DataValidationError",
     "DefinitionError",
     "EmptyBatchError",
+    "EngineError",
     "ExpressionError",
     "MlpipelineError",
     "ModelIntegrityError",
@@ -201,6 +202,13 @@ class UnsupportedError(MlpipelineError):
 
     code = "MLP-800"
     exit_code = 2
+
+
+class EngineError(MlpipelineError):
+    """An engine mlpipeline hands work to (Spark, Dask) failed: not started, or a job died."""
+
+    code = "MLP-1000"
+    exit_code = 7
 
 
 class BusyError(MlpipelineError):

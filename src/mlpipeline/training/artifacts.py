@@ -92,11 +92,12 @@ def build_model_dir(fitted: FittedModel, example: pd.DataFrame, out: Path) -> Pa
         signature = infer_signature(example, scores)
     else:  # a classifier answers with its classes; probabilities on request
         labels = portable.class_labels(fitted.spec, portable.predicted_codes(fitted.spec, scores))
-        signature = infer_signature(example, pd.Series(labels), params={"output": "labels"})
+        answers: Any = pd.Series(labels)  # MLflow takes a Series; its stubs name only frames/arrays
+        signature = infer_signature(example, answers, params={"output": "labels"})
     target = out / "model"
     with warnings.catch_warnings():
-        # MLflow warns that the models-from-code predict() has no type hints to infer a
-        # signature from; the signature is given explicitly.
+        # MLflow's hints about inferred integer columns do not apply: the signature is given
+        # explicitly (and predict() is typed, so MLflow derives nothing from its hints).
         warnings.simplefilter("ignore", UserWarning)
         _save(mlflow, target, artifacts, portable_copy, fitted, signature, example)
     shutil.rmtree(staging)
