@@ -228,7 +228,7 @@ def test_ct_loop_against_the_stack(
                     text(
                         "SELECT count(*) FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
                         "JOIN experiments e ON e.experiment_id = r.experiment_id "
-                        "WHERE e.name = :name AND m.key = 'n_rows'"
+                        "WHERE e.name = :name AND m.key = 'data/rows_judged'"
                     ),
                     {"name": f"{name}-monitoring"},
                 ).scalar_one()
