@@ -1229,24 +1229,13 @@ def serve(
 
 def _serve_workers(featureset: str, settings: Settings, host: str, port: int, workers: int) -> None:
     """uvicorn's worker processes, each building its own app (see mlpipeline.serving.workers)."""
-    import uvicorn
-
-    from mlpipeline.serving.workers import FEATURESET_ENV
+    from mlpipeline.serving.workers import FEATURESET_ENV, run_workers
 
     # Workers read their settings from the environment, as every entry point does; what the
     # command line changed travels the same way.
     os.environ[FEATURESET_ENV] = featureset
     os.environ["MLPIPELINE_SERVE_POLL_S"] = repr(settings.serve_poll_s)
-    uvicorn.run(
-        "mlpipeline.serving.workers:app_from_environment",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
+    run_workers(host, port, workers)
 
 
 def _as_of(text: str | None) -> datetime | None:

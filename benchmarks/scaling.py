@@ -1,0 +1,136 @@
+"""B12: past one process. Batch scoring on the pandas engine against Spark ``local[2]`` on the
+same file, Spark's fixed start-up cost apart, the peak memory of ``score`` as the input grows,
+and ``serve --workers 2`` against one worker under 8 clients.
+
+Every figure comes from the real command run as a child process (``mlpipeline score``,
+``mlpipeline serve``), as a user runs it. Peak memory is the largest resident set among the
+command's processes (its own, or Spark's JVM), read from ``getrusage`` in a wrapper process
+that runs only that command.
+
+    .venv/bin/python -m benchmarks.scaling [--rows 1000000] [--big-rows 4000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.serving import BIN, child_env, free_port, records_of, setup, start, stop, throughput
+from mlpipeline.featurestore.synthetic import StreamConfig, generate_stream
+from mlpipeline.settings import Settings
+
+_WRAPPER = (
+    "import resource, subprocess, sys, time\n"
+    "t = time.perf_counter()\n"
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
+    "print(code, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
+def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """Seconds and peak RSS (MB) of ``cmd``, in a wrapper process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *cmd], env=env, cwd=cwd, capture_output=True, text=True, check=True
+    )
+    code, seconds, kb = done.stdout.split()
+    if int(code) != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} exited with {code}")
+    return {"seconds": float(seconds), "peak_mb": int(kb) / 1024}
+
+
+def input_file(folder: Path, rows: int) -> Path:
+    path = folder / f"orders-{rows}.csv"
+    if not path.exists():
+        days = max(1, rows // 200_000)
+        frame = generate_stream(StreamConfig(rows_per_day=rows // days, seed=7), days)
+        frame.drop(columns=["delivery_minutes"]).to_csv(path, index=False)
+    return path
+
+
+def score(settings: Settings, source: Path, engine: str, work: Path) -> dict[str, float]:
+    cmd = [
+        str(BIN / "mlpipeline"),
+        "score",
+        str(source),
+        "-f",
+        "demo",
+        "-o",
+        str(work / f"out-{engine}.parquet"),
+    ]
+    cmd += ["--engine", engine, "--spark-master", "local[2]"]
+    return measured(cmd, child_env(settings, PYTHONWARNINGS="ignore"), work)
+
+
+def engines(work: Path, rows: int, big_rows: int) -> dict[str, Any]:
+    settings, _, _ = setup(work / "home", None)
+    out: dict[str, Any] = {"rows": rows, "big_rows": big_rows}
+    one_m = input_file(work, rows)
+    small = input_file(work, 100)
+    out["pandas"] = score(settings, one_m, "pandas", work)
+    out["spark"] = score(settings, one_m, "spark", work)
+    out["spark_fixed"] = score(settings, small, "spark", work)
+    out["pandas_big"] = score(settings, input_file(work, big_rows), "pandas", work)
+    return out
+
+
+def workers(work: Path, clients: int = 8, seconds: float = 8.0) -> dict[str, float]:
+    settings, name, frame = setup(work / "serve-home", None)
+    bodies = [json.dumps([r]).encode() for r in records_of(frame)[:500]]
+    env = child_env(settings, PYTHONWARNINGS="ignore", MLPIPELINE_PREDICTION_LOG="false")
+    out: dict[str, float] = {}
+    for n in (1, 2):
+        port = free_port()
+        proc = start(
+            [str(BIN / "mlpipeline"), "serve", "-f", name, "--port", str(port), "--workers", str(n)],
+            env,
+            f"http://127.0.0.1:{port}/health",
+            work,
+        )
+        try:
+            throughput(f"http://127.0.0.1:{port}/predict", bodies, clients, 1.0)  # warm every worker
+            out[f"workers {n}"] = throughput(f"http://127.0.0.1:{port}/predict", bodies, clients, seconds)
+        finally:
+            stop(proc)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=4_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mlpipeline-scaling-") as tmp:
+        work = Path(tmp)
+        e = engines(work, args.rows, args.big_rows)
+        w = workers(work)
+    pandas_rate = e["rows"] / e["pandas"]["seconds"]
+    spark_rate = e["rows"] / e["spark"]["seconds"]
+    spark_warm = e["rows"] / max(e["spark"]["seconds"] - e["spark_fixed"]["seconds"], 1e-9)
+    print(f"score {e['rows']:,} rows (CSV -> Parquet), pandas engine vs Spark local[2]")
+    for label, key, rate in (
+        ("pandas engine", "pandas", pandas_rate),
+        ("Spark local[2]", "spark", spark_rate),
+    ):
+        r = e[key]
+        print(f"  {label:<15} {r['seconds']:7.1f} s  {rate:9,.0f} rows/s  peak {r['peak_mb']:,.0f} MB")
+    fixed = e["spark_fixed"]["seconds"]
+    print(f"  Spark fixed cost (100 rows): {fixed:.1f} s; beyond it {spark_warm:,.0f} rows/s")
+    print(
+        f"  pandas engine peak memory: {e['pandas']['peak_mb']:,.0f} MB at {e['rows']:,} rows, "
+        f"{e['pandas_big']['peak_mb']:,.0f} MB at {e['big_rows']:,} rows "
+        f"({e['pandas_big']['seconds']:.1f} s)"
+    )
+    print("serve under 8 clients for 8 s (requests/s)")
+    print(f"  --workers 1  {w['workers 1']:8,.0f}")
+    print(f"  --workers 2  {w['workers 2']:8,.0f}  ({w['workers 2'] / w['workers 1']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
