@@ -37,7 +37,7 @@ def env_example() -> dict[str, str]:
 
 def _copy_stack(target: Path, with_env: bool) -> None:
     shutil.copy(COMPOSE, target / "docker-compose.yml")
-    for folder in ("iris", "mlflow"):
+    for folder in ("iris", "mlflow", "api"):
         shutil.copytree(ROOT / folder, target / folder)
     if with_env:
         shutil.copy(ROOT / ".env.example", target / ".env")
@@ -126,6 +126,27 @@ def test_mlflow_serves_artifacts_and_allows_its_compose_host_name() -> None:
     assert iris_env["MLPIPELINE_FEATURESTORE_URL"] == "iris+emb:///USER"
 
 
+def test_the_api_scales_behind_loopback_ports_and_reads_the_sql_pointer() -> None:
+    service = compose()["services"]["api"]
+    assert service["build"]["dockerfile"] == "api/Dockerfile"
+    assert service["depends_on"].keys() == {"iris", "mlflow"}
+    assert service["ports"] == ["127.0.0.1:8000-8002:8000"], "three replicas on loopback"
+    command = [str(c) for c in service["command"]]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    env = service["environment"]
+    # The SQL pointer in IRIS is the one the pipeline moves (the global mirrors it).
+    assert env["MLPIPELINE_FEATURESTORE_URL"].startswith("iris://")
+    assert env["MLPIPELINE_FEATURESTORE_URL"].endswith("@iris:1972/USER")
+    assert env["MLPIPELINE_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert "/health" in " ".join(service["healthcheck"]["test"])
+    entry = [
+        rest
+        for keyword, rest in _dockerfile_instructions(ROOT / "api" / "Dockerfile")
+        if keyword == "ENTRYPOINT"
+    ]
+    assert entry == ['["mlpipeline", "serve"]']
+
+
 def test_all_state_is_bind_mounted_under_dur() -> None:
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
@@ -166,7 +187,7 @@ def _dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("service", ["iris", "mlflow"])
+@pytest.mark.parametrize("service", ["iris", "mlflow", "api"])
 def test_dockerfile_copy_sources_exist_and_base_images_are_pinned(service: str) -> None:
     build = compose()["services"][service]["build"]
     context = ROOT / build["context"]
