@@ -22,6 +22,9 @@ or the housing file when present:
   ``MLPIPELINE_TEST_POSTGRES_URL`` is set); see :mod:`benchmarks.labels`
 * B10 a classifier's single-row answer (class and probabilities) vs ``Booster.predict`` on the
   same row; see :mod:`benchmarks.classification`
+* B12 past one process: ``score`` on the pandas engine vs Spark ``local[2]`` (1M rows, Spark's
+  fixed cost apart), ``score``'s peak memory at 1M and 4M rows, ``serve --workers 2`` vs 1
+  under 8 clients; see :mod:`benchmarks.scaling`
 * B11 a 60-second tuning study on the housing data vs the definition's parameters, and the
   per-trial cost of storage and MLflow vs Optuna's ``MLflowCallback``; see :mod:`benchmarks.tuning`
 
@@ -49,7 +52,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import create_engine, text
 
-from benchmarks import check_scaling, classification, labels, serving, train_vs_naive, tuning
+from benchmarks import check_scaling, classification, labels, scaling, serving, train_vs_naive, tuning
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import load_definition
 from mlpipeline.featurestore.ingest import ingest_frame
@@ -110,6 +113,34 @@ def classification_cases(work: Path) -> list[Row]:
             r["ours"] <= 1.3 * r["raw"],
         )
     ]
+
+
+def scaling_cases(work: Path, quick: bool) -> list[Row]:
+    rows, big = (100_000, 400_000) if quick else (1_000_000, 4_000_000)
+    e = scaling.engines(work / "scaling", rows, big)
+    w = scaling.workers(work / "scaling-serve")
+    spark_fixed = e["spark_fixed"]["seconds"]
+    return [
+        Row(
+            "B12", f"score {rows:,} rows, rows/s: pandas engine vs Spark local[2]",
+            rows / e["pandas"]["seconds"], rows / e["spark"]["seconds"], "Spark local[2]", "rows/s",
+            "reported (2 cores)", None,
+        ),
+        Row(
+            "B12", "Spark's fixed cost (100 rows) vs its rows/s beyond it",
+            spark_fixed, rows / max(e["spark"]["seconds"] - spark_fixed, 1e-9), "rows/s after start-up", "s",
+            "reported", None,
+        ),
+        Row(
+            "B12", f"score peak memory at {big:,} rows vs at {rows:,}",
+            e["pandas_big"]["peak_mb"], e["pandas"]["peak_mb"], f"{rows:,} rows", "MB", "<= 1.2x (bounded)",
+            e["pandas_big"]["peak_mb"] <= 1.2 * e["pandas"]["peak_mb"],
+        ),
+        Row(
+            "B12", f"serve --workers 2 vs 1, 8 clients ({w['client']})",
+            w["workers 2"], w["workers 1"], "--workers 1", "req/s", "reported (2 cores)", None,
+        ),
+    ]  # fmt: skip
 
 
 def tuning_cases(work: Path, csv: Path | None, quick: bool) -> list[Row]:
@@ -517,6 +548,7 @@ def main() -> None:
             ("labels later (B9)", lambda: labels.label_cases(work, args.quick)),
             ("classifier (B10)", lambda: classification_cases(work)),
             ("tuning (B11)", lambda: tuning_cases(work, csv, args.quick)),
+            ("scaling out (B12)", lambda: scaling_cases(work, args.quick)),
         ):
             t0 = time.perf_counter()
             part = fn()
