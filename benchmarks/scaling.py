@@ -30,20 +30,22 @@ from mlpipeline.settings import Settings
 _WRAPPER = (
     "import resource, subprocess, sys, time\n"
     "t = time.perf_counter()\n"
-    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode\n"
-    "print(code, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "sys.stderr.write(done.stdout + done.stderr)\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(done.returncode, time.perf_counter() - t, peak)\n"
 )
 
 
-def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
-    """Seconds and peak RSS (MB) of ``cmd``, in a wrapper process of its own."""
+def measured(cmd: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Seconds, peak RSS (MB) and output of ``cmd``, in a wrapper process of its own."""
     done = subprocess.run(
         [sys.executable, "-c", _WRAPPER, *cmd], env=env, cwd=cwd, capture_output=True, text=True, check=True
     )
     code, seconds, kb = done.stdout.split()
     if int(code) != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])} exited with {code}")
-    return {"seconds": float(seconds), "peak_mb": int(kb) / 1024}
+        raise RuntimeError(f"{' '.join(cmd[:3])} exited with {code}: {done.stderr[-500:]}")
+    return {"seconds": float(seconds), "peak_mb": int(kb) / 1024, "output": done.stderr}
 
 
 def input_file(folder: Path, rows: int) -> Path:
@@ -135,17 +137,52 @@ def workers(work: Path, clients: int = 8, seconds: float = 5.0, rounds: int = 3)
     return out
 
 
+def training(work: Path, rows: int) -> dict[str, Any]:
+    """``train`` on ``rows`` stored rows of the synthetic stream, locally and on a Dask
+    LocalCluster of two workers: seconds, the driver's peak memory, the holdout R²."""
+    import re
+
+    from benchmarks.serving import local_settings
+    from mlpipeline.featuresets.definition import load_definition
+    from mlpipeline.featurestore.ingest import ingest_frame
+    from mlpipeline.featurestore.sql import open_store
+
+    settings = local_settings(work / "train-home")
+    d = load_definition("demo")
+    store = open_store(settings)
+    store.create_schema([d])
+    days = max(1, rows // 200_000)
+    ingest_frame(store, d, generate_stream(StreamConfig(rows_per_day=rows // days, seed=11), days))
+    store.dispose()
+    env = child_env(settings, PYTHONWARNINGS="ignore")
+    out: dict[str, Any] = {"rows": rows}
+    for engine in ("local", "dask"):
+        cmd = [str(BIN / "mlpipeline"), "train", "-f", "demo", "--engine", engine, "-r", f"B12 {engine}"]
+        r = measured(cmd, env, work)
+        found = re.search(r"holdout R² ([0-9.-]+)", r["output"])
+        r["r2"] = float(found.group(1)) if found else float("nan")
+        out[engine] = r
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-rows", type=int, default=4_000_000)
+    parser.add_argument("--train-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mlpipeline-scaling-") as tmp:
         work = Path(tmp)
+        t = training(work, args.train_rows)
         e = engines(work, args.rows, args.big_rows)
         w = workers(work)
+    print(f"train on {t['rows']:,} stored rows: local vs Dask LocalCluster (2 workers)")
+    for engine in ("local", "dask"):
+        r = t[engine]
+        peak, r2 = r["peak_mb"], r["r2"]
+        print(f"  {engine:<6} {r['seconds']:7.1f} s  driver peak {peak:,.0f} MB  holdout R² {r2:.4f}")
     pandas_rate = e["rows"] / e["pandas"]["seconds"]
     spark_rate = e["rows"] / e["spark"]["seconds"]
     spark_warm = e["rows"] / max(e["spark"]["seconds"] - e["spark_fixed"]["seconds"], 1e-9)

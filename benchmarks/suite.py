@@ -24,7 +24,7 @@ or the housing file when present:
   same row; see :mod:`benchmarks.classification`
 * B12 past one process: ``score`` on the pandas engine vs Spark ``local[2]`` (1M rows, Spark's
   fixed cost apart), ``score``'s peak memory at 1M and 4M rows, ``serve --workers 2`` vs 1
-  under 8 clients; see :mod:`benchmarks.scaling`
+  under 8 clients, ``train --engine dask`` vs local at 1M rows; see :mod:`benchmarks.scaling`
 * B11 a 60-second tuning study on the housing data vs the definition's parameters, and the
   per-trial cost of storage and MLflow vs Optuna's ``MLflowCallback``; see :mod:`benchmarks.tuning`
 
@@ -119,6 +119,7 @@ def scaling_cases(work: Path, quick: bool) -> list[Row]:
     rows, big = (100_000, 400_000) if quick else (1_000_000, 4_000_000)
     e = scaling.engines(work / "scaling", rows, big)
     w = scaling.workers(work / "scaling-serve")
+    t = scaling.training(work / "scaling-train", rows)
     spark_fixed = e["spark_fixed"]["seconds"]
     return [
         Row(
@@ -135,6 +136,19 @@ def scaling_cases(work: Path, quick: bool) -> list[Row]:
             "B12", f"score peak memory at {big:,} rows vs at {rows:,}",
             e["pandas_big"]["peak_mb"], e["pandas"]["peak_mb"], f"{rows:,} rows", "MB", "<= 1.2x (bounded)",
             e["pandas_big"]["peak_mb"] <= 1.2 * e["pandas"]["peak_mb"],
+        ),
+        Row(
+            "B12", f"train {rows:,} rows on Dask (2 workers) vs local: seconds",
+            t["dask"]["seconds"], t["local"]["seconds"], "local", "s", "reported (2 cores)", None,
+        ),
+        Row(
+            "B12", f"train {rows:,} rows on Dask vs local: holdout R²",
+            t["dask"]["r2"], t["local"]["r2"], "local", "R²", "within 0.02",
+            abs(t["dask"]["r2"] - t["local"]["r2"]) <= 0.02,
+        ),
+        Row(
+            "B12", f"train {rows:,} rows on Dask vs local: driver peak memory",
+            t["dask"]["peak_mb"], t["local"]["peak_mb"], "local", "MB", "reported", None,
         ),
         Row(
             "B12", f"serve --workers 2 vs 1, 8 clients ({w['client']})",

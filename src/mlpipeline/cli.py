@@ -691,18 +691,24 @@ def train(
             "from it. For replays and backfills, with check --as-of.",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="local (this process) or dask (MLPIPELINE_DASK_SCHEDULER, else a local cluster)."),
+    ] = "local",
 ) -> None:
     """Train, evaluate and gate a new model version; promote it if it beats production."""
     from mlpipeline.featurestore.sql import open_store
     from mlpipeline.training.pipeline import train as run_train
 
+    if engine not in ("local", "dask"):
+        raise typer.BadParameter("use local or dask", param_hint="--engine")
     moment = _as_of(as_of)
     settings = _settings()
     d = _definition(featureset, settings)
     store = open_store(settings)
     try:
         store.create_schema([d])
-        result = run_train(settings, store, d, reason=reason, as_of=moment)
+        result = run_train(settings, store, d, reason=reason, as_of=moment, engine=engine)
     finally:
         store.dispose()
     assert result.metrics is not None

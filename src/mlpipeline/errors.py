@@ -22,7 +22,8 @@ prose (the CLI's exit codes, the HTTP API's status codes, the IRIS bridge's
     ├── ModelIntegrityError              MLP-600  a model's files do not match the registry's digest (exit 6)
     ├── PromotionError                   MLP-700  a promotion, approval or rollback is not possible (exit 2)
     ├── UnsupportedError                 MLP-800  the model cannot do what was asked (e.g. explain) (exit 2)
-    └── BusyError                        MLP-900  another process is training this feature set (exit 75)
+    ├── BusyError                        MLP-900  another process is training this feature set (exit 75)
+    └── EngineError                      MLP-950  Spark or Dask did not start, or its job failed (exit 7)
 
 The HTTP API adds codes of its own for what goes wrong before the library is reached (see
 :mod:`mlpipeline.serving.api`): MLP-210 an unreadable body, MLP-211 an unsupported media type,
@@ -207,7 +208,7 @@ class UnsupportedError(MlpipelineError):
 class EngineError(MlpipelineError):
     """An engine mlpipeline hands work to (Spark, Dask) failed: not started, or a job died."""
 
-    code = "MLP-1000"
+    code = "MLP-950"
     exit_code = 7
 
 

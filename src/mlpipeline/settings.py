@@ -226,6 +226,10 @@ class Settings(BaseSettings):
         description="How long a check or retrain lock lasts if its holder dies without releasing it.",
     )
     watch_interval: str = Field(default="1h", description="Default period of 'mlpipeline watch'.")
+    dask_scheduler: str = Field(
+        default="",
+        description="Dask scheduler of 'train --engine dask' (tcp://host:8786); empty: a local cluster.",
+    )
     serve_host: str = Field(default="127.0.0.1", description="Address 'mlpipeline serve' listens on.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="Port 'mlpipeline serve' listens on.")
     serve_poll_s: float = Field(

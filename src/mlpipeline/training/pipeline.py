@@ -14,7 +14,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlpipeline import __version__
-from mlpipeline.errors import BusyError, MlpipelineError
+from mlpipeline.errors import BusyError, ConfigError, MlpipelineError
 from mlpipeline.featuresets import portable
 from mlpipeline.featuresets.definition import Definition
 from mlpipeline.featuresets.metrics import LEVEL, aligned_classes, metric_for, paired_difference_interval
@@ -114,8 +114,12 @@ def train(
     as_of: datetime | None = None,
     tune: TuneRequest | None = None,
     progress: Progress | None = None,
+    engine: str = "local",
 ) -> TrainResult:
     """Run the pipeline once for ``d``; see the module docstring for the steps.
+
+    ``engine`` ``dask`` fits on a Dask cluster (see :mod:`mlpipeline.training.dask_fit`);
+    every other step is the same.
 
     Without ``tune`` the model is fitted with the champion's parameters when the champion was
     tuned (and the definition's model settings have not changed since), else the definition's.
@@ -137,17 +141,19 @@ def train(
         who = f"{held.owner}, until {held.expires_at:%Y-%m-%d %H:%M:%S} UTC" if held else "another process"
         raise BusyError(f"another training of '{d.name}' is running ({who}); try again when it has finished")
     try:
-        return _train_locked(
-            settings,
-            store,
-            d,
-            reason,
-            tracker,
-            as_of,
-            tune,
-            progress,
-            lambda: leases.acquire(TRAIN_LEASE, owner, ttl),
-        )
+        with _fitter(settings, engine) as fit_with:
+            return _train_locked(
+                settings,
+                store,
+                d,
+                reason,
+                tracker,
+                as_of,
+                tune,
+                progress,
+                lambda: leases.acquire(TRAIN_LEASE, owner, ttl),
+                fit_with,
+            )
     finally:
         leases.release(TRAIN_LEASE, owner)
 
@@ -162,6 +168,7 @@ def _train_locked(
     tune: TuneRequest | None,
     progress: Progress | None,
     renew: Any,
+    fit_with: Fitter = fit,
 ) -> TrainResult:
     tracker = tracker or Tracker(settings)
     pointers = SqlPointerStore(store)
@@ -188,8 +195,9 @@ def _train_locked(
             try:
                 tuning = None if tune is None else (tune, experiment, _with_heartbeat(progress, renew))
                 result = _run(
-                    settings, store, d, tracker, promoter, pointers, timer, run_id, reason, as_of, tuning
-                )
+                    settings, store, d, tracker, promoter, pointers, timer, run_id, reason, as_of, tuning,
+                    fit_with,
+                )  # fmt: skip
                 batches = store.batches(d)
                 promoted = result.decision is not None and result.decision.action == "promote"
                 CheckRecords(store, d.name).training_done(
@@ -205,6 +213,24 @@ def _train_locked(
                 raise
             tracker.end_run(run_id, "FINISHED")
     return result
+
+
+#: The fit step: the local one, or one on an engine (Dask).
+Fitter = Callable[[Definition, Any, dict[str, Any]], Any]
+
+
+@contextmanager
+def _fitter(settings: Settings, engine: str) -> Iterator[Fitter]:
+    """The fit step of ``engine``, with its cluster open while the training runs."""
+    if engine == "local":
+        yield fit
+        return
+    if engine != "dask":
+        raise ConfigError(f"unknown training engine {engine!r}: use local or dask")
+    from mlpipeline.training.dask_fit import dask_client, fit_on_dask
+
+    with dask_client(settings.dask_scheduler) as client:
+        yield lambda d, train, params: fit_on_dask(d, train, params, client)
 
 
 def experiment_tags(tracker: Tracker, d: Definition) -> dict[str, str]:
@@ -255,6 +281,7 @@ def _run(
     reason: str,
     as_of: datetime | None,
     tuning: tuple[TuneRequest, str, Progress] | None = None,
+    fit_with: Fitter = fit,
 ) -> TrainResult:
     with timer.step("extract"):
         window = settings.duration("training_window")
@@ -301,7 +328,7 @@ def _run(
             return _nothing_new(store, d, tracker, run_id, timer, study, params, source, pointer, reason)
         params, source = study.params, f"tuned: study {study.name}, best of {study.complete} trials"
     with timer.step("train"):
-        fitted = fit(d, split.train, params)
+        fitted = fit_with(d, split.train, params)
     with timer.step("evaluate"):
         y_hold = split.holdout[d.target.column].to_numpy(dtype=np.float64)
         scores = fitted.predict(split.holdout)
@@ -350,6 +377,7 @@ def _run(
         **{f"lineage.{k}": v for k, v in split.window.items()},
     }
     run_params = {
+        "engine": "local" if fit_with is fit else "dask",
         "estimator": d.model.estimator,
         "seed": d.model.seed,
         **{f"model.{k}": v for k, v in params.items()},
