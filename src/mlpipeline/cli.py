@@ -1590,7 +1590,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.write(redact(traceback.format_exc()))
         err.print(
             f"error MLP-000: unexpected {exc.__class__.__name__}: {redact(_one_line(exc))} "
-            "(run with --verbose for the traceback)",
+            "(run 'mlpipeline --verbose COMMAND …' for the traceback)",
             markup=False,
             highlight=False,
         )

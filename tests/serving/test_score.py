@@ -93,6 +93,7 @@ def test_reject_to_sets_bad_rows_aside_and_scores_the_rest(
     assert code == 0, err
     assert "scored 498 of 500 row(s)" in err
     bad = pd.read_csv(tmp_path / "bad.csv", dtype=str)
+    assert bad["input_row"].tolist() == ["8", "421"]
     assert bad["order_id"].tolist() == [str(frame.loc[7, "order_id"]), str(frame.loc[420, "order_id"])]
     assert "not a number ('far')" in bad["problem"][0]
     assert "unknown category ('mars')" in bad["problem"][1]
@@ -114,6 +115,8 @@ def test_reject_to_sets_bad_rows_aside_and_scores_the_rest(
         (["in.csv", "-o", "out.json"], "write .csv or .parquet"),
         (["in.csv", "-o", "out.csv", "--reject-to", "out.csv"], "must differ from --output"),
         (["in.csv", "-o", "nowhere/out.csv"], "does not exist"),
+        (["in.csv", "-o", "out.csv", "--keep", "regoin"], "--keep regoin: not a column of in.csv (it has: "),
+        (["in.csv", "-o", "out.csv", "--keep", "prediction"], "the output already has a column of that name"),
     ],
 )
 def test_bad_arguments_are_named(

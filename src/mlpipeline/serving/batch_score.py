@@ -11,8 +11,9 @@ contract, exactly as a request to the API does, is predicted and appended to the
   renamed into place at the end; a failure leaves no output (and no partial reject file).
 - **Bad rows.** By default the first chunk with a bad row stops the job with its problems
   listed (rows numbered in the whole input). With ``reject_to`` the bad rows are set aside
-  instead, each with the problem that rejected it, and the rest is scored: a failing chunk is
-  halved until the bad rows are alone, so the cost grows with the bad rows, not the chunk.
+  instead, each with its ``input_row`` and the problem that rejected it, and the rest is
+  scored: a failing chunk is halved until the bad rows are alone, so the cost grows with the
+  bad rows, not the chunk.
 - **Output.** The key columns (when the input has them), the ``keep`` columns, ``prediction``
   (the number, or a classifier's class), one ``proba_<class>`` column per class for a
   classifier, and ``model_version``. CSV or Parquet by the output's suffix; a path without a
@@ -38,7 +39,7 @@ from mlpipeline.featuresets import portable
 from mlpipeline.serving.batch_io import csv_options, frame_columns
 from mlpipeline.serving.predictor import Predictor, Serving
 
-__all__ = ["ScoreOutcome", "input_files", "output_kind", "score_files"]
+__all__ = ["ROW_COLUMN", "ScoreOutcome", "check_keep", "input_files", "output_kind", "score_files"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ def score_files(
     try:
         for name, chunk in chunks(files, spec, chunk_rows, keep):
             frame = chunk.reset_index(drop=True)
+            if read == 0:
+                check_keep(keep, frame.columns, name)
             good, bad = _split(predictor, serving, frame, name, offset=read, collect=rejects is not None)
             for part, prediction in good:
                 writer.add(_output_frame(serving, part, prediction, keep))
@@ -183,6 +186,7 @@ def _split(
             raise _renumbered(exc, offset) from None
         if len(frame) == 1:
             bad = frame.copy()
+            bad.insert(0, ROW_COLUMN if ROW_COLUMN not in bad.columns else f"_{ROW_COLUMN}", offset + 1)
             bad["problem"] = "; ".join(f"{p.column}: {p.detail}" for p in exc.problems)
             return [], bad
     half = len(frame) // 2
@@ -191,6 +195,24 @@ def _split(
     good_r, bad_r = _split(predictor, serving, right, source, offset=offset + half, collect=True)
     bads = [b for b in (bad_l, bad_r) if b is not None]
     return good_l + good_r, (pd.concat(bads, ignore_index=True) if bads else None)
+
+
+#: The reject file's first column: the row's 1-based position among the input's data rows.
+ROW_COLUMN = "input_row"
+#: Columns every output has: a --keep column may not take one of their names.
+OUTPUT_COLUMNS = ("prediction", "model_version")
+
+
+def check_keep(keep: Sequence[str], columns: Any, source: str) -> None:
+    """Refuse ``--keep`` names the input lacks or the output already uses, naming what exists."""
+    taken = [c for c in keep if c in OUTPUT_COLUMNS or c.startswith("proba_")]
+    if taken:
+        raise ConfigError(f"--keep {', '.join(taken)}: the output already has a column of that name")
+    present = [str(c) for c in columns]
+    absent = [c for c in keep if c not in present]
+    if absent:
+        shown = ", ".join(present[:20]) + (", …" if len(present) > 20 else "")
+        raise ConfigError(f"--keep {', '.join(absent)}: not a column of {source} (it has: {shown})")
 
 
 def _renumbered(exc: DataValidationError, offset: int) -> DataValidationError:

@@ -37,7 +37,7 @@ from mlpipeline.errors import ConfigError, DataValidationError, EngineError, Mlp
 from mlpipeline.featuresets import portable
 from mlpipeline.registry.model_cache import ModelRef
 from mlpipeline.serving.batch_io import frame_columns
-from mlpipeline.serving.batch_score import ScoreOutcome, output_kind
+from mlpipeline.serving.batch_score import ROW_COLUMN, ScoreOutcome, check_keep, output_kind
 from mlpipeline.serving.predictor import Predictor
 from mlpipeline.serving.scoring import InputContract
 
@@ -83,9 +83,7 @@ def score_with_spark(
     spark.sparkContext.setLogLevel("ERROR")
     try:
         frame = _read(spark, files)
-        missing = [c for c in keep if c not in frame.columns]
-        if missing:
-            raise ConfigError(f"--keep {', '.join(missing)}: not a column of the input")
+        check_keep(keep, [c for c in frame.columns if c != ROW_ID], files[0][0].name)
         read = frame.count()
         bad = _bad_rows(spark, frame, serving.model.spec, predictor.known_columns)
         rejected = 0
@@ -215,6 +213,7 @@ def _problems(
         except DataValidationError as one:
             problem.append("; ".join(f"{p.column}: {p.detail}" for p in one.problems))
     data = data.assign(problem=problem)
+    data.insert(0, ROW_COLUMN if ROW_COLUMN not in data.columns else f"_{ROW_COLUMN}", positions)
     return data, error
 
 
