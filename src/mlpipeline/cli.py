@@ -1061,12 +1061,14 @@ def predict(
 @app.command()
 def score(
     source: Annotated[
-        Path, typer.Argument(help="CSV or Parquet file, or a folder of them (a Parquet dataset).")
-    ],
-    featureset: FeaturesetOption,
+        Path | None,
+        typer.Argument(help="CSV or Parquet file, or a folder of them (Parquet dataset); or --from-store."),
+    ] = None,
+    featureset: FeaturesetOption = "",
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output .csv or .parquet file, or a folder (no suffix).")
-    ],
+        Path | None,
+        typer.Option("--output", "-o", help="Output .csv or .parquet file, or a folder (no suffix)."),
+    ] = None,
     keep: Annotated[
         list[str] | None,
         typer.Option("--keep", help="Copy this input column to the output (repeat for several)."),
@@ -1086,6 +1088,14 @@ def score(
     spark_master: Annotated[
         str, typer.Option(help="Spark master URL of --engine spark, e.g. local[2] or spark://host:7077.")
     ] = "local[*]",
+    from_store: Annotated[
+        bool, typer.Option("--from-store", help="Score the feature set's stored rows instead of a file.")
+    ] = False,
+    since: Annotated[str | None, typer.Option(help="--from-store: event time at or after.")] = None,
+    until: Annotated[str | None, typer.Option(help="--from-store: event time before.")] = None,
+    unscored: Annotated[
+        bool, typer.Option("--unscored", help="--from-store: only batches no --unscored job has scored.")
+    ] = False,
 ) -> None:
     """Score a large file or folder in chunks with the production model, pinned for the whole job.
 
@@ -1096,9 +1106,27 @@ def score(
     from mlpipeline.serving.predictor import open_predictor
 
     settings = _settings()
+    if not featureset:
+        raise typer.BadParameter("name the feature set", param_hint="--featureset")
+    if output is None:
+        raise typer.BadParameter("say where the predictions go", param_hint="--output")
     d = _definition(featureset, settings)
     if engine not in ("pandas", "spark"):
         raise typer.BadParameter("use pandas or spark", param_hint="--engine")
+    if from_store:
+        if source is not None:
+            raise typer.BadParameter("give a file or --from-store, not both", param_hint="SOURCE")
+        if engine != "pandas":
+            raise typer.BadParameter("--from-store runs on the pandas engine", param_hint="--engine")
+        window = (since, until, unscored)
+        _score_from_store(settings, d, output, keep or [], reject_to, log_predictions, chunk_rows, window)
+        return
+    if source is None:
+        raise typer.BadParameter("give a file or folder to score, or --from-store", param_hint="SOURCE")
+    if since or until or unscored:
+        raise typer.BadParameter(
+            "--since, --until and --unscored need --from-store", param_hint="--from-store"
+        )
     if engine == "spark" and log_predictions:
         raise typer.BadParameter(
             "the prediction log takes the pandas engine's predictions; score with --engine pandas --log",
@@ -1128,6 +1156,63 @@ def score(
             chunk_rows=chunk_rows,
             progress=progress,
         )
+    _scored(outcome, reject_to)
+
+
+#: The last batch a ``score --from-store --unscored`` job covered.
+SCORED_BATCH_KEY = "score.last_batch"
+
+
+def _score_from_store(
+    settings: Settings,
+    d: Definition,
+    output: Path,
+    keep: list[str],
+    reject_to: Path | None,
+    log_predictions: bool,
+    chunk_rows: int,
+    window: tuple[str | None, str | None, bool],
+) -> None:
+    """``score --from-store``: the stored rows streamed in chunks through the same scorer."""
+    from mlpipeline.featurestore.sql import open_store
+    from mlpipeline.serving.batch_score import output_kind, score_frames
+    from mlpipeline.serving.predictor import open_predictor
+
+    since, until, unscored = window
+    output_kind(output)
+    if (since or until) and not d.event_time:
+        raise typer.BadParameter(f"'{d.name}' has no event time to select by", param_hint="--since/--until")
+    start, end = _as_of(since), _as_of(until)
+    store = open_store(settings)
+    try:
+        mark = int(store.get_state(d.name, SCORED_BATCH_KEY) or 0) if unscored else 0
+        batches = store.batches(d)
+        last = batches[-1].batch_id if batches else 0
+        if unscored and last <= mark:
+            err.print(f"nothing to score: no batch of '{d.name}' since batch {mark}, the last one scored")
+            return
+        rows = store.stream_rows(
+            d, since=start, until=end, after_batch=mark, through_batch=last, chunk_rows=chunk_rows
+        )
+        with (
+            open_predictor(
+                settings, d.name, log_predictions=log_predictions, background_log=False
+            ) as predictor,
+            _progress_rows(f"scoring the rows of '{d.table}'") as progress,
+        ):
+            outcome = score_frames(
+                predictor,
+                ((d.table, frame) for frame in rows),
+                output,
+                source=f"table {d.table}",
+                keep=keep,
+                reject_to=reject_to,
+                progress=progress,
+            )
+        if unscored:
+            store.set_state(d.name, SCORED_BATCH_KEY, str(last))
+    finally:
+        store.dispose()
     _scored(outcome, reject_to)
 
 

@@ -224,6 +224,28 @@ def test_rows_to_score_are_unlabelled(store: SqlFeatureStore, demo_def: Definiti
     assert len(store.rows_to_score(demo_def, after_batch=1)) == 0
 
 
+def test_stream_rows_yields_every_row_once_in_chunks(store: SqlFeatureStore, demo_def: Definition) -> None:
+    frame = generate_stream(CFG, 3)
+    first = ingest_frame(store, demo_def, frame.iloc[:250]).batch
+    ingest_frame(store, demo_def, frame.iloc[250:])
+    assert first is not None
+    chunks = list(store.stream_rows(demo_def, chunk_rows=64))
+    assert [len(c) for c in chunks[:-1]] == [64] * (len(chunks) - 1)
+    streamed = pd.concat(chunks, ignore_index=True)
+    assert len(streamed) == len(frame)
+    assert streamed["order_id"].is_unique
+    assert not [c for c in streamed.columns if c.startswith("_")], "no bookkeeping columns"
+    assert streamed["ordered_at"].is_monotonic_increasing
+    later = pd.concat(store.stream_rows(demo_def, after_batch=first.batch_id), ignore_index=True)
+    assert len(later) == len(frame) - 250
+    only_first = list(store.stream_rows(demo_def, through_batch=first.batch_id))
+    assert sum(len(c) for c in only_first) == 250
+    start = CFG.start + timedelta(days=1)
+    day = pd.concat(store.stream_rows(demo_def, since=start, until=start + timedelta(days=1)))
+    assert len(day) == 200
+    assert day["ordered_at"].min() >= start
+
+
 def test_state_round_trip(store: SqlFeatureStore) -> None:
     assert store.get_state("demo", "watermark") is None
     store.set_state("demo", "watermark", Watermark(3, datetime(2026, 1, 2)).to_json())

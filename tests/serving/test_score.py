@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from mlpipeline.featuresets.definition import load_definition
 from mlpipeline.featurestore.sql import open_store
 from mlpipeline.serving.predictor import open_predictor
 from tests.trained_home import Trained
@@ -128,3 +129,52 @@ def test_bad_arguments_are_named(
     assert code != 0
     assert message in out + err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_from_store_streams_the_stored_rows_and_remembers_what_it_scored(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(cli_env.settings)
+    with store.engine.connect() as conn:
+        table = store.table_for(load_definition("demo"))
+        stored = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        first = conn.execute(select(func.min(table.c.ordered_at))).scalar_one()
+    store.dispose()
+    out = tmp_path / "all.parquet"
+    code, _, err = run(
+        capsys, "score", "--from-store", "-f", "demo", "-o", str(out), "--unscored", "--chunk-rows", "333"
+    )
+    assert code == 0, err
+    scored = pd.read_parquet(out)
+    assert len(scored) == stored, "every stored row, across chunks, none lost"
+    assert scored["order_id"].dtype.kind == "i", "keys keep the store's type"
+    code, _, err = run(
+        capsys, "score", "--from-store", "-f", "demo", "-o", str(tmp_path / "again.parquet"), "--unscored"
+    )
+    assert code == 0
+    assert "nothing to score" in err
+    assert not (tmp_path / "again.parquet").exists()
+    since = pd.Timestamp(first).normalize() + pd.Timedelta(days=1)
+    until = since + pd.Timedelta(days=1)
+    code, _, err = run(
+        capsys, "score", "--from-store", "-f", "demo", "-o", str(tmp_path / "day.csv"),
+        "--since", since.isoformat(), "--until", until.isoformat(),
+    )  # fmt: skip
+    assert code == 0, err
+    day = pd.read_csv(tmp_path / "day.csv")
+    assert 0 < len(day) < stored
+
+
+def test_from_store_refuses_what_does_not_go_with_it(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows(cli_env, 10).to_csv(tmp_path / "in.csv", index=False)
+    out = str(tmp_path / "o.csv")
+    for args, message in (
+        (["--from-store", str(tmp_path / "in.csv")], "not both"),
+        (["--from-store", "--engine", "spark"], "pandas engine"),
+        ([str(tmp_path / "in.csv"), "--unscored"], "--from-store"),
+    ):
+        code, stdout, err = run(capsys, "score", *args, "-f", "demo", "-o", out)
+        assert code == 2, (args, err)
+        assert message in stdout + err, (args, err)

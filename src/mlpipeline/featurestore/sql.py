@@ -498,17 +498,56 @@ class SqlFeatureStore:
             query = query.limit(limit)
         return self._frame(d, query, "read rows to score")
 
+    def stream_rows(
+        self,
+        d: Definition,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_batch: int = 0,
+        through_batch: int | None = None,
+        chunk_rows: int = 50_000,
+    ) -> Iterator[pd.DataFrame]:
+        """Stored rows, ``chunk_rows`` at a time through one streaming cursor (memory bounded
+        whatever the table's size): event time in [``since``, ``until``) when given, rows of
+        batches after ``after_batch`` (and up to ``through_batch``), in event-time (or key) order."""
+        t = self.table_for(d)
+        visible = [c for c in t.c if not c.name.startswith("_")]  # no bookkeeping columns
+        query = select(*visible).where(t.c._batch_id > after_batch)
+        if through_batch is not None:
+            query = query.where(t.c._batch_id <= through_batch)
+        if d.event_time:
+            if since is not None:
+                query = query.where(t.c[d.event_time] >= since)
+            if until is not None:
+                query = query.where(t.c[d.event_time] < until)
+        query = query.order_by(*([t.c[d.event_time]] if d.event_time else []), *_key_order(d, t))
+        query = self._text_times(query)
+        sqlite = self.engine.dialect.name == "sqlite"
+        with self.guarded(f"read rows of '{d.table}'"), self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+            names = list(result.keys())
+            # Through SQLAlchemy's result, not the driver's cursor: a streaming result has
+            # already buffered the first rows from the cursor.
+            for rows in result.partitions(chunk_rows):
+                yield _to_frame(d, names, [tuple(r) for r in rows], times_as_text=sqlite)
+
+    def _text_times(self, query: Any) -> Any:
+        """On SQLite, timestamps fetched as their ISO text (parsed column-wise in _to_frame)."""
+        if self.engine.dialect.name != "sqlite":
+            return query
+        return query.with_only_columns(
+            *(
+                type_coerce(c, String).label(c.name) if isinstance(c.type, DateTime) else c
+                for c in query.selected_columns
+            ),
+            maintain_column_froms=True,
+        )
+
     def _frame(self, d: Definition, query: Any, what: str) -> pd.DataFrame:
-        if self.engine.dialect.name == "sqlite":
-            # SQLite keeps timestamps as ISO text; SQLAlchemy would parse every value in
-            # Python. Fetch the text and parse whole columns at once in _to_frame instead.
-            query = query.with_only_columns(
-                *(
-                    type_coerce(c, String).label(c.name) if isinstance(c.type, DateTime) else c
-                    for c in query.selected_columns
-                ),
-                maintain_column_froms=True,
-            )
+        # SQLite keeps timestamps as ISO text; SQLAlchemy would parse every value in Python.
+        # Fetch the text and parse whole columns at once in _to_frame instead.
+        query = self._text_times(query)
         with self.guarded(what), self.engine.connect() as conn:
             result = conn.execute(query)
             names = list(result.keys())

@@ -26,7 +26,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,15 @@ from mlpipeline.featuresets import portable
 from mlpipeline.serving.batch_io import csv_options, frame_columns
 from mlpipeline.serving.predictor import Predictor, Serving
 
-__all__ = ["ROW_COLUMN", "ScoreOutcome", "check_keep", "input_files", "output_kind", "score_files"]
+__all__ = [
+    "ROW_COLUMN",
+    "ScoreOutcome",
+    "check_keep",
+    "input_files",
+    "output_kind",
+    "score_files",
+    "score_frames",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +135,38 @@ def score_files(
     progress: Callable[[int], None] | None = None,
 ) -> ScoreOutcome:
     """Score ``files`` into ``output`` with the champion of the moment, pinned (see module doc)."""
+    spec = predictor.current().model.spec
+    return score_frames(
+        predictor,
+        chunks(files, spec, chunk_rows, keep),
+        output,
+        source=files[0][0].name if len(files) == 1 else files[0][0].parent.name,
+        keep=keep,
+        reject_to=reject_to,
+        progress=progress,
+    )
+
+
+def score_frames(
+    predictor: Predictor,
+    frames: Iterable[tuple[str, pd.DataFrame]],
+    output: Path,
+    *,
+    source: str,
+    keep: Sequence[str] = (),
+    reject_to: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ScoreOutcome:
+    """Score ``frames`` (name, chunk) into ``output``: files' chunks, or rows streamed from the
+    feature store (``score --from-store``)."""
     started = time.perf_counter()
     serving = predictor.current()
-    spec = serving.model.spec
     kind = output_kind(output)
     writer = _Writer(output, kind)
     rejects = _Writer(reject_to, output_kind(reject_to) if reject_to else "csv") if reject_to else None
     read = scored = rejected = 0
     try:
-        for name, chunk in chunks(files, spec, chunk_rows, keep):
+        for name, chunk in frames:
             frame = chunk.reset_index(drop=True)
             if read == 0:
                 check_keep(keep, frame.columns, name)
@@ -150,9 +181,7 @@ def score_files(
             if progress is not None:
                 progress(read)
         if read == 0:
-            raise DataValidationError(
-                [Problem("-", "rows", "the input has no data rows")], source=str(files[0][0])
-            )
+            raise DataValidationError([Problem("-", "rows", "the input has no data rows")], source=source)
         writer.commit()
         if rejects is not None:
             rejects.commit()
