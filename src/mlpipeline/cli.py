@@ -17,7 +17,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1123,6 +1123,8 @@ def score(
         return
     if source is None:
         raise typer.BadParameter("give a file or folder to score, or --from-store", param_hint="SOURCE")
+    if output.resolve() == source.resolve():
+        raise typer.BadParameter("must differ from the input", param_hint="--output")
     if since or until or unscored:
         raise typer.BadParameter(
             "--since, --until and --unscored need --from-store", param_hint="--from-store"
@@ -1180,6 +1182,11 @@ def _score_from_store(
 
     since, until, unscored = window
     output_kind(output)
+    if unscored and (since or until):
+        raise typer.BadParameter(
+            "--unscored scores every batch not scored yet; it cannot be limited to a time range",
+            param_hint="--unscored",
+        )
     if (since or until) and not d.event_time:
         raise typer.BadParameter(f"'{d.name}' has no event time to select by", param_hint="--since/--until")
     start, end = _as_of(since), _as_of(until)
@@ -1195,6 +1202,7 @@ def _score_from_store(
             d, since=start, until=end, after_batch=mark, through_batch=last, chunk_rows=chunk_rows
         )
         with (
+            closing(rows),
             open_predictor(
                 settings, d.name, log_predictions=log_predictions, background_log=False
             ) as predictor,
@@ -1211,6 +1219,13 @@ def _score_from_store(
             )
         if unscored:
             store.set_state(d.name, SCORED_BATCH_KEY, str(last))
+    except DataValidationError as exc:
+        # Only label batches since the last job: no row to score is news, not a failure.
+        if not (unscored and exc.problems and exc.problems[0].rule == "rows"):
+            raise
+        store.set_state(d.name, SCORED_BATCH_KEY, str(last))
+        err.print(f"nothing to score: the batches of '{d.name}' since batch {mark} hold no new rows")
+        return
     finally:
         store.dispose()
     _scored(outcome, reject_to)

@@ -178,3 +178,49 @@ def test_from_store_refuses_what_does_not_go_with_it(
         code, stdout, err = run(capsys, "score", *args, "-f", "demo", "-o", out)
         assert code == 2, (args, err)
         assert message in stdout + err, (args, err)
+
+
+def test_edges_fail_cleanly_or_succeed_cleanly(
+    cli_env: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = rows(cli_env, 50)
+    frame.head(0).to_csv(tmp_path / "empty.csv", index=False)
+    code, _, err = run(
+        capsys, "score", str(tmp_path / "empty.csv"), "-f", "demo", "-o", str(tmp_path / "e.csv"),
+        "--reject-to", str(tmp_path / "e-bad.csv"),
+    )  # fmt: skip
+    assert code == 3
+    assert "no data rows" in err
+    assert not (tmp_path / "e.csv").exists()
+    assert not (tmp_path / "e-bad.csv").exists()
+    assert not list(tmp_path.glob(".*partial"))
+    # A clean input with --reject-to (Parquet): the output, and no reject file at all.
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "bad.parquet").write_bytes(b"stale")
+    code, _, err = run(
+        capsys, "score", str(tmp_path / "in.csv"), "-f", "demo", "-o", str(tmp_path / "o.parquet"),
+        "--reject-to", str(tmp_path / "bad.parquet"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert len(pd.read_parquet(tmp_path / "o.parquet")) == 50
+    assert not (tmp_path / "bad.parquet").exists(), "no bad row: no reject file (a stale one removed)"
+    # A column problem is the input's: --reject-to does not turn it into 50 bad rows.
+    frame.drop(columns=["distance_km"]).to_csv(tmp_path / "short.csv", index=False)
+    code, _, err = run(
+        capsys, "score", str(tmp_path / "short.csv"), "-f", "demo", "-o", str(tmp_path / "s.csv"),
+        "--reject-to", str(tmp_path / "s-bad.csv"),
+    )  # fmt: skip
+    assert code == 3
+    assert "distance_km" in err
+    assert not (tmp_path / "s.csv").exists()
+    assert not (tmp_path / "s-bad.csv").exists()
+    # A folder output never deletes what is not a previous output; an output is not its input.
+    (tmp_path / "data").mkdir()
+    frame.to_parquet(tmp_path / "data" / "orders.parquet")
+    code, out, err = run(capsys, "score", str(tmp_path / "data"), "-f", "demo", "-o", str(tmp_path / "data"))
+    assert code == 2
+    assert "must differ from the input" in out + err
+    code, _, err = run(capsys, "score", str(tmp_path / "in.csv"), "-f", "demo", "-o", str(tmp_path / "data"))
+    assert code == 2
+    assert "holds files other than a previous output's parts" in err
+    assert (tmp_path / "data" / "orders.parquet").exists()

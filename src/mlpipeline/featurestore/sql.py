@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -507,7 +507,7 @@ class SqlFeatureStore:
         after_batch: int = 0,
         through_batch: int | None = None,
         chunk_rows: int = 50_000,
-    ) -> Iterator[pd.DataFrame]:
+    ) -> Generator[pd.DataFrame, None, None]:
         """Stored rows, ``chunk_rows`` at a time through one streaming cursor (memory bounded
         whatever the table's size): event time in [``since``, ``until``) when given, rows of
         batches after ``after_batch`` (and up to ``through_batch``), in event-time (or key) order."""

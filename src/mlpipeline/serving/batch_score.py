@@ -162,6 +162,8 @@ def score_frames(
     started = time.perf_counter()
     serving = predictor.current()
     kind = output_kind(output)
+    if reject_to is not None and reject_to.resolve() == output.resolve():
+        raise ConfigError("--reject-to must differ from --output")
     writer = _Writer(output, kind)
     rejects = _Writer(reject_to, output_kind(reject_to) if reject_to else "csv") if reject_to else None
     read = scored = rejected = 0
@@ -170,13 +172,17 @@ def score_frames(
             frame = chunk.reset_index(drop=True)
             if read == 0:
                 check_keep(keep, frame.columns, name)
+            if frame.empty:  # a header-only file, an empty row group
+                continue
             good, bad = _split(predictor, serving, frame, name, offset=read, collect=rejects is not None)
             for part, prediction in good:
                 writer.add(_output_frame(serving, part, prediction, keep))
                 scored += len(part)
             if bad is not None and rejects is not None:
-                rejects.add(bad)
+                rejects.add(bad.astype("string"))  # the input's cells as read: one type per column
                 rejected += len(bad)
+            if predictor.prediction_log is not None:
+                predictor.prediction_log.flush()  # chunk by chunk: the log's queue stays small
             read += len(frame)
             if progress is not None:
                 progress(read)
@@ -211,7 +217,8 @@ def _split(
         columns = frame_columns(frame, spec)
         return [(frame, predictor.score_pinned(serving, columns, source=source))], None
     except DataValidationError as exc:
-        if not collect:
+        # A problem without rows (a missing or unexpected column) is the input's, not a row's.
+        if not collect or any(not p.rows for p in exc.problems):
             raise _renumbered(exc, offset) from None
         if len(frame) == 1:
             bad = frame.copy()
@@ -271,6 +278,9 @@ def _output_frame(
         for i, cls in enumerate(prediction.classes):
             columns[f"proba_{cls}"] = prediction.probabilities[:, i]
     columns["model_version"] = np.full(len(frame), serving.pointer.version, dtype=object)
+    for name in [*keys, *keep]:  # text as text in every chunk (an all-empty chunk is not "null")
+        if name in columns and columns[name].dtype == object:
+            columns[name] = pd.array(columns[name], dtype="string")
     if portable.task_of(spec) == "regression":
         columns["prediction"] = np.asarray(prediction.values, dtype=np.float64)
     return pd.DataFrame(columns)
@@ -286,6 +296,13 @@ class _Writer:
         self.partial = target.with_name(f".{target.name}.partial")
         self._parquet: Any = None
         self._rows = 0
+        if kind == "folder" and target.is_dir():
+            strays = [p.name for p in target.iterdir() if not p.name.startswith("part-")]
+            if strays:
+                raise ConfigError(
+                    f"{target} holds files other than a previous output's parts ({', '.join(strays[:5])}); "
+                    "give a new folder"
+                )
         if self.partial.exists():
             _remove(self.partial)
         if kind == "folder":
@@ -306,10 +323,13 @@ class _Writer:
         self._rows += len(frame)
 
     def commit(self) -> None:
+        """Put the output in place; with no row at all, remove any previous one (nothing to read)."""
         if self._parquet is not None:
             self._parquet.close()
-        elif self.kind == "csv" and not self.partial.exists():
-            self.partial.write_text("", encoding="utf-8")
+        if self._rows == 0:
+            self.abort()
+            _remove(self.target)
+            return
         if self.kind == "folder" and self.target.is_dir():
             shutil.rmtree(self.target)
         os.replace(self.partial, self.target)  # readers never see half an output

@@ -8,7 +8,7 @@ mlpipeline keeps its guarantees around it:
   verified cache (its digest checked against the registry's record); ``spark_udf`` loads that
   folder, pinned for the whole job, with ``env_manager="local"`` (the executors use the
   driver's environment: on a cluster, the model's requirements and mlpipeline must be
-  installed there, which ``--spark-submit`` mode does not do for you).
+  installed there).
 - **The same input contract.** Before anything is scored, each partition's rows go through
   the model's input contract in ``mapInPandas``, exactly as the pandas engine's chunks do. Bad
   rows are found by their Spark row id, numbered in the whole input, and checked once more
@@ -16,7 +16,11 @@ mlpipeline keeps its guarantees around it:
   (or, with ``reject_to``, sets them aside with their problem).
 - **Nothing half-written.** Spark writes under a hidden name beside the target; the result is
   renamed into place at the end (a single ``.csv``/``.parquet`` file is Spark's one part
-  file, moved out of its folder).
+  file, moved out of its folder); the reject file is renamed into place after it.
+
+Row numbers in messages count the rows in Spark's order of the input: for one file, the file's
+order; for a folder, Spark may read its files in another order than the pandas engine's name
+order. At most 10,000 bad rows are set aside; more stop the job.
 """
 
 from __future__ import annotations
@@ -60,7 +64,10 @@ def score_with_spark(
     master: str = "local[*]",
 ) -> ScoreOutcome:
     """Score ``files`` into ``output`` on Spark (see the module doc)."""
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise EngineError(f"--engine spark needs pyspark: pip install 'mlpipeline[spark]' ({exc})") from exc
 
     started = time.perf_counter()
     serving = predictor.current()
@@ -79,7 +86,10 @@ def score_with_spark(
             .getOrCreate()
         )
     except Exception as exc:  # Java missing, a master that does not answer
-        raise EngineError(f"Spark did not start on {master}: {_first_line(exc)}") from exc
+        raise EngineError(
+            f"Spark did not start on {master}: {_first_line(exc)}; it needs a Java runtime "
+            "(e.g. apt-get install openjdk-17-jre-headless) and a master that answers"
+        ) from exc
     spark.sparkContext.setLogLevel("ERROR")
     try:
         frame = _read(spark, files)
@@ -87,16 +97,24 @@ def score_with_spark(
         read = frame.count()
         bad = _bad_rows(spark, frame, serving.model.spec, predictor.known_columns)
         rejected = 0
+        staged: Path | None = None
         if bad is not None:
             name = files[0][0].name if len(files) == 1 else files[0][0].parent.name
             rows, problems = _problems(bad, serving.model.spec, predictor.known_columns, name)
             if reject_to is None:
                 raise problems
+            if len(bad) >= MAX_BAD_ROWS:
+                raise ConfigError(
+                    f"{MAX_BAD_ROWS:,} or more bad rows: more than the Spark engine sets aside; "
+                    "fix the input, or score it with --engine pandas --reject-to"
+                )
             rejected = len(rows)
-            _write_pandas(rows, reject_to)
+            staged = _write_pandas(rows, reject_to)
             frame = frame.join(spark.createDataFrame(bad[[ROW_ID]]), ROW_ID, "left_anti")
         scored = _predict(frame, str(model_dir), serving.model.spec, keep, p.version)
         _write(scored, output)
+        if staged is not None and reject_to is not None:
+            os.replace(staged, reject_to)  # the bad rows appear with the output, never without it
     except MlpipelineError:
         _remove_rejects(reject_to, output)
         raise
@@ -114,9 +132,9 @@ def score_with_spark(
 
 
 def _remove_rejects(reject_to: Path | None, output: Path) -> None:
-    """A failed job leaves no reject file either (it was written before the output)."""
-    if reject_to is not None and reject_to.exists() and not output.exists():
-        _remove(reject_to)
+    """A failed job leaves no staged reject file behind."""
+    if reject_to is not None:
+        _remove(reject_to.with_name(f".{reject_to.name}.partial"))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -291,13 +309,14 @@ def _write(frame: Any, output: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_pandas(frame: pd.DataFrame, target: Path) -> None:
+def _write_pandas(frame: pd.DataFrame, target: Path) -> Path:
+    """``frame`` beside ``target`` under a hidden name; the caller renames it into place."""
     partial = target.with_name(f".{target.name}.partial")
     if output_kind(target) == "csv":
         frame.to_csv(partial, index=False)
     else:
-        frame.to_parquet(partial, index=False)
-    os.replace(partial, target)
+        frame.astype("string").to_parquet(partial, index=False)
+    return partial
 
 
 def _remove(path: Path) -> None:
