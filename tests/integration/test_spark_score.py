@@ -126,3 +126,28 @@ def test_a_bad_row_stops_both_engines_with_the_same_message(
         messages.append(next(line for line in err.splitlines() if line.startswith("error MLP-200")))
     assert messages[0] == messages[1]
     assert "not a number ('far') at rows 1235" in messages[0]
+
+
+def test_reject_to_sets_the_same_rows_aside_on_both_engines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, name, frame = setup(tmp_path / "home", None)
+    bad = frame.head(800).astype(object)
+    bad.loc[17, "distance_km"] = "far"
+    bad.loc[640, "region"] = "mars"
+    bad.to_csv(tmp_path / "in.csv", index=False)
+    kept, rejected = [], []
+    for engine in ("pandas", "spark"):
+        out, rej = tmp_path / f"{engine}.parquet", tmp_path / f"{engine}-bad.csv"
+        code, err = score(
+            settings, capsys, monkeypatch, str(tmp_path / "in.csv"), "-f", name, "-o", str(out),
+            "--reject-to", str(rej), "--engine", engine, "--spark-master", "local[2]",
+        )  # fmt: skip
+        assert code == 0, err
+        assert "798 of 800" in err
+        kept.append(pd.read_parquet(out))
+        rejected.append(pd.read_csv(rej, dtype=str))
+    assert rejected[0]["input_row"].tolist() == rejected[1]["input_row"].tolist() == ["18", "641"]
+    assert rejected[0]["problem"].tolist() == rejected[1]["problem"].tolist()
+    np.testing.assert_allclose(kept[1]["prediction"], kept[0]["prediction"], rtol=1e-9)
+    assert not list(tmp_path.glob(".*partial"))
