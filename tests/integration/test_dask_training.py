@@ -15,6 +15,7 @@ from mlpipeline.featurestore.ingest import ingest_file
 from mlpipeline.featurestore.sql import open_store
 from mlpipeline.registry.tracking import Tracker
 from mlpipeline.serving.predictor import open_predictor
+from mlpipeline.settings import Settings
 from mlpipeline.training.pipeline import train
 from tests.conftest import HOUSING_CSV, service_missing
 
@@ -66,3 +67,23 @@ def test_dask_training_matches_local_training_and_serves_like_it(tmp_path: Path)
         served = predictor.predict_records(rows.to_dict("records"))
     assert served.version == on_dask.version
     assert np.isfinite(served.values).all()
+
+
+def test_a_classifier_trains_on_dask_like_it_trains_locally(settings: Settings) -> None:
+    from tests.realdata.test_classification import BENEFITS, BENEFITS_TOML
+
+    if not BENEFITS.is_file():
+        service_missing(f"{BENEFITS} is not here (shared data sets live beside the project)")
+    settings.featuresets_dir.mkdir(parents=True, exist_ok=True)
+    (settings.featuresets_dir / "benefits.toml").write_text(BENEFITS_TOML)
+    d = load_definition("benefits", settings.featuresets_dir)
+    store = open_store(settings)
+    store.create_schema([d])
+    ingest_file(store, d, BENEFITS)
+    local = train(settings, store, d, reason="local")
+    on_dask = train(settings, store, d, reason="dask", engine="dask")
+    store.dispose()
+    assert local.metrics is not None
+    assert on_dask.metrics is not None
+    assert on_dask.metrics.metric == "roc_auc"
+    assert abs(on_dask.metrics.value - local.metrics.value) <= 0.03, (on_dask.metrics, local.metrics)

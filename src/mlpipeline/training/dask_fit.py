@@ -7,8 +7,9 @@ one. The cluster is ``MLPIPELINE_DASK_SCHEDULER`` (``tcp://host:8786``) or, when
 unset, a ``LocalCluster`` of two single-threaded worker processes started for the training
 and closed after it.
 
-The training matrix is split into row blocks that the workers hold; LightGBM's distributed
-training (``tree_learner = data``) builds each tree from the workers' histograms. A binary
+The training matrix is shuffled (seeded) and split into row blocks that the workers hold;
+LightGBM's distributed training (``tree_learner = data``) builds each tree from the workers'
+histograms. A binary
 model's decision threshold, when the definition sets none, is found as in a local training
 (on a validation part, fitted in this process).
 """
@@ -20,6 +21,8 @@ import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 from mlpipeline.errors import EngineError
 from mlpipeline.featuresets.definition import Definition
@@ -74,6 +77,10 @@ def fit_on_dask(d: Definition, train: Any, params: Mapping[str, Any] | None, cli
     spec, x, y, categorical = training_matrix(d, train)
     if d.target.task == "binary":
         spec["threshold"] = d.model.threshold or f1_threshold(d, spec, x, y, categorical, params)
+    # Rows in a seeded random order before they are cut into blocks: a block of time-ordered
+    # rows could miss a class, and each worker would then learn other labels than the rest.
+    order = np.random.default_rng(d.model.seed).permutation(len(y))
+    x, y = x[order], y[order]
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     rows = max(1, math.ceil(len(y) / workers))
     features = da.from_array(x, chunks=(rows, x.shape[1]))
