@@ -32,7 +32,7 @@ from mlpipeline.featuresets.metrics import metric_for
 from mlpipeline.featurestore.checks import CheckRecord, CheckRecords
 from mlpipeline.featurestore.sql import SqlFeatureStore
 from mlpipeline.registry.pointer import SqlPointerStore
-from mlpipeline.registry.tracking import EXPERIMENT_KIND_TAG, NOTE_TAG
+from mlpipeline.registry.tracking import EXPERIMENT_KIND_TAG, NOTE_TAG, experiment_kind
 from mlpipeline.settings import Settings
 
 __all__ = [
@@ -256,10 +256,9 @@ def _monitoring_run(tracker: Any, store: SqlFeatureStore, d: Definition) -> str:
 
 
 def _experiment_tags(tracker: Any, d: Definition) -> Mapping[str, str]:
-    kind = "regression" if d.target.task == "regression" else "classification"
     name = tracker.model_name(d.name)
     note = (
         f"Monitoring of the production model of feature set **{d.name}** "
         f"([{name}](#/models/{name})): one run, one point per check, at the day of the data."
     )
-    return {EXPERIMENT_KIND_TAG: kind, NOTE_TAG: note}
+    return {EXPERIMENT_KIND_TAG: experiment_kind(d.target.task), NOTE_TAG: note}

@@ -43,6 +43,7 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "apply_http_policy",
+    "experiment_kind",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ NOTE_TAG = "mlflow.note.content"
 #: MLflow's experiment tag for the kind of work; a classic-ML kind opens the UI on runs, not traces.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 _MAX_BATCH = 100
+
+
+def experiment_kind(task: str) -> str:
+    """The classic-ML kind of an experiment whose models do ``task`` (:data:`EXPERIMENT_KIND_TAG`)."""
+    return "regression" if task == "regression" else "classification"
+
 
 #: How long a tracker fails at once after finding the tracking server unreachable.
 FAIL_FAST_S = 15.0

@@ -45,6 +45,7 @@ __all__ = [
     "check_keep",
     "input_files",
     "output_kind",
+    "remove_path",
     "score_files",
     "score_frames",
 ]
@@ -304,7 +305,7 @@ class _Writer:
                     "give a new folder"
                 )
         if self.partial.exists():
-            _remove(self.partial)
+            remove_path(self.partial)
         if kind == "folder":
             self.partial.mkdir()
 
@@ -328,7 +329,7 @@ class _Writer:
             self._parquet.close()
         if self._rows == 0:
             self.abort()
-            _remove(self.target)
+            remove_path(self.target)
             return
         if self.kind == "folder" and self.target.is_dir():
             shutil.rmtree(self.target)
@@ -340,10 +341,11 @@ class _Writer:
                 self._parquet.close()
             except Exception:  # already broken: the partial file goes anyway
                 log.debug("closing a failed Parquet writer", exc_info=True)
-        _remove(self.partial)
+        remove_path(self.partial)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """A file or a folder gone (a partial output, a stale one); nothing when absent."""
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
     else:

@@ -41,7 +41,7 @@ from mlpipeline.errors import ConfigError, DataValidationError, EngineError, Mlp
 from mlpipeline.featuresets import portable
 from mlpipeline.registry.model_cache import ModelRef
 from mlpipeline.serving.batch_io import frame_columns
-from mlpipeline.serving.batch_score import ROW_COLUMN, ScoreOutcome, check_keep, output_kind
+from mlpipeline.serving.batch_score import ROW_COLUMN, ScoreOutcome, check_keep, output_kind, remove_path
 from mlpipeline.serving.predictor import Predictor
 from mlpipeline.serving.scoring import InputContract
 
@@ -134,7 +134,7 @@ def score_with_spark(
 def _remove_rejects(reject_to: Path | None, output: Path) -> None:
     """A failed job leaves no staged reject file behind."""
     if reject_to is not None:
-        _remove(reject_to.with_name(f".{reject_to.name}.partial"))
+        remove_path(reject_to.with_name(f".{reject_to.name}.partial"))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -317,10 +317,3 @@ def _write_pandas(frame: pd.DataFrame, target: Path) -> Path:
     else:
         frame.astype("string").to_parquet(partial, index=False)
     return partial
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

@@ -37,7 +37,7 @@ from mlpipeline.logs import log_context
 from mlpipeline.registry.model_cache import REFERENCE_FILE, ModelCache
 from mlpipeline.registry.pointer import Pointer, SqlPointerStore
 from mlpipeline.registry.promotion import Promoter
-from mlpipeline.registry.tracking import CHALLENGER, EXPERIMENT_KIND_TAG, NOTE_TAG, Tracker
+from mlpipeline.registry.tracking import CHALLENGER, EXPERIMENT_KIND_TAG, NOTE_TAG, Tracker, experiment_kind
 from mlpipeline.registry.version_tags import registration_tags, trigger_label
 from mlpipeline.settings import Settings
 from mlpipeline.training.artifacts import build_model_dir, manifest_of, manifest_sha256, write_explainer
@@ -235,7 +235,6 @@ def _fitter(settings: Settings, engine: str) -> Iterator[Fitter]:
 
 def experiment_tags(tracker: Tracker, d: Definition) -> dict[str, str]:
     """The training experiment's kind (classic ML: MLflow's UI opens it on runs) and description."""
-    kind = "regression" if d.target.task == "regression" else "classification"
     about = f" {plain(d.description, 1000)}" if d.description else ""
     note = (
         f"Training runs of feature set **{d.name}**.{about}\n\n"
@@ -244,7 +243,7 @@ def experiment_tags(tracker: Tracker, d: Definition) -> dict[str, str]:
         f"[{tracker.model_name(d.name)}](#/models/{tracker.model_name(d.name)}); "
         f"the champion's monitoring is in experiment {tracker.model_name(d.name)}-monitoring."
     )
-    return {EXPERIMENT_KIND_TAG: kind, NOTE_TAG: note}
+    return {EXPERIMENT_KIND_TAG: experiment_kind(d.target.task), NOTE_TAG: note}
 
 
 def _close_failed(tracker: Tracker, run_id: str, reason: str, failure: str) -> None:
